@@ -1,0 +1,922 @@
+//! One connector's TOML file → one validated [`Config`] (DESIGN.md "Configuration").
+//!
+//! Every error names the file, the line and the key, and says how to fix it. The client
+//! secret is never read from the file itself: only an env var name or a 0600 file path is,
+//! and the value lives in [`Secret`], which refuses to print.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveTime;
+use reqwest::Url;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::streams::REPORT_PERIODS;
+
+/// A configuration problem, located in the file (line 0 = the file as a whole).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{}: {key}: {message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    /// `section.key`, e.g. `tenant.client_id`.
+    pub key: String,
+    /// What is wrong and what to do about it.
+    pub message: String,
+}
+
+/// The client secret's value. Debug and Display print `[redacted]`, so it cannot leak
+/// through a log line, an error or a panic message by accident.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The only way to read the value; grep for it to audit every use.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Microsoft cloud whose login and Graph hosts the connector talks to (graph-api.md §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cloud {
+    Global,
+    UsGov,
+    UsGovDod,
+    China,
+}
+
+impl Cloud {
+    const NAMES: &'static [&'static str] = &["global", "usgov", "usgov-dod", "china"];
+
+    fn parse(s: &str) -> Option<Cloud> {
+        match s {
+            "global" => Some(Cloud::Global),
+            "usgov" => Some(Cloud::UsGov),
+            "usgov-dod" => Some(Cloud::UsGovDod),
+            "china" => Some(Cloud::China),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cloud::Global => "global",
+            Cloud::UsGov => "usgov",
+            Cloud::UsGovDod => "usgov-dod",
+            Cloud::China => "china",
+        }
+    }
+
+    /// Login host root for the cloud.
+    pub fn login_root(self) -> &'static str {
+        match self {
+            Cloud::Global => "https://login.microsoftonline.com",
+            Cloud::UsGov | Cloud::UsGovDod => "https://login.microsoftonline.us",
+            Cloud::China => "https://login.chinacloudapi.cn",
+        }
+    }
+
+    /// Graph host root for the cloud (also the resource of the `.default` scope).
+    pub fn graph_root(self) -> &'static str {
+        match self {
+            Cloud::Global => "https://graph.microsoft.com",
+            Cloud::UsGov => "https://graph.microsoft.us",
+            Cloud::UsGovDod => "https://dod-graph.microsoft.us",
+            Cloud::China => "https://microsoftgraph.chinacloudapi.cn",
+        }
+    }
+}
+
+/// Where the secret value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    Env { var: String, line: usize },
+    File { path: PathBuf, line: usize },
+}
+
+#[derive(Debug, Clone)]
+pub struct ConnectorSection {
+    pub name: String,
+    pub server: String,
+    pub active: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct TenantSection {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub secret: SecretSource,
+    pub cloud: Cloud,
+    /// Login host root (override or the cloud's), without path.
+    pub login_url: Url,
+    /// Graph host root (override or the cloud's), without `/v1.0`.
+    pub graph_url: Url,
+    /// The `.default` scope: always the cloud's Graph resource, even with overrides.
+    pub scope: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScheduleSection {
+    pub repeats: String,
+    pub start_time: NaiveTime,
+    pub timezone: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct PipelineSection {
+    pub data_dir: PathBuf,
+    pub mappings: Option<PathBuf>,
+    pub sql_dir: Option<PathBuf>,
+    pub report_period: String,
+    pub incremental: bool,
+    /// Cap on the total time spent waiting for throttling and backoff in one run.
+    pub max_wait_seconds: u64,
+    /// Per-request timeout (headers and body).
+    pub request_timeout_seconds: u64,
+    /// First backoff step when Graph gives no Retry-After; doubles per retry, with jitter.
+    pub retry_base_ms: u64,
+}
+
+/// A validated connector configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub connector: ConnectorSection,
+    pub tenant: TenantSection,
+    pub date_filter_days: u32,
+    pub schedule: ScheduleSection,
+    pub action_credentials: String,
+    pub pipeline: PipelineSection,
+}
+
+// ---- raw TOML shape ------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    connector: RawConnector,
+    tenant: RawTenant,
+    #[serde(default)]
+    filter: RawFilter,
+    #[serde(default)]
+    schedule: RawSchedule,
+    #[serde(default)]
+    action_credentials: RawActionCredentials,
+    #[serde(default)]
+    pipeline: RawPipeline,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnector {
+    name: Spanned<String>,
+    #[serde(default)]
+    server: Option<Spanned<String>>,
+    #[serde(default)]
+    active: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTenant {
+    tenant_id: Spanned<String>,
+    client_id: Spanned<String>,
+    #[serde(default)]
+    client_secret_env: Option<Spanned<String>>,
+    #[serde(default)]
+    client_secret_file: Option<Spanned<String>>,
+    /// Only here to refuse it with a useful message; its value is never read or echoed.
+    #[serde(default)]
+    client_secret: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    cloud: Option<Spanned<String>>,
+    #[serde(default)]
+    login_url: Option<Spanned<String>>,
+    #[serde(default)]
+    graph_url: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFilter {
+    #[serde(default)]
+    date_filter_days: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    #[serde(default)]
+    repeats: Option<Spanned<String>>,
+    #[serde(default)]
+    start_time: Option<Spanned<String>>,
+    #[serde(default)]
+    timezone: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawActionCredentials {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPipeline {
+    #[serde(default)]
+    data_dir: Option<String>,
+    #[serde(default)]
+    mappings: Option<String>,
+    #[serde(default)]
+    sql_dir: Option<String>,
+    #[serde(default)]
+    report_period: Option<Spanned<String>>,
+    #[serde(default)]
+    incremental: Option<bool>,
+    #[serde(default)]
+    max_wait_seconds: Option<Spanned<i64>>,
+    #[serde(default)]
+    request_timeout_seconds: Option<Spanned<i64>>,
+    #[serde(default)]
+    retry_base_ms: Option<Spanned<i64>>,
+}
+
+// ---- loading ---------------------------------------------------------------------------
+
+impl Config {
+    /// Reads and validates a connector file. Does not read the secret (see [`Config::secret`]).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            line: None,
+            key: "(file)".into(),
+            message: format!(
+                "cannot read the connector file: {e}. Create one with `m365-connector init > {}`.",
+                path.display()
+            ),
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Validates connector TOML `text` as if read from `path` (relative paths resolve
+    /// against the file's folder).
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let ctx = Ctx { path, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ctx.toml_error(&e))?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let base = if base.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base
+        };
+
+        // [connector]
+        let name = raw.connector.name.get_ref().trim().to_string();
+        if name.is_empty() {
+            return Err(ctx.err(
+                raw.connector.name.span(),
+                "connector.name",
+                "is empty: give the connector a name admins will recognise, e.g. \"Contoso M365\"",
+            ));
+        }
+        let server = match &raw.connector.server {
+            Some(s) if s.get_ref().trim().is_empty() => {
+                return Err(ctx.err(
+                    s.span(),
+                    "connector.server",
+                    "is empty: use \"cloud\" or the name of the on-premises connector server",
+                ));
+            }
+            Some(s) => s.get_ref().trim().to_string(),
+            None => "cloud".to_string(),
+        };
+        let connector = ConnectorSection {
+            name,
+            server,
+            active: raw.connector.active.unwrap_or(true),
+        };
+
+        let tenant = ctx.tenant(raw.tenant, &base)?;
+
+        // [filter]
+        let date_filter_days = match raw.filter.date_filter_days {
+            None => 30,
+            Some(d) => {
+                let v = *d.get_ref();
+                if !(0..=36_500).contains(&v) {
+                    return Err(ctx.err(
+                        d.span(),
+                        "filter.date_filter_days",
+                        &format!("{v} is out of range: use a number of days from 0 (no filter) to 36500"),
+                    ));
+                }
+                v as u32
+            }
+        };
+
+        // [schedule]
+        let repeats = match &raw.schedule.repeats {
+            Some(r) if r.get_ref().trim().is_empty() => {
+                return Err(ctx.err(
+                    r.span(),
+                    "schedule.repeats",
+                    "is empty: use e.g. \"hourly\", \"every 6 hours\", \"daily\", \"weekly on mon,thu\" or \"monthly on 1\"",
+                ));
+            }
+            Some(r) => r.get_ref().trim().to_string(),
+            None => "daily".to_string(),
+        };
+        let start_time = match &raw.schedule.start_time {
+            None => NaiveTime::from_hms_opt(2, 0, 0).expect("valid time"),
+            Some(t) => NaiveTime::parse_from_str(t.get_ref().trim(), "%H:%M").map_err(|_| {
+                ctx.err(
+                    t.span(),
+                    "schedule.start_time",
+                    &format!(
+                        "{:?} is not a time of day: use 24-hour HH:MM, e.g. \"02:00\"",
+                        t.get_ref()
+                    ),
+                )
+            })?,
+        };
+        let timezone = match &raw.schedule.timezone {
+            Some(t) if t.get_ref().trim().is_empty() => {
+                return Err(ctx.err(
+                    t.span(),
+                    "schedule.timezone",
+                    "is empty: use an IANA time zone name such as \"UTC\" or \"Europe/Amsterdam\"",
+                ));
+            }
+            Some(t) => t.get_ref().trim().to_string(),
+            None => "UTC".to_string(),
+        };
+        let schedule = ScheduleSection {
+            repeats,
+            start_time,
+            timezone,
+        };
+
+        let pipeline = ctx.pipeline(raw.pipeline, &base)?;
+
+        Ok(Config {
+            path: path.to_path_buf(),
+            connector,
+            tenant,
+            date_filter_days,
+            schedule,
+            action_credentials: raw.action_credentials.name.unwrap_or_default(),
+            pipeline,
+        })
+    }
+
+    /// Reads the client secret from its env var or 0600 file.
+    pub fn secret(&self) -> Result<Secret, ConfigError> {
+        match &self.tenant.secret {
+            SecretSource::Env { var, line } => match std::env::var(var) {
+                Ok(v) if !v.trim().is_empty() => Ok(Secret::new(v.trim().to_string())),
+                Ok(_) => Err(self.err_at(
+                    *line,
+                    "tenant.client_secret_env",
+                    &format!(
+                        "the environment variable {var} is empty: set it to the client secret's Value (Entra admin center > App registrations > your app > Certificates & secrets)"
+                    ),
+                )),
+                Err(_) => Err(self.err_at(
+                    *line,
+                    "tenant.client_secret_env",
+                    &format!(
+                        "the environment variable {var} is not set: export {var}=<client secret value> (the secret's Value, not its Secret ID), or use client_secret_file"
+                    ),
+                )),
+            },
+            SecretSource::File { path, line } => {
+                check_secret_file_mode(path).map_err(|m| {
+                    self.err_at(*line, "tenant.client_secret_file", &m)
+                })?;
+                let v = std::fs::read_to_string(path).map_err(|e| {
+                    self.err_at(
+                        *line,
+                        "tenant.client_secret_file",
+                        &format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                let v = v.trim();
+                if v.is_empty() {
+                    return Err(self.err_at(
+                        *line,
+                        "tenant.client_secret_file",
+                        &format!("{} is empty: write the client secret's Value into it", path.display()),
+                    ));
+                }
+                Ok(Secret::new(v.to_string()))
+            }
+        }
+    }
+
+    /// The raw-landing root: `<data_dir>/raw`.
+    pub fn raw_dir(&self) -> PathBuf {
+        self.pipeline.data_dir.join("raw")
+    }
+
+    fn err_at(&self, line: usize, key: &str, message: &str) -> ConfigError {
+        ConfigError {
+            file: self.path.clone(),
+            line: Some(line),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn check_secret_file_mode(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{} is readable by others (mode {mode:03o}): run `chmod 600 {}` so only its owner can read the secret",
+            path.display(),
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_secret_file_mode(_path: &Path) -> Result<(), String> {
+    Ok(())
+}
+
+/// A parse in progress: the file and its text, to turn byte spans into line numbers.
+struct Ctx<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn line_of(&self, span: Range<usize>) -> usize {
+        let end = span.start.min(self.text.len());
+        self.text[..end].bytes().filter(|b| *b == b'\n').count() + 1
+    }
+
+    fn err(&self, span: Range<usize>, key: &str, message: &str) -> ConfigError {
+        ConfigError {
+            file: self.path.to_path_buf(),
+            line: Some(self.line_of(span)),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Turns a TOML/serde error into ours. Built from the message and span only: the
+    /// toml crate's Display quotes the offending source line, which could hold a secret.
+    fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
+        let line = e.span().map(|s| self.line_of(s));
+        let msg = e.message().trim().to_string();
+        let key = line
+            .and_then(|l| self.text.lines().nth(l - 1))
+            .and_then(|l| l.split('=').next())
+            .map(|k| k.trim().trim_matches(['[', ']']).to_string())
+            .filter(|k| !k.is_empty() && k.len() < 80)
+            .unwrap_or_else(|| "(file)".into());
+        let message = if msg.starts_with("unknown field") {
+            format!(
+                "{msg}. Remove or rename the key; `m365-connector init` prints every valid key with comments"
+            )
+        } else if msg.starts_with("missing field") {
+            format!("{msg}. Add it; `m365-connector init` prints a template")
+        } else if msg.starts_with("invalid type") {
+            // serde quotes the value it saw; keep only the expectation.
+            let expected = msg.split(", expected ").nth(1).unwrap_or("another type");
+            format!("wrong type: expected {expected}")
+        } else {
+            format!("{msg}. The file must be valid TOML (https://toml.io)")
+        };
+        ConfigError {
+            file: self.path.to_path_buf(),
+            line,
+            key,
+            message,
+        }
+    }
+
+    fn tenant(&self, raw: RawTenant, base: &Path) -> Result<TenantSection, ConfigError> {
+        if let Some(inline) = &raw.client_secret {
+            return Err(self.err(
+                inline.span(),
+                "tenant.client_secret",
+                "a secret written in the connector file is refused (files get copied, committed and backed up). Remove this line and set client_secret_env = \"M365_CLIENT_SECRET\" (then export M365_CLIENT_SECRET=<value>) or client_secret_file = \"/etc/m365/secret\" (mode 0600)",
+            ));
+        }
+        let tenant_id = raw.tenant_id.get_ref().trim().to_string();
+        if !is_guid(&tenant_id) && !is_domain(&tenant_id) {
+            return Err(self.err(
+                raw.tenant_id.span(),
+                "tenant.tenant_id",
+                &format!(
+                    "{tenant_id:?} is neither a GUID nor a domain: copy the Directory (tenant) ID from Entra admin center > Overview (e.g. 72f988bf-86f1-41af-91ab-2d7cd011db47) or use a verified domain such as contoso.onmicrosoft.com"
+                ),
+            ));
+        }
+        if matches!(tenant_id.to_ascii_lowercase().as_str(), "common" | "organizations" | "consumers") {
+            return Err(self.err(
+                raw.tenant_id.span(),
+                "tenant.tenant_id",
+                "client credentials need a tenant-specific endpoint: use the Directory (tenant) ID GUID",
+            ));
+        }
+        let client_id = raw.client_id.get_ref().trim().to_string();
+        if !is_guid(&client_id) {
+            return Err(self.err(
+                raw.client_id.span(),
+                "tenant.client_id",
+                &format!(
+                    "{client_id:?} is not a GUID: copy the Application (client) ID from Entra admin center > App registrations > your app > Overview"
+                ),
+            ));
+        }
+        let secret = match (&raw.client_secret_env, &raw.client_secret_file) {
+            (Some(_), Some(f)) => {
+                return Err(self.err(
+                    f.span(),
+                    "tenant.client_secret_file",
+                    "both client_secret_env and client_secret_file are set: keep exactly one",
+                ));
+            }
+            (Some(e), None) => {
+                let var = e.get_ref().trim();
+                if var.is_empty()
+                    || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                {
+                    return Err(self.err(
+                        e.span(),
+                        "tenant.client_secret_env",
+                        "must be the NAME of an environment variable (letters, digits, _), e.g. \"M365_CLIENT_SECRET\", not the secret itself",
+                    ));
+                }
+                SecretSource::Env {
+                    var: var.to_string(),
+                    line: self.line_of(e.span()),
+                }
+            }
+            (None, Some(f)) => {
+                let p = f.get_ref().trim();
+                if p.is_empty() {
+                    return Err(self.err(
+                        f.span(),
+                        "tenant.client_secret_file",
+                        "is empty: give the path of a file (mode 0600) holding the secret value",
+                    ));
+                }
+                SecretSource::File {
+                    path: base.join(p),
+                    line: self.line_of(f.span()),
+                }
+            }
+            (None, None) => {
+                return Err(self.err(
+                    raw.client_id.span(),
+                    "tenant.client_secret_env",
+                    "no client secret source: add client_secret_env = \"M365_CLIENT_SECRET\" or client_secret_file = \"/path/to/secret\" to [tenant]",
+                ));
+            }
+        };
+        let cloud = match &raw.cloud {
+            None => Cloud::Global,
+            Some(c) => Cloud::parse(c.get_ref().trim()).ok_or_else(|| {
+                self.err(
+                    c.span(),
+                    "tenant.cloud",
+                    &format!(
+                        "{:?} is not a known cloud: use one of {}",
+                        c.get_ref(),
+                        Cloud::NAMES.join(", ")
+                    ),
+                )
+            })?,
+        };
+        let login_url = self.root_url(raw.login_url.as_ref(), "tenant.login_url", cloud.login_root())?;
+        let graph_url = self.root_url(raw.graph_url.as_ref(), "tenant.graph_url", cloud.graph_root())?;
+        Ok(TenantSection {
+            tenant_id,
+            client_id,
+            secret,
+            cloud,
+            login_url,
+            graph_url,
+            scope: format!("{}/.default", cloud.graph_root()),
+        })
+    }
+
+    fn root_url(
+        &self,
+        raw: Option<&Spanned<String>>,
+        key: &str,
+        default: &str,
+    ) -> Result<Url, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(Url::parse(default).expect("built-in URL"));
+        };
+        let text = raw.get_ref().trim().trim_end_matches('/');
+        let url = Url::parse(text).map_err(|e| {
+            self.err(
+                raw.span(),
+                key,
+                &format!("{text:?} is not a URL ({e}): use a root such as https://graph.microsoft.com"),
+            )
+        })?;
+        match url.scheme() {
+            "https" => {}
+            "http" if is_loopback(&url) => {}
+            "http" => {
+                return Err(self.err(
+                    raw.span(),
+                    key,
+                    "plain http is only allowed to loopback (127.0.0.1, ::1, localhost); use https",
+                ));
+            }
+            other => {
+                return Err(self.err(
+                    raw.span(),
+                    key,
+                    &format!("scheme {other:?} is not supported: use https"),
+                ));
+            }
+        }
+        if url.host_str().is_none() || url.path() != "/" || url.query().is_some() {
+            return Err(self.err(
+                raw.span(),
+                key,
+                "must be a host root without path or query, e.g. https://graph.microsoft.com (no /v1.0)",
+            ));
+        }
+        Ok(url)
+    }
+
+    fn pipeline(&self, raw: RawPipeline, base: &Path) -> Result<PipelineSection, ConfigError> {
+        let report_period = match &raw.report_period {
+            None => "D30".to_string(),
+            Some(p) => {
+                let v = p.get_ref().trim().to_ascii_uppercase();
+                if !REPORT_PERIODS.contains(&v.as_str()) {
+                    return Err(self.err(
+                        p.span(),
+                        "pipeline.report_period",
+                        &format!(
+                            "{:?} is not a report period: use one of {}",
+                            p.get_ref(),
+                            REPORT_PERIODS.join(", ")
+                        ),
+                    ));
+                }
+                v
+            }
+        };
+        let positive = |v: &Option<Spanned<i64>>, key: &str, default: u64, max: i64| {
+            match v {
+                None => Ok(default),
+                Some(s) if (1..=max).contains(s.get_ref()) => Ok(*s.get_ref() as u64),
+                Some(s) => Err(self.err(
+                    s.span(),
+                    key,
+                    &format!("{} is out of range: use a whole number from 1 to {max}", s.get_ref()),
+                )),
+            }
+        };
+        Ok(PipelineSection {
+            data_dir: base.join(raw.data_dir.as_deref().unwrap_or("data")),
+            mappings: raw.mappings.map(|m| base.join(m)),
+            sql_dir: raw.sql_dir.map(|m| base.join(m)),
+            report_period,
+            incremental: raw.incremental.unwrap_or(false),
+            max_wait_seconds: positive(&raw.max_wait_seconds, "pipeline.max_wait_seconds", 900, 86_400)?,
+            request_timeout_seconds: positive(
+                &raw.request_timeout_seconds,
+                "pipeline.request_timeout_seconds",
+                120,
+                3_600,
+            )?,
+            retry_base_ms: positive(&raw.retry_base_ms, "pipeline.retry_base_ms", 500, 60_000)?,
+        })
+    }
+}
+
+/// True for hosts plain http may reach: loopback IPs and `localhost`.
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host_str() {
+        Some(h) if h.eq_ignore_ascii_case("localhost") => true,
+        Some(h) => h
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    }
+}
+
+/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, hex digits.
+pub fn is_guid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// A DNS name with at least one dot, e.g. `contoso.onmicrosoft.com`.
+fn is_domain(s: &str) -> bool {
+    s.len() <= 253
+        && s.contains('.')
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// The commented template printed by `m365-connector init`.
+pub const TEMPLATE: &str = r#"# m365-connector: one file per connector. Every key is shown with its default.
+# Relative paths are relative to this file's folder. Unknown keys are errors.
+
+[connector]
+name = "Contoso M365"       # the name admins see in `status` and in exports
+server = "cloud"            # "cloud", or the name of the on-premises connector server that runs it
+active = true               # inactive connectors are never run by `serve`
+
+[tenant]
+# Entra admin center > Overview > Directory (tenant) ID, or a verified domain.
+tenant_id = "00000000-0000-0000-0000-000000000000"
+# Entra admin center > App registrations > your app > Overview > Application (client) ID.
+client_id = "00000000-0000-0000-0000-000000000000"
+# The client secret's Value (not its Secret ID) is read from an environment variable...
+client_secret_env = "M365_CLIENT_SECRET"
+# ...or from a file only its owner can read (chmod 600). Use exactly one of the two.
+# client_secret_file = "/etc/m365-connector/contoso.secret"
+cloud = "global"            # global | usgov | usgov-dod | china
+# Overrides of the cloud's hosts, e.g. for the built-in simulator (`m365-connector sim`).
+# Roots only (no /v1.0); plain http only to loopback.
+# login_url = "http://127.0.0.1:8400"
+# graph_url = "http://127.0.0.1:8400"
+
+[filter]
+# Keep only users who checked in or otherwise changed within this many days; 0 = keep all.
+date_filter_days = 30
+
+[schedule]
+repeats = "daily"           # "hourly", "every 6 hours", "daily", "weekly on mon,thu", "monthly on 1"
+start_time = "02:00"        # 24-hour HH:MM in `timezone`; nights and weekends are kindest
+timezone = "UTC"            # IANA name, e.g. "Europe/Amsterdam"
+
+[action_credentials]
+# Reference to the (more privileged) credentials the platform uses for People actions.
+# Stored with the connector, never used to read Graph.
+name = ""
+
+[pipeline]
+data_dir = "data"           # raw Parquet, staging.duckdb and exports live here
+# mappings = "mappings/microsoft365.csv"   # default: the built-in mapping
+# sql_dir = "sql"                          # default: the built-in SQL models
+report_period = "D30"       # usage-report period: D7 | D30 | D90 | D180
+incremental = false         # true: /users/delta after the first full run
+max_wait_seconds = 900      # cap on total throttling/backoff waits in one run
+request_timeout_seconds = 120
+retry_base_ms = 500         # first backoff step when Graph sends no Retry-After
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[connector]
+name = "Contoso"
+[tenant]
+tenant_id = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+client_id = "5d7e9f1a-2b3c-4d5e-8f9a-0b1c2d3e4f5a"
+client_secret_env = "M365_TEST_SECRET_X"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/m365/contoso.toml"), text)
+    }
+
+    #[test]
+    fn template_parses_with_defaults() {
+        let c = parse(TEMPLATE).expect("template is valid");
+        assert_eq!(c.connector.server, "cloud");
+        assert_eq!(c.date_filter_days, 30);
+        assert_eq!(c.tenant.graph_url.as_str(), "https://graph.microsoft.com/");
+        assert_eq!(c.tenant.scope, "https://graph.microsoft.com/.default");
+        assert_eq!(c.pipeline.data_dir, PathBuf::from("/etc/m365/data"));
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let e = parse(&format!("{GOOD}colour = \"blue\"\n")).unwrap_err();
+        assert_eq!(e.line, Some(7));
+        assert_eq!(e.key, "colour");
+        assert!(e.message.contains("unknown field `colour`"), "{e}");
+        assert!(e.to_string().starts_with("/etc/m365/contoso.toml:7: colour:"), "{e}");
+    }
+
+    #[test]
+    fn inline_secret_refused_without_echoing_it() {
+        let text = GOOD.replace(
+            "client_secret_env = \"M365_TEST_SECRET_X\"",
+            "client_secret = \"s3cr3t~value\"",
+        );
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.key, "tenant.client_secret");
+        assert_eq!(e.line, Some(6));
+        assert!(e.message.contains("client_secret_env"));
+        assert!(!format!("{e} {e:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn bad_guid_names_key() {
+        let e = parse(&GOOD.replace("5d7e9f1a-2b3c", "5d7e9f1a-2b3")).unwrap_err();
+        assert_eq!(e.key, "tenant.client_id");
+        assert_eq!(e.line, Some(5));
+        let e = parse(&GOOD.replace("72f988bf-86f1-41af-91ab-2d7cd011db47", "not a tenant")).unwrap_err();
+        assert_eq!(e.key, "tenant.tenant_id");
+    }
+
+    #[test]
+    fn domain_tenant_accepted() {
+        let c = parse(&GOOD.replace("72f988bf-86f1-41af-91ab-2d7cd011db47", "contoso.onmicrosoft.com"))
+            .unwrap();
+        assert_eq!(c.tenant.tenant_id, "contoso.onmicrosoft.com");
+    }
+
+    #[test]
+    fn missing_secret_env_is_clear() {
+        let c = parse(&GOOD.replace("M365_TEST_SECRET_X", "M365_SURELY_UNSET_VAR_123")).unwrap();
+        let e = c.secret().unwrap_err();
+        assert_eq!(e.line, Some(6));
+        assert!(e.message.contains("M365_SURELY_UNSET_VAR_123 is not set"), "{e}");
+    }
+
+    #[test]
+    fn secret_never_prints() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s} {s:?}"), "[redacted] Secret([redacted])");
+    }
+
+    #[test]
+    fn http_only_to_loopback() {
+        let ok = format!("{GOOD}graph_url = \"http://127.0.0.1:8400\"\n");
+        assert_eq!(parse(&ok).unwrap().tenant.graph_url.port(), Some(8400));
+        let bad = format!("{GOOD}graph_url = \"http://graph.example.com\"\n");
+        let e = parse(&bad).unwrap_err();
+        assert_eq!(e.key, "tenant.graph_url");
+        assert!(e.message.contains("loopback"));
+        let path = format!("{GOOD}graph_url = \"https://graph.microsoft.com/v1.0\"\n");
+        assert!(parse(&path).unwrap_err().message.contains("no /v1.0"));
+    }
+
+    #[test]
+    fn wrong_type_does_not_echo_value() {
+        let e = parse(&GOOD.replace("name = \"Contoso\"", "name = 42")).unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert!(e.message.contains("expected"), "{e}");
+    }
+
+    #[test]
+    fn bad_start_time_and_period() {
+        let e = parse(&format!("{GOOD}[schedule]\nstart_time = \"25:00\"\n")).unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("schedule.start_time", Some(9)));
+        let e = parse(&format!("{GOOD}[pipeline]\nreport_period = \"D31\"\n")).unwrap_err();
+        assert_eq!(e.key, "pipeline.report_period");
+    }
+
+    #[test]
+    fn missing_section_is_named() {
+        let e = parse("[connector]\nname = \"x\"\n").unwrap_err();
+        assert!(e.message.contains("missing field `tenant`"), "{e}");
+    }
+}

@@ -1,0 +1,439 @@
+//! The Microsoft Graph source: sign-in, paging, usage reports and the retry loop they share.
+//!
+//! One [`GraphClient`] serves a whole run. It holds the cached token and the run-wide wait
+//! budget, and counts requests per stream in [`CallStats`] for the manifest.
+
+pub mod auth;
+pub mod error;
+pub mod paging;
+pub mod report_csv;
+pub mod reports;
+pub mod retry;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::Url;
+use reqwest::header::HeaderMap;
+use serde::Serialize;
+
+use crate::config::{Config, Secret};
+pub use error::{GraphError, RequestIds};
+use error::{GraphErrorBody, graph_fix};
+use retry::{RetryPolicy, Verdict, classify_status, parse_retry_after};
+
+/// Request counters for one stream (or the login), reported in the run manifest.
+#[derive(Debug, Default)]
+pub struct CallStats {
+    pub requests: AtomicU64,
+    pub retries: AtomicU64,
+    pub throttled: AtomicU64,
+    pub waited_ms: AtomicU64,
+}
+
+/// A plain snapshot of [`CallStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct CallCounts {
+    pub requests: u64,
+    pub retries: u64,
+    pub throttled: u64,
+    pub waited_ms: u64,
+}
+
+impl CallStats {
+    pub fn snapshot(&self) -> CallCounts {
+        CallCounts {
+            requests: self.requests.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            throttled: self.throttled.load(Ordering::Relaxed),
+            waited_ms: self.waited_ms.load(Ordering::Relaxed),
+        }
+    }
+    fn bump(counter: &AtomicU64, by: u64) {
+        counter.fetch_add(by, Ordering::Relaxed);
+    }
+}
+
+/// A complete response: status, headers and the whole body (pages are ~1 MB at most).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub ids: RequestIds,
+}
+
+/// Everything needed to talk to one tenant's Graph.
+pub struct GraphClient {
+    http: reqwest::Client,
+    login_url: Url,
+    graph_url: Url,
+    tenant_id: String,
+    client_id: String,
+    secret: Secret,
+    scope: String,
+    cloud: &'static str,
+    token: tokio::sync::Mutex<Option<auth::CachedToken>>,
+    retry: RetryPolicy,
+    /// Counters for token requests.
+    pub login_stats: CallStats,
+}
+
+impl std::fmt::Debug for GraphClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphClient")
+            .field("graph_url", &self.graph_url.as_str())
+            .field("tenant_id", &self.tenant_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a request authenticates and how its errors read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Graph API call with the bearer token.
+    Graph,
+    /// Report download host: no Authorization header, ever.
+    Download,
+}
+
+impl GraphClient {
+    /// Builds a client for the connector; the secret is passed separately so loading it can
+    /// fail with its own config error.
+    pub fn new(cfg: &Config, secret: Secret) -> Result<GraphClient, GraphError> {
+        let http = reqwest::Client::builder()
+            // Redirects are followed by our code, so the token never reaches another host.
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(cfg.pipeline.request_timeout_seconds))
+            .connect_timeout(Duration::from_secs(30))
+            .user_agent(concat!("m365-connector/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| GraphError::Transport {
+                url: cfg.tenant.graph_url.to_string(),
+                problem: format!("cannot build the HTTP client: {e}"),
+                waited_s: 0.0,
+                ids: RequestIds::default(),
+            })?;
+        Ok(GraphClient {
+            http,
+            login_url: cfg.tenant.login_url.clone(),
+            graph_url: cfg.tenant.graph_url.clone(),
+            tenant_id: cfg.tenant.tenant_id.clone(),
+            client_id: cfg.tenant.client_id.clone(),
+            secret,
+            scope: cfg.tenant.scope.clone(),
+            cloud: cfg.tenant.cloud.name(),
+            token: tokio::sync::Mutex::new(None),
+            retry: RetryPolicy::new(
+                Duration::from_millis(cfg.pipeline.retry_base_ms),
+                Duration::from_secs(cfg.pipeline.max_wait_seconds),
+            ),
+            login_stats: CallStats::default(),
+        })
+    }
+
+    /// `https://graph.microsoft.com/v1.0` + `path` (path starts with `/`).
+    pub fn v1(&self, path: &str) -> Result<Url, GraphError> {
+        let base = self.graph_url.as_str().trim_end_matches('/');
+        Url::parse(&format!("{base}/v1.0{path}")).map_err(|e| GraphError::BadBody {
+            url: path.to_string(),
+            problem: format!("cannot build a URL: {e}"),
+            fix: "report this as a connector bug".into(),
+            ids: RequestIds::default(),
+        })
+    }
+
+    /// The Graph host root; next links must stay on it.
+    pub fn graph_url(&self) -> &Url {
+        &self.graph_url
+    }
+
+    /// Total time this run has waited on throttling and backoff.
+    pub fn waited(&self) -> Duration {
+        self.retry.waited()
+    }
+
+    /// GET a Graph URL with the bearer token, retrying transient failures, and hand the
+    /// complete reply to `accept`. `accept` returning `Err(problem)` marks the body as
+    /// unusable (cut JSON, HTML page): it is retried twice, then reported.
+    pub async fn get_graph<T>(
+        &self,
+        url: &Url,
+        stats: &CallStats,
+        what: &str,
+        accept: impl Fn(Reply) -> Result<T, (String, RequestIds)>,
+    ) -> Result<T, GraphError> {
+        self.execute(Kind::Graph, url, stats, what, accept).await
+    }
+
+    /// GET a pre-authenticated download URL (never with the token).
+    pub(crate) async fn get_download(
+        &self,
+        url: &Url,
+        stats: &CallStats,
+    ) -> Result<reqwest::Response, GraphError> {
+        let mut attempt = 0u32;
+        loop {
+            let ids = RequestIds {
+                client_request_id: crate::random::guid(),
+                request_id: None,
+            };
+            CallStats::bump(&stats.requests, 1);
+            let sent = self.http.get(url.clone()).send().await;
+            match sent {
+                Err(e) => {
+                    self.wait_transient(url, &e.to_string(), attempt, stats, &ids).await?;
+                }
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    if resp.status().is_success() {
+                        return Ok(resp);
+                    }
+                    if matches!(status, 401 | 403 | 404 | 410) {
+                        return Err(GraphError::DownloadExpired {
+                            url: redact_query(url),
+                            status,
+                        });
+                    }
+                    if classify_status(status) == Verdict::Fail {
+                        return Err(GraphError::Api {
+                            method: "GET",
+                            url: redact_query(url),
+                            status,
+                            code: String::new(),
+                            message: "the report download host refused the request".into(),
+                            fix: "run again; the report will be requested anew".into(),
+                            ids,
+                        });
+                    }
+                    let ra = retry_after(resp.headers());
+                    self.wait_status(url, status, ra, attempt, stats, &ids).await?;
+                }
+            }
+            attempt += 1;
+            CallStats::bump(&stats.retries, 1);
+        }
+    }
+
+    async fn execute<T>(
+        &self,
+        kind: Kind,
+        url: &Url,
+        stats: &CallStats,
+        what: &str,
+        accept: impl Fn(Reply) -> Result<T, (String, RequestIds)>,
+    ) -> Result<T, GraphError> {
+        let mut attempt = 0u32;
+        let mut refreshed = false;
+        let mut bad_bodies = 0u32;
+        loop {
+            let mut ids = RequestIds {
+                client_request_id: crate::random::guid(),
+                request_id: None,
+            };
+            let mut req = self
+                .http
+                .get(url.clone())
+                .header("client-request-id", &ids.client_request_id)
+                .header("return-client-request-id", "true")
+                .header("x-ms-throttle-priority", "Low");
+            if kind == Kind::Graph {
+                let token = self.token().await?;
+                req = req.bearer_auth(token.expose());
+            }
+            CallStats::bump(&stats.requests, 1);
+            let resp = match req.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    self.wait_transient(url, &describe(&e), attempt, stats, &ids).await?;
+                    attempt += 1;
+                    CallStats::bump(&stats.retries, 1);
+                    continue;
+                }
+            };
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            ids.request_id = headers
+                .get("request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let body = match resp.bytes().await {
+                Ok(b) => b,
+                Err(e) => {
+                    // Connection reset or timeout mid-body: the whole request is retried.
+                    self.wait_transient(url, &describe(&e), attempt, stats, &ids).await?;
+                    attempt += 1;
+                    CallStats::bump(&stats.retries, 1);
+                    continue;
+                }
+            };
+            if (200..400).contains(&status) {
+                let reply = Reply {
+                    status,
+                    headers,
+                    body,
+                    ids,
+                };
+                match accept(reply) {
+                    Ok(v) => return Ok(v),
+                    Err((problem, ids)) => {
+                        bad_bodies += 1;
+                        if bad_bodies > 2 {
+                            return Err(GraphError::BadBody {
+                                url: redact_query(url),
+                                problem,
+                                fix: "Graph (or a proxy in between) returned something that is not the documented JSON; check proxies, then run again and report the request id if it persists".into(),
+                                ids,
+                            });
+                        }
+                        tracing::warn!(url = %redact_query(url), %problem, "unusable response body; retrying");
+                        self.wait_transient(url, &problem, attempt, stats, &ids).await?;
+                        attempt += 1;
+                        CallStats::bump(&stats.retries, 1);
+                        continue;
+                    }
+                }
+            }
+            let err = GraphErrorBody::parse(&body);
+            if ids.request_id.is_none() {
+                ids.request_id = err.request_id();
+            }
+            if status == 401 && kind == Kind::Graph && !refreshed {
+                // An expired or revoked token: one fresh token, one more try.
+                tracing::info!(url = %redact_query(url), code = %err.error.code, "401 from Graph; fetching a fresh token");
+                self.invalidate_token().await;
+                refreshed = true;
+                CallStats::bump(&stats.retries, 1);
+                continue;
+            }
+            if classify_status(status) == Verdict::Retry {
+                let ra = retry_after(&headers);
+                self.wait_status(url, status, ra, attempt, stats, &ids).await?;
+                attempt += 1;
+                CallStats::bump(&stats.retries, 1);
+                continue;
+            }
+            return Err(GraphError::Api {
+                method: "GET",
+                url: redact_query(url),
+                status,
+                code: if err.error.code.is_empty() {
+                    "(no error code)".into()
+                } else {
+                    err.error.code.clone()
+                },
+                message: if err.error.message.is_empty() {
+                    snippet(&body)
+                } else {
+                    err.error.message.clone()
+                },
+                fix: graph_fix(status, &err.error.code, what),
+                ids,
+            });
+        }
+    }
+
+    /// Waits after a throttled/unavailable status, honouring Retry-After.
+    async fn wait_status(
+        &self,
+        url: &Url,
+        status: u16,
+        retry_after: Option<Duration>,
+        attempt: u32,
+        stats: &CallStats,
+        ids: &RequestIds,
+    ) -> Result<(), GraphError> {
+        let wait = retry_after.unwrap_or_else(|| self.retry.backoff(attempt));
+        if !self.retry.reserve(wait) {
+            return Err(GraphError::WaitCapExceeded {
+                url: redact_query(url),
+                status,
+                waited_s: self.retry.waited().as_secs_f64(),
+                cap_s: self.retry.max_total_wait.as_secs(),
+                ids: ids.clone(),
+            });
+        }
+        if status == 429 {
+            CallStats::bump(&stats.throttled, 1);
+        }
+        CallStats::bump(&stats.waited_ms, wait.as_millis() as u64);
+        tracing::debug!(url = %redact_query(url), status, wait_ms = wait.as_millis() as u64, "retrying after wait");
+        tokio::time::sleep(wait).await;
+        Ok(())
+    }
+
+    /// Waits after a network failure with exponential backoff.
+    async fn wait_transient(
+        &self,
+        url: &Url,
+        problem: &str,
+        attempt: u32,
+        stats: &CallStats,
+        ids: &RequestIds,
+    ) -> Result<(), GraphError> {
+        let wait = self.retry.backoff(attempt);
+        if !self.retry.reserve(wait) {
+            return Err(GraphError::Transport {
+                url: redact_query(url),
+                problem: problem.to_string(),
+                waited_s: self.retry.waited().as_secs_f64(),
+                ids: ids.clone(),
+            });
+        }
+        CallStats::bump(&stats.waited_ms, wait.as_millis() as u64);
+        tracing::debug!(url = %redact_query(url), %problem, wait_ms = wait.as_millis() as u64, "transient failure; retrying");
+        tokio::time::sleep(wait).await;
+        Ok(())
+    }
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, chrono::Utc::now()))
+}
+
+/// A reqwest error as one line, including the underlying cause (reset, timeout...).
+fn describe(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut s = if e.is_timeout() {
+        "request timed out ([pipeline] request_timeout_seconds)".to_string()
+    } else if e.is_connect() {
+        "cannot connect".to_string()
+    } else {
+        "connection failed".to_string()
+    };
+    let mut src = e.source();
+    while let Some(cause) = src {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        src = cause.source();
+    }
+    s
+}
+
+/// A URL for messages: pre-authenticated download URLs and skip tokens are credentials of
+/// a sort, so the query is dropped.
+pub fn redact_query(url: &Url) -> String {
+    let mut u = url.clone();
+    if u.query().is_some() {
+        u.set_query(Some("…"));
+    }
+    if u.path().starts_with("/data/download/") || u.path().contains("download") {
+        u.set_path("/…");
+    }
+    u.to_string()
+}
+
+/// The start of a body for an error message (HTML error pages, plain text).
+pub fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.is_empty() {
+        "(empty body)".into()
+    } else {
+        one_line
+    }
+}

@@ -1,0 +1,210 @@
+//! Graph collection pages: records kept as the exact bytes Graph sent (lossless landing), and
+//! `@odata.nextLink` followed verbatim, only on the Graph host, never twice.
+
+use std::collections::HashSet;
+use std::ops::Range;
+
+use bytes::Bytes;
+use reqwest::Url;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{CallStats, GraphClient, GraphError, Reply, RequestIds, snippet};
+
+/// One page: the body and where each record of `value` sits in it.
+#[derive(Debug)]
+pub struct Page {
+    pub body: Bytes,
+    pub records: Vec<Range<usize>>,
+    pub next_link: Option<String>,
+    pub delta_link: Option<String>,
+    pub ids: RequestIds,
+}
+
+#[derive(Deserialize)]
+struct Shape<'a> {
+    #[serde(borrow, default)]
+    value: Option<Vec<&'a RawValue>>,
+    #[serde(rename = "@odata.nextLink", default)]
+    next_link: Option<String>,
+    #[serde(rename = "@odata.deltaLink", default)]
+    delta_link: Option<String>,
+}
+
+impl Page {
+    /// Parses a collection page; the error text says what is wrong with the body.
+    pub fn parse(body: Bytes, ids: RequestIds) -> Result<Page, (String, RequestIds)> {
+        let shape: Shape = match serde_json::from_slice(&body) {
+            Ok(s) => s,
+            Err(e) => {
+                let looks_html = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<');
+                let problem = if looks_html {
+                    format!("an HTML page instead of JSON: {:?}", snippet(&body))
+                } else {
+                    format!("invalid JSON ({e}), {} bytes", body.len())
+                };
+                return Err((problem, ids));
+            }
+        };
+        let Some(values) = shape.value else {
+            return Err((
+                format!("JSON without a `value` array: {:?}", snippet(&body)),
+                ids,
+            ));
+        };
+        let base = body.as_ptr() as usize;
+        let mut records = Vec::with_capacity(values.len());
+        for v in &values {
+            let text = v.get();
+            if !text.starts_with('{') {
+                return Err((
+                    format!("a `value` element is not an object: {}", &text[..text.len().min(80)]),
+                    ids,
+                ));
+            }
+            // RawValue borrows from `body`, so its offset inside it is exact.
+            let start = text.as_ptr() as usize - base;
+            records.push(start..start + text.len());
+        }
+        let (next_link, delta_link) = (shape.next_link, shape.delta_link);
+        Ok(Page {
+            body,
+            records,
+            next_link,
+            delta_link,
+            ids,
+        })
+    }
+
+    /// Raw JSON bytes of record `i`.
+    pub fn record(&self, i: usize) -> &[u8] {
+        &self.body[self.records[i].clone()]
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+/// Walks a collection: remembers every link followed, refuses foreign hosts and loops.
+pub struct Pager {
+    next: Option<Url>,
+    seen: HashSet<String>,
+    graph: Url,
+}
+
+impl Pager {
+    pub fn new(first: Url, graph: &Url) -> Pager {
+        Pager {
+            seen: HashSet::from([first.to_string()]),
+            next: Some(first),
+            graph: graph.clone(),
+        }
+    }
+
+    /// Fetches the next page, or `None` at the end of the collection.
+    pub async fn next_page(
+        &mut self,
+        client: &GraphClient,
+        stats: &CallStats,
+        what: &str,
+    ) -> Result<Option<Page>, GraphError> {
+        let Some(url) = self.next.take() else {
+            return Ok(None);
+        };
+        let page = client
+            .get_graph(&url, stats, what, |r: Reply| Page::parse(r.body, r.ids))
+            .await?;
+        if let Some(link) = &page.next_link {
+            self.next = Some(self.check_link(link, &page.ids)?);
+        }
+        Ok(Some(page))
+    }
+
+    /// A next link is followed verbatim, but only to the Graph origin and only once.
+    fn check_link(&mut self, link: &str, ids: &RequestIds) -> Result<Url, GraphError> {
+        let foreign = || GraphError::ForeignNextLink {
+            link: link.chars().take(200).collect(),
+            graph_host: self.graph.host_str().unwrap_or("").to_string(),
+            ids: ids.clone(),
+        };
+        let url = Url::parse(link).map_err(|_| foreign())?;
+        if url.scheme() != self.graph.scheme()
+            || url.host_str() != self.graph.host_str()
+            || url.port_or_known_default() != self.graph.port_or_known_default()
+            || !url.username().is_empty()
+        {
+            return Err(foreign());
+        }
+        if !self.seen.insert(link.to_string()) {
+            return Err(GraphError::NextLinkLoop {
+                link: link.chars().take(200).collect(),
+                ids: ids.clone(),
+            });
+        }
+        Ok(url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids() -> RequestIds {
+        RequestIds::default()
+    }
+
+    #[test]
+    fn records_are_exact_bytes() {
+        let body = Bytes::from_static(
+            br#"{"@odata.context":"x","value":[ {"id":"1","n":"a,\"b\"\n"} ,{"id":"2","x":1.50}],"@odata.nextLink":"https://graph.microsoft.com/v1.0/users?$skiptoken=X%27"}"#,
+        );
+        let p = Page::parse(body, ids()).unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(p.record(0), br#"{"id":"1","n":"a,\"b\"\n"}"#);
+        assert_eq!(p.record(1), br#"{"id":"2","x":1.50}"#);
+        assert_eq!(
+            p.next_link.as_deref(),
+            Some("https://graph.microsoft.com/v1.0/users?$skiptoken=X%27")
+        );
+    }
+
+    #[test]
+    fn bad_bodies_are_described() {
+        let html = Page::parse(Bytes::from_static(b"<html><body>Service Unavailable</body></html>"), ids())
+            .unwrap_err();
+        assert!(html.0.contains("HTML page"), "{}", html.0);
+        let novalue = Page::parse(Bytes::from_static(br#"{"error":"x"}"#), ids()).unwrap_err();
+        assert!(novalue.0.contains("without a `value`"));
+        let cut = Page::parse(Bytes::from_static(br#"{"value":[{"id":"1"},{"id""#), ids()).unwrap_err();
+        assert!(cut.0.contains("invalid JSON"));
+        let scalar = Page::parse(Bytes::from_static(br#"{"value":[1]}"#), ids()).unwrap_err();
+        assert!(scalar.0.contains("not an object"));
+    }
+
+    #[test]
+    fn next_links_stay_on_graph_and_never_repeat() {
+        let graph = Url::parse("https://graph.microsoft.com").unwrap();
+        let first = Url::parse("https://graph.microsoft.com/v1.0/users?$top=999").unwrap();
+        let mut p = Pager::new(first, &graph);
+        let ok = "https://graph.microsoft.com/v1.0/users?$skiptoken=abc";
+        assert_eq!(p.check_link(ok, &ids()).unwrap().as_str(), ok);
+        assert!(matches!(p.check_link(ok, &ids()), Err(GraphError::NextLinkLoop { .. })));
+        for bad in [
+            "https://evil.example.com/v1.0/users?$skiptoken=1",
+            "http://graph.microsoft.com/v1.0/users?$skiptoken=2",
+            "https://graph.microsoft.com:8443/v1.0/users",
+            "https://user@graph.microsoft.com/v1.0/users",
+            "/v1.0/users?$skiptoken=3",
+        ] {
+            assert!(
+                matches!(p.check_link(bad, &ids()), Err(GraphError::ForeignNextLink { .. })),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,362 @@
+//! Raw landing: Graph records and report rows written to Parquet as they arrive, each row
+//! with its lineage (`_run_id`, `_stream`, `_page`, `_row`, `_extracted_at`).
+//!
+//! JSON records are stored as the exact text Graph sent (column `record`), so nothing Graph
+//! sent is lost, including fields we did not ask for. Report rows get one nullable text
+//! column per CSV header name, so columns are matched by name, never by position. Files are
+//! written under a `.tmp` name, hashed while written, and renamed when complete.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int32Array, Int64Array, StringArray, StringBuilder, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use chrono::{DateTime, Utc};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::graph::report_csv::CsvRow;
+
+/// Lineage columns every landed row carries, in order.
+pub const LINEAGE_COLUMNS: [&str; 5] = ["_run_id", "_stream", "_page", "_row", "_extracted_at"];
+/// JSON streams: the record exactly as Graph sent it.
+pub const RECORD_COLUMN: &str = "record";
+/// Report streams: CSV cells beyond the header, as a JSON array (rare; never dropped).
+pub const EXTRA_COLUMN: &str = "_extra";
+
+/// Rows per Parquet row group: bounds writer memory whatever the tenant size.
+const ROW_GROUP_ROWS: usize = 16_384;
+
+/// A landing failure, naming the file.
+#[derive(Debug, thiserror::Error)]
+#[error("writing {path}: {message}")]
+pub struct LandError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+/// One committed file, as listed in the run manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LandedFile {
+    /// File name inside the run directory.
+    pub file: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// Which run and stream the rows belong to.
+#[derive(Debug, Clone)]
+pub struct Lineage {
+    pub run_id: String,
+    pub stream: String,
+}
+
+/// A `Write` that hashes and counts what passes through it.
+struct HashingFile {
+    file: File,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl Write for HashingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// A Parquet file being written; shared by the JSON and CSV landers.
+struct ParquetFile {
+    writer: ArrowWriter<HashingFile>,
+    schema: SchemaRef,
+    tmp: PathBuf,
+    path: PathBuf,
+    rows: u64,
+    lineage: Lineage,
+}
+
+impl ParquetFile {
+    fn create(dir: &Path, name: &str, schema: SchemaRef, lineage: Lineage) -> Result<Self, LandError> {
+        let path = dir.join(format!("{name}.parquet"));
+        let tmp = dir.join(format!("{name}.parquet.tmp"));
+        let err = |m: String| LandError {
+            path: path.clone(),
+            message: m,
+        };
+        let file = File::create(&tmp).map_err(|e| err(e.to_string()))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_size(ROW_GROUP_ROWS)
+            .set_created_by(concat!("m365-connector ", env!("CARGO_PKG_VERSION")).to_string())
+            .build();
+        let sink = HashingFile {
+            file,
+            hasher: Sha256::new(),
+            bytes: 0,
+        };
+        let writer = ArrowWriter::try_new(sink, schema.clone(), Some(props)).map_err(|e| err(e.to_string()))?;
+        Ok(ParquetFile {
+            writer,
+            schema,
+            tmp,
+            path,
+            rows: 0,
+            lineage,
+        })
+    }
+
+    /// Lineage arrays for `n` rows of page `page`, numbered from the stream's row count.
+    fn lineage_arrays(&self, n: usize, page: i32, at: DateTime<Utc>) -> Vec<ArrayRef> {
+        let first = self.rows as i64;
+        vec![
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(self.lineage.run_id.as_str(), n))),
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(self.lineage.stream.as_str(), n))),
+            Arc::new(Int32Array::from_iter_values(std::iter::repeat_n(page, n))),
+            Arc::new(Int64Array::from_iter_values(first..first + n as i64)),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(std::iter::repeat_n(at.timestamp_micros(), n))
+                    .with_timezone("UTC"),
+            ),
+        ]
+    }
+
+    fn write(&mut self, columns: Vec<ArrayRef>) -> Result<(), LandError> {
+        let batch = RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| self.err(e.to_string()))?;
+        self.rows += batch.num_rows() as u64;
+        self.writer.write(&batch).map_err(|e| self.err(e.to_string()))
+    }
+
+    fn err(&self, message: String) -> LandError {
+        LandError {
+            path: self.path.clone(),
+            message,
+        }
+    }
+
+    /// Writes the footer, syncs, and renames the file to its final name.
+    fn finish(self) -> Result<LandedFile, LandError> {
+        let path = self.path.clone();
+        let err = |m: String| LandError {
+            path: path.clone(),
+            message: m,
+        };
+        let sink = self.writer.into_inner().map_err(|e| err(e.to_string()))?;
+        sink.file.sync_all().map_err(|e| err(e.to_string()))?;
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| err(e.to_string()))?;
+        Ok(LandedFile {
+            file: self
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            rows: self.rows,
+            bytes: sink.bytes,
+            sha256: hex(&sink.hasher.finalize()),
+        })
+    }
+}
+
+fn lineage_fields() -> Vec<Field> {
+    vec![
+        Field::new("_run_id", DataType::Utf8, false),
+        Field::new("_stream", DataType::Utf8, false),
+        Field::new("_page", DataType::Int32, false),
+        Field::new("_row", DataType::Int64, false),
+        Field::new(
+            "_extracted_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+    ]
+}
+
+/// Lands a JSON stream (users, organization, subscribed SKUs) page by page.
+pub struct JsonLander {
+    file: ParquetFile,
+}
+
+impl JsonLander {
+    pub fn create(dir: &Path, name: &str, lineage: Lineage) -> Result<Self, LandError> {
+        let mut fields = lineage_fields();
+        fields.push(Field::new(RECORD_COLUMN, DataType::Utf8, false));
+        let schema = Arc::new(Schema::new(fields));
+        Ok(JsonLander {
+            file: ParquetFile::create(dir, name, schema, lineage)?,
+        })
+    }
+
+    /// Appends the records of one page (raw JSON texts).
+    pub fn write_page<'a>(
+        &mut self,
+        page: i32,
+        at: DateTime<Utc>,
+        records: impl ExactSizeIterator<Item = &'a [u8]>,
+    ) -> Result<(), LandError> {
+        let n = records.len();
+        let mut builder = StringBuilder::with_capacity(n, 1024 * n);
+        for r in records {
+            let text = std::str::from_utf8(r).map_err(|e| self.file.err(format!("record is not UTF-8: {e}")))?;
+            builder.append_value(text);
+        }
+        let mut columns = self.file.lineage_arrays(n, page, at);
+        columns.push(Arc::new(builder.finish()));
+        self.file.write(columns)
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.file.rows
+    }
+
+    pub fn finish(self) -> Result<LandedFile, LandError> {
+        self.file.finish()
+    }
+}
+
+/// Lands a report CSV: one text column per header name.
+pub struct CsvLander {
+    file: ParquetFile,
+    width: usize,
+}
+
+impl CsvLander {
+    pub fn create(dir: &Path, name: &str, header: &[String], lineage: Lineage) -> Result<Self, LandError> {
+        let mut fields = lineage_fields();
+        fields.extend(header.iter().map(|h| Field::new(h, DataType::Utf8, true)));
+        fields.push(Field::new(EXTRA_COLUMN, DataType::Utf8, true));
+        let schema = Arc::new(Schema::new(fields));
+        Ok(CsvLander {
+            file: ParquetFile::create(dir, name, schema, lineage)?,
+            width: header.len(),
+        })
+    }
+
+    /// Appends rows (each as wide as the header).
+    pub fn write_rows(&mut self, at: DateTime<Utc>, rows: &[CsvRow]) -> Result<(), LandError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let n = rows.len();
+        let mut columns = self.file.lineage_arrays(n, 1, at);
+        for c in 0..self.width {
+            let array: StringArray = rows.iter().map(|r| r.cells.get(c).and_then(|v| v.as_deref())).collect();
+            columns.push(Arc::new(array));
+        }
+        let extra: StringArray = rows
+            .iter()
+            .map(|r| (!r.extra.is_empty()).then(|| serde_json::to_string(&r.extra).unwrap_or_default()))
+            .collect();
+        columns.push(Arc::new(extra));
+        self.file.write(columns)
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.file.rows
+    }
+
+    pub fn finish(self) -> Result<LandedFile, LandError> {
+        self.file.finish()
+    }
+}
+
+/// Lower-case hex of a digest.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Array;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    fn tmpdir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("m365-land-{}-{}", std::process::id(), crate::random::u64()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn lineage() -> Lineage {
+        Lineage {
+            run_id: "20261128T020000Z-abcd".into(),
+            stream: "users".into(),
+        }
+    }
+
+    #[test]
+    fn json_round_trip_is_byte_exact_and_hashed() {
+        let dir = tmpdir();
+        let mut l = JsonLander::create(&dir, "users", lineage()).unwrap();
+        let recs: Vec<&[u8]> = vec![br#"{"id":"1","n":"\u00e9 \"q\""}"#, "{\"id\":\"2\",\"n\":\"😀 עברית\"}".as_bytes()];
+        l.write_page(1, Utc::now(), recs.clone().into_iter()).unwrap();
+        l.write_page(2, Utc::now(), recs.clone().into_iter()).unwrap();
+        let f = l.finish().unwrap();
+        assert_eq!((f.file.as_str(), f.rows), ("users.parquet", 4));
+        let path = dir.join("users.parquet");
+        assert!(!dir.join("users.parquet.tmp").exists());
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(f.bytes, bytes.len() as u64);
+        assert_eq!(f.sha256, hex(&Sha256::digest(&bytes)));
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut texts = Vec::new();
+        let mut rows = Vec::new();
+        for b in reader {
+            let b = b.unwrap();
+            let rec = b.column_by_name("record").unwrap().as_any().downcast_ref::<StringArray>().unwrap().clone();
+            let row = b.column_by_name("_row").unwrap().as_any().downcast_ref::<Int64Array>().unwrap().clone();
+            for i in 0..b.num_rows() {
+                texts.push(rec.value(i).as_bytes().to_vec());
+                rows.push(row.value(i));
+            }
+        }
+        assert_eq!(texts[1], recs[1]);
+        assert_eq!(texts[2], recs[0]);
+        assert_eq!(rows, vec![0, 1, 2, 3]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn csv_columns_by_name_with_nulls_and_extras() {
+        let dir = tmpdir();
+        let header = vec!["User Principal Name".to_string(), "Display Name".to_string()];
+        let mut l = CsvLander::create(&dir, "r", &header, lineage()).unwrap();
+        let rows = vec![
+            CsvRow {
+                cells: vec![Some("a@x".into()), None],
+                extra: vec![],
+            },
+            CsvRow {
+                cells: vec![Some("b@x".into()), Some("".into())],
+                extra: vec!["z".into()],
+            },
+        ];
+        l.write_rows(Utc::now(), &rows).unwrap();
+        l.finish().unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(dir.join("r.parquet")).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        let b = reader.into_iter().next().unwrap().unwrap();
+        let dn = b.column_by_name("Display Name").unwrap().as_any().downcast_ref::<StringArray>().unwrap().clone();
+        assert!(dn.is_null(0));
+        assert_eq!(dn.value(1), "");
+        let ex = b.column_by_name("_extra").unwrap().as_any().downcast_ref::<StringArray>().unwrap().clone();
+        assert!(ex.is_null(0));
+        assert_eq!(ex.value(1), r#"["z"]"#);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

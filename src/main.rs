@@ -1,0 +1,26 @@
+//! Thin binary edge: parse the command line, set up logs, run, print `error: …`, exit.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use m365_connector::cli::Cli;
+use m365_connector::error::ExitStatus;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    m365_connector::output::init_logging(cli.verbose, cli.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(ExitStatus::Failure as u8);
+        }
+    };
+    match runtime.block_on(m365_connector::run(cli)) {
+        Ok(status) => ExitCode::from(status as u8),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_status() as u8)
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The run manifest `raw/<run_id>/manifest.json`: written last, it is what makes a landed
+//! run real. It lists every file with rows, bytes and sha256, plus request counts, waits
+//! and warnings, so a run can be audited without the staging database.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::concealment::{Setting, Tally};
+use crate::graph::CallCounts;
+use crate::land::LandedFile;
+
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// A problem the run survived, with what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Warning {
+    /// Stable identifier, e.g. `concealed_names`.
+    pub code: String,
+    pub message: String,
+    pub fix: String,
+}
+
+/// One stream of a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamManifest {
+    pub files: Vec<LandedFile>,
+    pub rows: u64,
+    pub pages: u64,
+    pub calls: CallCounts,
+    /// Reports only: CSV bytes downloaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downloaded_bytes: Option<u64>,
+    /// Reports only: how the user-name column looked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<Tally>,
+    /// Reports only: CSV header as served (after BOM stripping).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<String>,
+}
+
+/// Concealment as seen by this run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Concealment {
+    /// `/admin/reportSettings` (usually `unknown`: it needs ReportSettings.Read.All).
+    pub setting: Setting,
+    /// Reports whose user names were found concealed.
+    pub concealed_reports: Vec<String>,
+}
+
+impl Concealment {
+    /// Whether report names must be treated as concealed for this run.
+    pub fn concealed(&self) -> bool {
+        self.setting == Setting::On || !self.concealed_reports.is_empty()
+    }
+}
+
+/// Everything about one extract run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunManifest {
+    pub format: u32,
+    pub run_id: String,
+    pub connector: String,
+    pub server: String,
+    pub tenant_id: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    /// UTC date the extract started: the date filter's reference day.
+    pub run_date: NaiveDate,
+    pub report_period: String,
+    pub date_filter_days: u32,
+    pub streams: BTreeMap<String, StreamManifest>,
+    pub login: CallCounts,
+    pub requests: u64,
+    pub retries: u64,
+    pub throttled: u64,
+    pub waited_ms: u64,
+    pub concealment: Concealment,
+    pub warnings: Vec<Warning>,
+}
+
+impl RunManifest {
+    /// Writes `manifest.json` into `dir` atomically (temp file, fsync, rename).
+    pub fn write(&self, dir: &Path) -> std::io::Result<PathBuf> {
+        let path = dir.join(MANIFEST_FILE);
+        let tmp = dir.join(format!("{MANIFEST_FILE}.tmp"));
+        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&json)?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(path)
+    }
+
+    /// Reads a committed run's manifest.
+    pub fn read(dir: &Path) -> std::io::Result<RunManifest> {
+        let path = dir.join(MANIFEST_FILE);
+        let bytes = std::fs::read(&path)?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: not a run manifest: {e}", path.display()),
+            )
+        })
+    }
+
+    /// Users landed.
+    pub fn users(&self) -> u64 {
+        self.streams.get("users").map(|s| s.rows).unwrap_or(0)
+    }
+}
+
+/// Committed runs under `raw_dir`, oldest first (run ids sort by time). In-progress
+/// `.partial-*` directories and directories without a manifest are not runs.
+pub fn committed_runs(raw_dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut runs = Vec::new();
+    let entries = match std::fs::read_dir(raw_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(runs),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !entry.path().join(MANIFEST_FILE).is_file() {
+            continue;
+        }
+        runs.push(name);
+    }
+    runs.sort();
+    Ok(runs)
+}

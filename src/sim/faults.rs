@@ -1,0 +1,413 @@
+//! Fault injection: what can go wrong, how often, and the deterministic dice that decide.
+//!
+//! A fault spec is a comma-separated list of `key=value` items (see [`Faults::from_str`]).
+//! Each request draws its faults from a splitmix64 stream keyed by the seed and the request's
+//! sequence number, so a failing run can be replayed with the same seed and request order.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+
+use super::prng::{Rng, salt};
+
+/// How a throttled or unavailable response advertises `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RetryAfterMode {
+    /// Whole seconds, rounded up: `Retry-After: 2`.
+    Integer,
+    /// Fractional seconds, as in Graph's throttling sample: `Retry-After: 2.128`.
+    Decimal,
+    /// An RFC 7231 date: `Retry-After: Wed, 21 Oct 2026 07:28:00 GMT`.
+    HttpDate,
+    /// No header at all: the client must back off on its own.
+    Absent,
+    /// Cycles Integer, Decimal, HttpDate, Absent across successive responses.
+    #[default]
+    Mixed,
+}
+
+impl FromStr for RetryAfterMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "integer" | "int" | "seconds" => Ok(RetryAfterMode::Integer),
+            "decimal" | "fractional" => Ok(RetryAfterMode::Decimal),
+            "http-date" | "httpdate" | "date" => Ok(RetryAfterMode::HttpDate),
+            "absent" | "none" => Ok(RetryAfterMode::Absent),
+            "mixed" => Ok(RetryAfterMode::Mixed),
+            _ => Err(format!(
+                "unknown retry-after mode '{s}' (expected integer, decimal, http-date, absent or mixed)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for RetryAfterMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RetryAfterMode::Integer => "integer",
+            RetryAfterMode::Decimal => "decimal",
+            RetryAfterMode::HttpDate => "http-date",
+            RetryAfterMode::Absent => "absent",
+            RetryAfterMode::Mixed => "mixed",
+        })
+    }
+}
+
+/// What to inject. Probabilities are per request, 0.0–1.0; all zero by default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Faults {
+    /// 429 TooManyRequests with Retry-After.
+    pub p429: f64,
+    /// 503 serviceNotAvailable with Retry-After.
+    pub p503: f64,
+    /// 504 gatewayTimeout with Retry-After.
+    pub p504: f64,
+    /// Headers and part of the body are sent, then the connection is dropped.
+    pub reset: f64,
+    /// A JSON body cut mid-document, with a matching Content-Length and a 200.
+    pub truncate: f64,
+    /// The response is delayed by `slow_ms`.
+    pub slow: f64,
+    pub slow_ms: u64,
+    /// Every Nth Graph request with a valid token is answered 401 as if the token had
+    /// expired; that token stays dead, so the client must fetch a new one.
+    pub token_expiry_every: Option<u64>,
+    pub retry_after: RetryAfterMode,
+    /// Seconds advertised in Retry-After.
+    pub retry_after_secs: f64,
+    /// The token endpoint answers AADSTS7000222 (expired client secret).
+    pub expired_secret: bool,
+    /// A Graph JSON response is replaced by an HTML error page with status 200.
+    pub html_200: f64,
+    /// A valid report download URL answers 404 as if it had expired.
+    pub download_expired: f64,
+    /// A `/users` page holds fewer users than `$top` (sometimes none) but still links on.
+    pub short_page: f64,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            p429: 0.0,
+            p503: 0.0,
+            p504: 0.0,
+            reset: 0.0,
+            truncate: 0.0,
+            slow: 0.0,
+            slow_ms: 30_000,
+            token_expiry_every: None,
+            retry_after: RetryAfterMode::Mixed,
+            retry_after_secs: 1.0,
+            expired_secret: false,
+            html_200: 0.0,
+            download_expired: 0.0,
+            short_page: 0.0,
+        }
+    }
+}
+
+/// A fault spec that could not be parsed; names the offending item.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid fault spec item '{item}': {reason}")]
+pub struct FaultSpecError {
+    pub item: String,
+    pub reason: String,
+}
+
+fn probability(item: &str, v: &str) -> Result<f64, FaultSpecError> {
+    let p: f64 = v.parse().map_err(|_| FaultSpecError {
+        item: item.to_string(),
+        reason: format!("'{v}' is not a number"),
+    })?;
+    if !(0.0..=1.0).contains(&p) {
+        return Err(FaultSpecError {
+            item: item.to_string(),
+            reason: format!("probability {p} is outside 0.0..=1.0"),
+        });
+    }
+    Ok(p)
+}
+
+impl FromStr for Faults {
+    type Err = FaultSpecError;
+
+    /// Parses `429=0.1,503=0.05,504=0.01,reset=0.02,truncate=0.01,slow=0.01,slow-ms=2000,
+    /// token-expiry=50,retry-after=mixed,retry-after-secs=0.2,expired-secret,html200=0.01,
+    /// download-expired=0.1,short-page=0.1`. Empty items are ignored; `none` or an empty
+    /// string means no faults.
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let mut f = Faults::default();
+        for raw in spec.split(',') {
+            let item = raw.trim();
+            if item.is_empty() || item.eq_ignore_ascii_case("none") {
+                continue;
+            }
+            let (key, value) = match item.split_once('=') {
+                Some((k, v)) => (k.trim().to_ascii_lowercase(), Some(v.trim())),
+                None => (item.to_ascii_lowercase(), None),
+            };
+            let bad = |reason: &str| FaultSpecError { item: item.to_string(), reason: reason.to_string() };
+            let need = || value.ok_or_else(|| bad("expected key=value"));
+            match key.as_str() {
+                "429" => f.p429 = probability(item, need()?)?,
+                "503" => f.p503 = probability(item, need()?)?,
+                "504" => f.p504 = probability(item, need()?)?,
+                "reset" => f.reset = probability(item, need()?)?,
+                "truncate" => f.truncate = probability(item, need()?)?,
+                "slow" => f.slow = probability(item, need()?)?,
+                "html200" | "html-200" => f.html_200 = probability(item, need()?)?,
+                "download-expired" => f.download_expired = probability(item, need()?)?,
+                "short-page" => f.short_page = probability(item, need()?)?,
+                "slow-ms" => {
+                    f.slow_ms = need()?.parse().map_err(|_| bad("slow-ms must be a whole number of milliseconds"))?
+                }
+                "token-expiry" => {
+                    let n: u64 = need()?.parse().map_err(|_| bad("token-expiry must be a whole number N (every Nth request)"))?;
+                    f.token_expiry_every = if n == 0 { None } else { Some(n) };
+                }
+                "retry-after" => f.retry_after = need()?.parse().map_err(|e: String| bad(&e))?,
+                "retry-after-secs" => {
+                    let s: f64 = need()?.parse().map_err(|_| bad("retry-after-secs must be a number of seconds"))?;
+                    if !(0.0..=86_400.0).contains(&s) {
+                        return Err(bad("retry-after-secs must be between 0 and 86400"));
+                    }
+                    f.retry_after_secs = s;
+                }
+                "expired-secret" => {
+                    f.expired_secret = match value {
+                        None => true,
+                        Some(v) => v.parse().map_err(|_| bad("expired-secret takes no value, or true/false"))?,
+                    }
+                }
+                _ => {
+                    return Err(bad(
+                        "unknown fault (known: 429, 503, 504, reset, truncate, slow, slow-ms, token-expiry, \
+                         retry-after, retry-after-secs, expired-secret, html200, download-expired, short-page)",
+                    ));
+                }
+            }
+        }
+        Ok(f)
+    }
+}
+
+impl fmt::Display for Faults {
+    /// The canonical spec, parseable by `from_str`; `none` when nothing is injected.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut items = Vec::new();
+        for (k, v) in [
+            ("429", self.p429),
+            ("503", self.p503),
+            ("504", self.p504),
+            ("reset", self.reset),
+            ("truncate", self.truncate),
+            ("slow", self.slow),
+            ("html200", self.html_200),
+            ("download-expired", self.download_expired),
+            ("short-page", self.short_page),
+        ] {
+            if v > 0.0 {
+                items.push(format!("{k}={v}"));
+            }
+        }
+        if self.slow > 0.0 {
+            items.push(format!("slow-ms={}", self.slow_ms));
+        }
+        if let Some(n) = self.token_expiry_every {
+            items.push(format!("token-expiry={n}"));
+        }
+        if self.expired_secret {
+            items.push("expired-secret".to_string());
+        }
+        let default = Faults::default();
+        if !items.is_empty() || self.retry_after != default.retry_after || self.retry_after_secs != default.retry_after_secs {
+            items.push(format!("retry-after={}", self.retry_after));
+            items.push(format!("retry-after-secs={}", self.retry_after_secs));
+        }
+        if items.is_empty() {
+            return f.write_str("none");
+        }
+        f.write_str(&items.join(","))
+    }
+}
+
+/// The failure (if any) chosen for one request. At most one; `slow` is separate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    Status429,
+    Status503,
+    Status504,
+    Html200,
+    DownloadExpired,
+    Reset,
+    Truncate,
+}
+
+/// Which kind of response a request would get, to pick only applicable faults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A Graph JSON response.
+    GraphJson,
+    /// The report call's 302.
+    ReportRedirect,
+    /// The CSV download.
+    Download,
+}
+
+/// The dice for request number `n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub failure: Option<Failure>,
+    pub slow: bool,
+    /// Where a short `/users` page ends, as a fraction of `$top` (`None`: a full page).
+    pub short_page: Option<u16>,
+}
+
+impl Faults {
+    /// Rolls the dice for request `n` of a simulator seeded with `seed`.
+    pub fn decide(&self, seed: u64, n: u64, target: Target) -> Decision {
+        let mut r = Rng::new(seed, n, salt("faults"));
+        // Draw every die in a fixed order so one fault's probability doesn't shift another's.
+        let rolls = [r.unit(), r.unit(), r.unit(), r.unit(), r.unit(), r.unit(), r.unit(), r.unit()];
+        let slow = r.unit() < self.slow;
+        let short = r.unit() < self.short_page;
+        let short_at = (r.below(100)) as u16;
+        let json = target == Target::GraphJson;
+        let candidates = [
+            (Failure::Status429, self.p429, true),
+            (Failure::Status503, self.p503, true),
+            (Failure::Status504, self.p504, true),
+            (Failure::Html200, self.html_200, json),
+            (Failure::DownloadExpired, self.download_expired, target == Target::Download),
+            (Failure::Reset, self.reset, true),
+            (Failure::Truncate, self.truncate, json),
+        ];
+        let failure = candidates
+            .iter()
+            .zip(rolls)
+            .find(|((_, p, applies), roll)| *applies && *roll < *p)
+            .map(|((f, _, _), _)| *f);
+        Decision { failure, slow, short_page: short.then_some(short_at) }
+    }
+}
+
+/// Renders the Retry-After header for the `k`-th throttled response (`None` = omit it).
+pub fn retry_after_value(mode: RetryAfterMode, secs: f64, k: u64, now: DateTime<Utc>) -> Option<String> {
+    let mode = match mode {
+        RetryAfterMode::Mixed => [
+            RetryAfterMode::Integer,
+            RetryAfterMode::Decimal,
+            RetryAfterMode::HttpDate,
+            RetryAfterMode::Absent,
+        ][(k % 4) as usize],
+        m => m,
+    };
+    let secs = secs.max(0.0);
+    match mode {
+        RetryAfterMode::Integer => Some(format!("{}", secs.ceil() as u64)),
+        RetryAfterMode::Decimal => Some(format!("{secs:.3}")),
+        RetryAfterMode::HttpDate => {
+            // Round the target instant up to a whole second so the client never waits less.
+            let target_ms = now.timestamp_millis() + (secs * 1000.0).ceil() as i64;
+            let whole = (target_ms + 999).div_euclid(1000);
+            let at = DateTime::<Utc>::from_timestamp(whole, 0).unwrap_or(now);
+            Some(at.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
+        }
+        RetryAfterMode::Absent | RetryAfterMode::Mixed => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_full_spec() {
+        let f: Faults = "429=0.1,503=0.05,504=0.01,reset=0.02,truncate=0.01,slow=0.01,slow-ms=2000,\
+                         token-expiry=50,retry-after=mixed,retry-after-secs=0.2,expired-secret,\
+                         html200=0.01,download-expired=0.1"
+            .parse()
+            .unwrap();
+        assert_eq!(f.p429, 0.1);
+        assert_eq!(f.p503, 0.05);
+        assert_eq!(f.p504, 0.01);
+        assert_eq!(f.reset, 0.02);
+        assert_eq!(f.truncate, 0.01);
+        assert_eq!(f.slow, 0.01);
+        assert_eq!(f.slow_ms, 2000);
+        assert_eq!(f.token_expiry_every, Some(50));
+        assert_eq!(f.retry_after, RetryAfterMode::Mixed);
+        assert_eq!(f.retry_after_secs, 0.2);
+        assert!(f.expired_secret);
+        assert_eq!(f.html_200, 0.01);
+        assert_eq!(f.download_expired, 0.1);
+        // Display round-trips.
+        let again: Faults = f.to_string().parse().unwrap();
+        assert_eq!(again, f);
+    }
+
+    #[test]
+    fn empty_and_none_mean_no_faults() {
+        assert_eq!("".parse::<Faults>().unwrap(), Faults::default());
+        assert_eq!("none".parse::<Faults>().unwrap(), Faults::default());
+        assert_eq!(Faults::default().to_string(), "none");
+        let f: Faults = " retry-after = http-date , 429 = 1 ".parse().unwrap();
+        assert_eq!(f.retry_after, RetryAfterMode::HttpDate);
+        assert_eq!(f.p429, 1.0);
+    }
+
+    #[test]
+    fn bad_specs_name_the_item() {
+        for (spec, item) in [
+            ("429=2", "429=2"),
+            ("429=0.1,bogus=1", "bogus=1"),
+            ("503=abc", "503=abc"),
+            ("slow-ms=fast", "slow-ms=fast"),
+            ("retry-after=sometimes", "retry-after=sometimes"),
+            ("429", "429"),
+            ("token-expiry=-1", "token-expiry=-1"),
+            ("retry-after-secs=-3", "retry-after-secs=-3"),
+            ("expired-secret=maybe", "expired-secret=maybe"),
+        ] {
+            let err = spec.parse::<Faults>().unwrap_err();
+            assert_eq!(err.item, item, "spec {spec}");
+            assert!(err.to_string().contains(item), "{err}");
+        }
+    }
+
+    #[test]
+    fn decisions_are_deterministic_and_follow_probabilities() {
+        let f: Faults = "429=0.2,reset=0.1,truncate=0.1".parse().unwrap();
+        let a: Vec<_> = (0..1000).map(|n| f.decide(9, n, Target::GraphJson)).collect();
+        let b: Vec<_> = (0..1000).map(|n| f.decide(9, n, Target::GraphJson)).collect();
+        assert_eq!(a, b);
+        let n429 = a.iter().filter(|d| d.failure == Some(Failure::Status429)).count();
+        assert!((120..280).contains(&n429), "{n429}");
+        // Truncation is only for JSON bodies.
+        let d: Vec<_> = (0..1000).map(|n| f.decide(9, n, Target::Download)).collect();
+        assert!(d.iter().all(|d| d.failure != Some(Failure::Truncate)));
+        assert!(d.iter().any(|d| d.failure == Some(Failure::Reset)));
+        // No faults configured, no failures.
+        let none = Faults::default();
+        assert!((0..1000).all(|n| none.decide(9, n, Target::GraphJson).failure.is_none()));
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let now = DateTime::<Utc>::from_timestamp(1_700_000_000, 250_000_000).unwrap();
+        assert_eq!(retry_after_value(RetryAfterMode::Integer, 0.2, 0, now).as_deref(), Some("1"));
+        assert_eq!(retry_after_value(RetryAfterMode::Decimal, 2.128, 0, now).as_deref(), Some("2.128"));
+        assert_eq!(retry_after_value(RetryAfterMode::Absent, 2.0, 0, now), None);
+        // 1_700_000_000.25 + 1.0 rounds up to ...002.
+        let date = retry_after_value(RetryAfterMode::HttpDate, 1.0, 0, now).unwrap();
+        let parsed = DateTime::parse_from_rfc2822(&date.replace("GMT", "+0000")).unwrap();
+        assert_eq!(parsed.timestamp(), 1_700_000_002);
+        let mixed: Vec<_> = (0..4).map(|k| retry_after_value(RetryAfterMode::Mixed, 1.5, k, now)).collect();
+        assert_eq!(mixed[0].as_deref(), Some("2"));
+        assert_eq!(mixed[1].as_deref(), Some("1.500"));
+        assert!(mixed[2].as_deref().unwrap().ends_with("GMT"));
+        assert_eq!(mixed[3], None);
+    }
+}

@@ -1,0 +1,341 @@
+//! The streams a run extracts, named once so the extract stage, the simulator, the manifest
+//! and the SQL models all agree on the same names (DESIGN.md "Streams").
+
+use std::fmt;
+
+/// Properties requested with `$select` on `/users`: everything the mapping may use.
+/// `signInActivity` is absent on purpose: it needs AuditLog.Read.All and Entra ID P1/P2,
+/// which this connector's permission set does not include (graph-api.md §0).
+pub const USER_SELECT: &[&str] = &[
+    "id",
+    "userPrincipalName",
+    "displayName",
+    "givenName",
+    "surname",
+    "mail",
+    "accountEnabled",
+    "userType",
+    "createdDateTime",
+    "department",
+    "jobTitle",
+    "officeLocation",
+    "companyName",
+    "employeeId",
+    "mobilePhone",
+    "businessPhones",
+    "city",
+    "country",
+    "state",
+    "usageLocation",
+    "onPremisesSyncEnabled",
+    "lastPasswordChangeDateTime",
+    "assignedLicenses",
+];
+
+/// Largest page Graph serves for `/users` (graph-api.md §2).
+pub const USERS_PAGE_SIZE: u32 = 999;
+
+/// One of the eight Microsoft 365 usage reports (CSV, `302` to a download host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Report {
+    Office365ActiveUserDetail,
+    Office365ActivationsUserDetail,
+    M365AppUserDetail,
+    MailboxUsageDetail,
+    EmailActivityUserDetail,
+    OneDriveUsageAccountDetail,
+    SharePointActivityUserDetail,
+    TeamsUserActivityUserDetail,
+}
+
+impl Report {
+    /// Every report, in the order they are listed in DESIGN.md.
+    pub const ALL: [Report; 8] = [
+        Report::Office365ActiveUserDetail,
+        Report::Office365ActivationsUserDetail,
+        Report::M365AppUserDetail,
+        Report::MailboxUsageDetail,
+        Report::EmailActivityUserDetail,
+        Report::OneDriveUsageAccountDetail,
+        Report::SharePointActivityUserDetail,
+        Report::TeamsUserActivityUserDetail,
+    ];
+
+    /// Stream name: the raw file name and the `_stream` lineage value.
+    pub fn stream(self) -> &'static str {
+        match self {
+            Report::Office365ActiveUserDetail => "office365_active_user_detail",
+            Report::Office365ActivationsUserDetail => "office365_activations_user_detail",
+            Report::M365AppUserDetail => "m365_app_user_detail",
+            Report::MailboxUsageDetail => "mailbox_usage_detail",
+            Report::EmailActivityUserDetail => "email_activity_user_detail",
+            Report::OneDriveUsageAccountDetail => "onedrive_usage_account_detail",
+            Report::SharePointActivityUserDetail => "sharepoint_activity_user_detail",
+            Report::TeamsUserActivityUserDetail => "teams_user_activity_user_detail",
+        }
+    }
+
+    /// The reportRoot function name in the Graph URL.
+    pub fn function(self) -> &'static str {
+        match self {
+            Report::Office365ActiveUserDetail => "getOffice365ActiveUserDetail",
+            Report::Office365ActivationsUserDetail => "getOffice365ActivationsUserDetail",
+            Report::M365AppUserDetail => "getM365AppUserDetail",
+            Report::MailboxUsageDetail => "getMailboxUsageDetail",
+            Report::EmailActivityUserDetail => "getEmailActivityUserDetail",
+            Report::OneDriveUsageAccountDetail => "getOneDriveUsageAccountDetail",
+            Report::SharePointActivityUserDetail => "getSharePointActivityUserDetail",
+            Report::TeamsUserActivityUserDetail => "getTeamsUserActivityUserDetail",
+        }
+    }
+
+    /// Whether the function takes `(period='Dn')`; activations takes no parameter at all.
+    pub fn takes_period(self) -> bool {
+        !matches!(self, Report::Office365ActivationsUserDetail)
+    }
+
+    /// Path below `/v1.0` for the given period (`D7`, `D30`, `D90`, `D180`).
+    pub fn path(self, period: &str) -> String {
+        if self.takes_period() {
+            format!("/reports/{}(period='{}')", self.function(), period)
+        } else {
+            format!("/reports/{}", self.function())
+        }
+    }
+
+    /// The CSV column that names the user (OneDrive keys by owner, not column 2).
+    pub fn user_column(self) -> &'static str {
+        match self {
+            Report::OneDriveUsageAccountDetail => "Owner Principal Name",
+            _ => "User Principal Name",
+        }
+    }
+
+    /// The documented CSV header, in order (graph-api.md §4). Real reports add columns
+    /// without notice, so readers match by name and keep unknown ones.
+    pub fn documented_columns(self) -> &'static [&'static str] {
+        match self {
+            Report::Office365ActiveUserDetail => &[
+                "Report Refresh Date",
+                "User Principal Name",
+                "Display Name",
+                "Is Deleted",
+                "Deleted Date",
+                "Has Exchange License",
+                "Has OneDrive License",
+                "Has SharePoint License",
+                "Has Skype For Business License",
+                "Has Yammer License",
+                "Has Teams License",
+                "Exchange Last Activity Date",
+                "OneDrive Last Activity Date",
+                "SharePoint Last Activity Date",
+                "Skype For Business Last Activity Date",
+                "Yammer Last Activity Date",
+                "Teams Last Activity Date",
+                "Exchange License Assign Date",
+                "OneDrive License Assign Date",
+                "SharePoint License Assign Date",
+                "Skype For Business License Assign Date",
+                "Yammer License Assign Date",
+                "Teams License Assign Date",
+                "Assigned Products",
+            ],
+            Report::Office365ActivationsUserDetail => &[
+                "Report Refresh Date",
+                "User Principal Name",
+                "Display Name",
+                "Product Type",
+                "Last Activated Date",
+                "Windows",
+                "Mac",
+                "Windows 10 Mobile",
+                "iOS",
+                "Android",
+                "Activated On Shared Computer",
+            ],
+            Report::M365AppUserDetail => &[
+                "Report Refresh Date",
+                "User Principal Name",
+                "Last Activation Date",
+                "Last Activity Date",
+                "Report Period",
+                "Windows",
+                "Mac",
+                "Mobile",
+                "Web",
+                "Outlook",
+                "Word",
+                "Excel",
+                "PowerPoint",
+                "OneNote",
+                "Teams",
+                "Outlook (Windows)",
+                "Word (Windows)",
+                "Excel (Windows)",
+                "PowerPoint (Windows)",
+                "OneNote (Windows)",
+                "Teams (Windows)",
+                "Outlook (Mac)",
+                "Word (Mac)",
+                "Excel (Mac)",
+                "PowerPoint (Mac)",
+                "OneNote (Mac)",
+                "Teams (Mac)",
+                "Outlook (Mobile)",
+                "Word (Mobile)",
+                "Excel (Mobile)",
+                "PowerPoint (Mobile)",
+                "OneNote (Mobile)",
+                "Teams (Mobile)",
+                "Outlook (Web)",
+                "Word (Web)",
+                "Excel (Web)",
+                "PowerPoint (Web)",
+                "OneNote (Web)",
+                "Teams (Web)",
+            ],
+            Report::MailboxUsageDetail => &[
+                "Report Refresh Date",
+                "User Principal Name",
+                "Display Name",
+                "Is Deleted",
+                "Deleted Date",
+                "Created Date",
+                "Last Activity Date",
+                "Item Count",
+                "Storage Used (Byte)",
+                "Issue Warning Quota (Byte)",
+                "Prohibit Send Quota (Byte)",
+                "Prohibit Send/Receive Quota (Byte)",
+                "Deleted Item Count",
+                "Deleted Item Size (Byte)",
+                "Deleted Item Quota (Byte)",
+                "Has Archive",
+                "Report Period",
+            ],
+            Report::EmailActivityUserDetail => &[
+                "Report Refresh Date",
+                "User Principal Name",
+                "Display Name",
+                "Is Deleted",
+                "Deleted Date",
+                "Last Activity Date",
+                "Send Count",
+                "Receive Count",
+                "Read Count",
+                "Meeting Created Count",
+                "Meeting Interacted Count",
+                "Assigned Products",
+                "Report Period",
+            ],
+            Report::OneDriveUsageAccountDetail => &[
+                "Report Refresh Date",
+                "Site URL",
+                "Owner Display Name",
+                "Is Deleted",
+                "Last Activity Date",
+                "File Count",
+                "Active File Count",
+                "Storage Used (Byte)",
+                "Storage Allocated (Byte)",
+                "Owner Principal Name",
+                "Report Period",
+            ],
+            Report::SharePointActivityUserDetail => &[
+                "Report Refresh Date",
+                "User Principal Name",
+                "Is Deleted",
+                "Deleted Date",
+                "Last Activity Date",
+                "Viewed Or Edited File Count",
+                "Synced File Count",
+                "Shared Internally File Count",
+                "Shared Externally File Count",
+                "Visited Page Count",
+                "Assigned Products",
+                "Report Period",
+            ],
+            Report::TeamsUserActivityUserDetail => &[
+                "Report Refresh Date",
+                "Tenant Display Name",
+                "Shared Channel Tenant Display Names",
+                "User Id",
+                "User Principal Name",
+                "Last Activity Date",
+                "Is Deleted",
+                "Deleted Date",
+                "Assigned Products",
+                "Team Chat Message Count",
+                "Private Chat Message Count",
+                "Call Count",
+                "Meeting Count",
+                "Post Messages",
+                "Reply Messages",
+                "Urgent Messages",
+                "Meetings Organized Count",
+                "Meetings Attended Count",
+                "Ad Hoc Meetings Organized Count",
+                "Ad Hoc Meetings Attended Count",
+                "Scheduled One-time Meetings Organized Count",
+                "Scheduled One-time Meetings Attended Count",
+                "Scheduled Recurring Meetings Organized Count",
+                "Scheduled Recurring Meetings Attended Count",
+                "Audio Duration",
+                "Video Duration",
+                "Screen Share Duration",
+                "Audio Duration In Seconds",
+                "Video Duration In Seconds",
+                "Screen Share Duration In Seconds",
+                "Has Other Action",
+                "Is Licensed",
+                "Report Period",
+            ],
+        }
+    }
+
+    /// Looks a report up by its stream name.
+    pub fn from_stream(name: &str) -> Option<Report> {
+        Report::ALL.into_iter().find(|r| r.stream() == name)
+    }
+
+    /// Looks a report up by its Graph function name.
+    pub fn from_function(name: &str) -> Option<Report> {
+        Report::ALL.into_iter().find(|r| r.function() == name)
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.stream())
+    }
+}
+
+/// Valid `report_period` values (graph-api.md §4).
+pub const REPORT_PERIODS: &[&str] = &["D7", "D30", "D90", "D180"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activations_takes_no_period() {
+        assert_eq!(
+            Report::Office365ActivationsUserDetail.path("D30"),
+            "/reports/getOffice365ActivationsUserDetail"
+        );
+        assert_eq!(
+            Report::MailboxUsageDetail.path("D7"),
+            "/reports/getMailboxUsageDetail(period='D7')"
+        );
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for r in Report::ALL {
+            assert_eq!(Report::from_stream(r.stream()), Some(r));
+            assert_eq!(Report::from_function(r.function()), Some(r));
+            assert!(r.documented_columns().contains(&r.user_column()));
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! The one integration-test binary (the DuckDB link is paid once). Tests drive the library
+//! and the real binary against the built-in Graph simulator over loopback HTTP.
+
+mod util;
+
+mod cli;
+mod extract;

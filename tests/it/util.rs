@@ -1,0 +1,113 @@
+//! Shared test scaffolding: temp dirs, simulator + connector file, Parquet reading.
+
+use std::path::{Path, PathBuf};
+
+use m365_connector::sim::{SimOptions, Simulator};
+
+/// A temp directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "m365-it-{tag}-{}-{}",
+            std::process::id(),
+            m365_connector::random::u64()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes a connector file for `sim` into `dir` (secret in a 0600 file) and returns its path.
+pub fn connector_file(dir: &Path, sim: &Simulator, opts: &SimOptions, secret: &str) -> PathBuf {
+    let secret_path = dir.join("secret");
+    std::fs::write(&secret_path, secret).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let text = format!(
+        r#"[connector]
+name = "Test tenant"
+[tenant]
+tenant_id = "{tenant}"
+client_id = "{client}"
+client_secret_file = "secret"
+login_url = "{login}"
+graph_url = "{graph}"
+[pipeline]
+data_dir = "data"
+retry_base_ms = 20
+max_wait_seconds = 120
+request_timeout_seconds = 5
+"#,
+        tenant = opts.tenant_id,
+        client = opts.client_id,
+        login = sim.login_url(),
+        graph = sim.graph_url(),
+    );
+    let path = dir.join("connector.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Simulator options for a small tenant.
+pub fn sim_options(users: u64, seed: u64) -> SimOptions {
+    SimOptions {
+        users,
+        seed,
+        ..SimOptions::default()
+    }
+}
+
+/// All files below `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Runs a query on a fresh in-memory DuckDB and returns every row as strings (NULL → None).
+pub fn duck(sql: &str) -> Vec<Vec<Option<String>>> {
+    let conn = duckdb::Connection::open_in_memory().unwrap();
+    let mut stmt = conn.prepare(sql).unwrap();
+    let mut rows = stmt.query([]).unwrap();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().unwrap() {
+        let n = row.as_ref().column_count();
+        let mut r = Vec::with_capacity(n);
+        for i in 0..n {
+            let v: Option<String> = row.get(i).unwrap();
+            r.push(v);
+        }
+        out.push(r);
+    }
+    out
+}
+
+/// SQL string literal.
+pub fn lit(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
