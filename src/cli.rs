@@ -29,6 +29,21 @@ pub enum Command {
     /// Stage 1: sign in, read users, organization, licences and the 8 usage reports, and
     /// land them as Parquet under <data_dir>/raw/<run_id>/ (committed with a manifest).
     Extract(ConfigArg),
+    /// Stage 2: turn a committed run into typed staging tables, `int_people` and the mapped,
+    /// date-filtered `people` (and `rejects`) in <data_dir>/staging.duckdb. Never calls Graph.
+    Transform(RunArg),
+    /// Stage 3: export a transformed run's people to <data_dir>/out/<run_id>/ (JSON Lines, CSV,
+    /// Parquet and manifest.json), written aside and moved into place when complete.
+    Load(LoadArgs),
+    /// Extract + transform + load as one audited run, with a summary at the end.
+    /// Exit codes: 0 success, 3 success with warnings, 1 failure, 2 bad input.
+    Run(LoadArgs),
+    /// The whole pipeline against the built-in simulator (offline; data under data/demo/).
+    Demo(DemoArgs),
+    /// List the runs recorded in the staging database: status, counts, warnings, durations.
+    Runs(ConfigArg),
+    /// Query the staging database (read-only), e.g. `sql -c FILE "SELECT count(*) FROM people"`.
+    Sql(SqlArgs),
     /// Check a connector file without contacting Microsoft (syntax, keys, ids, secret source).
     Validate(ConfigArg),
     /// Run the built-in Graph simulator (login, Graph and a report download host) on loopback.
@@ -40,4 +55,60 @@ pub struct ConfigArg {
     /// The connector file (TOML); `m365-connector init` prints a template.
     #[arg(short, long, value_name = "FILE")]
     pub config: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArg {
+    /// The connector file (TOML).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The run to use (default: the newest committed run).
+    #[arg(long, value_name = "RUN_ID")]
+    pub run: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SqlArgs {
+    /// The connector file (TOML).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The query; tables: runs, run_streams, landed_files, run_steps, people, rejects,
+    /// report_rows_unmatched, license_counts, stg_*, int_people, out_*.
+    pub query: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = SqlFormat::Table)]
+    pub format: SqlFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SqlFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LoadArgs {
+    /// The connector file (TOML).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The run to export (default: the newest transformed run; ignored by `run`).
+    #[arg(long, value_name = "RUN_ID")]
+    pub run: Option<String>,
+    /// Export formats, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = crate::load::ExportFormat::ALL)]
+    pub format: Vec<crate::load::ExportFormat>,
+}
+
+impl LoadArgs {
+    pub fn formats(&self) -> Vec<crate::load::ExportFormat> {
+        self.format.clone()
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Size of the simulated tenant.
+    #[arg(long, default_value_t = 3000)]
+    pub users: u64,
 }

@@ -55,13 +55,33 @@ pub async fn extract(cfg: &Config, progress: &Progress) -> Result<Extracted> {
     client.check_roles().await?;
     login.finish_with_message("ok");
 
+    // The run is a row in the staging database from here on.
+    crate::staging::Staging::open(&cfg.pipeline.data_dir)?.begin_extract(cfg, &run_id, started_at)?;
+    let outcome = land_and_commit(cfg, &client, &run_id, started_at, progress).await;
+    let staging = crate::staging::Staging::open(&cfg.pipeline.data_dir)?;
+    match &outcome {
+        Ok(run) => staging.finish_extract(&run.manifest, (Utc::now() - started_at).as_seconds_f64())?,
+        Err(e) => staging.fail(&run_id, "extract", &e.to_string()),
+    }
+    outcome
+}
+
+/// Lands every stream into a partial directory and commits it.
+async fn land_and_commit(
+    cfg: &Config,
+    client: &Arc<GraphClient>,
+    run_id: &str,
+    started_at: DateTime<Utc>,
+    progress: &Progress,
+) -> Result<Extracted> {
+    let run_id = run_id.to_string();
     let raw = cfg.raw_dir();
     create_private_dir(&raw)?;
     let partial = raw.join(format!(".partial-{run_id}"));
     create_private_dir(&partial)?;
     tracing::info!(run_id = %run_id, dir = %partial.display(), "extract started");
 
-    let landed = land_streams(&client, cfg, &run_id, &partial, progress).await;
+    let landed = land_streams(client, cfg, &run_id, &partial, progress).await;
     let (streams, setting) = match landed {
         Ok(v) => v,
         Err(e) => {
@@ -70,7 +90,7 @@ pub async fn extract(cfg: &Config, progress: &Progress) -> Result<Extracted> {
         }
     };
 
-    let manifest = build_manifest(cfg, &client, &run_id, started_at, streams, setting);
+    let manifest = build_manifest(cfg, client, &run_id, started_at, streams, setting);
     let dir = raw.join(&run_id);
     let commit = manifest
         .write(&partial)

@@ -11,16 +11,23 @@
 pub mod cli;
 pub mod concealment;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod graph;
 pub mod land;
+pub mod load;
 pub mod manifest;
+pub mod mapping;
 pub mod output;
+pub mod pipeline;
+pub mod query;
 pub mod random;
 pub mod sim;
+pub mod staging;
 pub mod streams;
 mod summary;
+pub mod transform;
 
 use cli::{Cli, Command};
 use error::{ExitStatus, Result};
@@ -56,6 +63,43 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
             } else {
                 ExitStatus::SuccessWithWarnings
             })
+        }
+        Command::Transform(arg) => {
+            let cfg = config::Config::load(&arg.config)?;
+            let t = transform::transform(&cfg, arg.run.as_deref())?;
+            print!("{}", summary::transform(&t));
+            Ok(ExitStatus::Success)
+        }
+        Command::Load(args) => {
+            let cfg = config::Config::load(&args.config)?;
+            let loaded = load::load(&cfg, args.run.as_deref(), &args.formats())?;
+            print!("{}", summary::load(&loaded));
+            Ok(ExitStatus::Success)
+        }
+        Command::Run(args) => {
+            let cfg = config::Config::load(&args.config)?;
+            let progress = output::Progress::new(cli.quiet);
+            let outcome = pipeline::run(&cfg, &progress, &args.formats()).await?;
+            print!("{}", summary::run(&outcome));
+            Ok(outcome.exit_status())
+        }
+        Command::Demo(args) => {
+            let progress = output::Progress::new(cli.quiet);
+            let dir = std::path::Path::new("data/demo");
+            let demo = demo::demo(dir, args.users, &progress).await?;
+            print!("{}", summary::run(&demo.outcome));
+            print!("{}", summary::demo_queries(&demo.config_path));
+            Ok(demo.outcome.exit_status())
+        }
+        Command::Runs(arg) => {
+            let cfg = config::Config::load(&arg.config)?;
+            print!("{}", query::query(&cfg.pipeline.data_dir, query::RUNS_SQL, cli::SqlFormat::Table)?);
+            Ok(ExitStatus::Success)
+        }
+        Command::Sql(args) => {
+            let cfg = config::Config::load(&args.config)?;
+            print!("{}", query::query(&cfg.pipeline.data_dir, &args.query, args.format)?);
+            Ok(ExitStatus::Success)
         }
         Command::Sim(args) => {
             sim::run(args)

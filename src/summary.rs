@@ -4,6 +4,9 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use crate::extract::Extracted;
+use crate::load::Loaded;
+use crate::pipeline::RunOutcome;
+use crate::transform::Transformed;
 use crate::streams::Report;
 
 /// Digits grouped by thousands: 1234567 → "1,234,567".
@@ -56,6 +59,77 @@ pub fn extract(run: &Extracted, took: Duration) -> String {
         }
     }
     s
+}
+
+/// The end-of-transform summary.
+pub fn transform(t: &Transformed) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "transform of run {} in {:.1} s", t.run_id, t.seconds);
+    let _ = writeln!(s, "  users            {:>10}", thousands(t.users));
+    let _ = writeln!(s, "  kept (people)    {:>10}", thousands(t.kept));
+    let _ = writeln!(s, "  filtered out     {:>10}  (date filter)", thousands(t.filtered_out));
+    let _ = writeln!(s, "  rejected         {:>10}  (see the rejects table)", thousands(t.rejected));
+    if t.concealed {
+        let _ = writeln!(s, "  report names are concealed: activity attributes are empty and the date filter used directory dates only");
+        let _ = writeln!(s, "    fix: {}", crate::concealment::FIX);
+    }
+    for (report, reason, rows, why) in &t.unmatched {
+        let _ = writeln!(s, "  {report}: {} rows not joined ({reason}): {why}", thousands(*rows));
+    }
+    for (audit, rows) in &t.audit_findings {
+        let _ = writeln!(s, "  warning: sql/{audit}.sql found {} rows", thousands(*rows));
+    }
+    s
+}
+
+/// The end-of-load summary.
+pub fn load(l: &Loaded) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "exported {} people of run {} in {:.1} s to {}", thousands(l.manifest.people), l.run_id, l.seconds, l.dir.display());
+    for f in &l.manifest.files {
+        let _ = writeln!(s, "  {:<16} {:>12} bytes  sha256 {}", f.file, thousands(f.bytes), &f.sha256[..16]);
+    }
+    s
+}
+
+/// The end-of-run summary: what was fetched, kept, left out and why, and where it went.
+pub fn run(o: &RunOutcome) -> String {
+    let t = &o.transformed;
+    let m = &o.extracted.manifest;
+    let mut s = String::new();
+    let _ = writeln!(s, "run {} of {:?} ({})", o.extracted.run_id, m.connector, m.tenant_id);
+    let _ = writeln!(s, "  users fetched    {:>10}", thousands(t.users));
+    let _ = writeln!(s, "  kept (exported)  {:>10}", thousands(t.kept));
+    let _ = writeln!(s, "  filtered out     {:>10}  (no sign of life within {} days)", thousands(t.filtered_out), m.date_filter_days);
+    let _ = writeln!(s, "  rejected         {:>10}", thousands(t.rejected));
+    for (report, reason, rows, _) in &t.unmatched {
+        let _ = writeln!(s, "  not joined       {:>10}  {report} rows ({reason})", thousands(*rows));
+    }
+    let _ = writeln!(
+        s,
+        "  time             extract {:.1} s, transform {:.1} s, load {:.1} s; {} requests, {} retries, waited {:.1} s",
+        o.extract_seconds, t.seconds, o.loaded.seconds, m.requests, m.retries, m.waited_ms as f64 / 1000.0
+    );
+    let _ = writeln!(s, "  raw data         {}", o.extracted.dir.display());
+    let _ = writeln!(s, "  exports          {}", o.loaded.dir.display());
+    let warnings = o.warnings();
+    if !warnings.is_empty() {
+        let _ = writeln!(s, "warnings:");
+        for w in warnings {
+            let _ = writeln!(s, "  - {}: {}\n    fix: {}", w.code, w.message, w.fix);
+        }
+    }
+    s
+}
+
+/// Two queries to paste after the demo.
+pub fn demo_queries(config: &std::path::Path) -> String {
+    let c = config.display();
+    let db = config.parent().map(|p| p.join(crate::staging::DB_FILE)).unwrap_or_default();
+    format!(
+        "\ntry:\n  cargo run --release -- sql -c {c} \"SELECT \\\"User.FullName\\\", \\\"User.Licenses\\\", \\\"User.LastActivityDate\\\" FROM people ORDER BY \\\"User.LastActivityDate\\\" DESC NULLS LAST LIMIT 5\"\n  duckdb {} \"SELECT run_id, status, users_fetched, people_kept, filtered_out FROM runs\"   # the duckdb CLI, if installed\n",
+        db.display()
+    )
 }
 
 #[cfg(test)]

@@ -85,6 +85,8 @@ pub struct Faults {
     pub download_expired: f64,
     /// A `/users` page holds fewer users than `$top` (sometimes none) but still links on.
     pub short_page: f64,
+    /// A `/users/delta` delta link answers 410 Gone: the client must resync in full.
+    pub delta_expired: f64,
 }
 
 impl Default for Faults {
@@ -104,6 +106,7 @@ impl Default for Faults {
             html_200: 0.0,
             download_expired: 0.0,
             short_page: 0.0,
+            delta_expired: 0.0,
         }
     }
 }
@@ -135,7 +138,7 @@ impl FromStr for Faults {
 
     /// Parses `429=0.1,503=0.05,504=0.01,reset=0.02,truncate=0.01,slow=0.01,slow-ms=2000,
     /// token-expiry=50,retry-after=mixed,retry-after-secs=0.2,expired-secret,html200=0.01,
-    /// download-expired=0.1,short-page=0.1`. Empty items are ignored; `none` or an empty
+    /// download-expired=0.1,short-page=0.1,delta-expired=0.1`. Empty items are ignored; `none` or an empty
     /// string means no faults.
     fn from_str(spec: &str) -> Result<Self, Self::Err> {
         let mut f = Faults::default();
@@ -148,7 +151,10 @@ impl FromStr for Faults {
                 Some((k, v)) => (k.trim().to_ascii_lowercase(), Some(v.trim())),
                 None => (item.to_ascii_lowercase(), None),
             };
-            let bad = |reason: &str| FaultSpecError { item: item.to_string(), reason: reason.to_string() };
+            let bad = |reason: &str| FaultSpecError {
+                item: item.to_string(),
+                reason: reason.to_string(),
+            };
             let need = || value.ok_or_else(|| bad("expected key=value"));
             match key.as_str() {
                 "429" => f.p429 = probability(item, need()?)?,
@@ -160,16 +166,23 @@ impl FromStr for Faults {
                 "html200" | "html-200" => f.html_200 = probability(item, need()?)?,
                 "download-expired" => f.download_expired = probability(item, need()?)?,
                 "short-page" => f.short_page = probability(item, need()?)?,
+                "delta-expired" => f.delta_expired = probability(item, need()?)?,
                 "slow-ms" => {
-                    f.slow_ms = need()?.parse().map_err(|_| bad("slow-ms must be a whole number of milliseconds"))?
+                    f.slow_ms = need()?
+                        .parse()
+                        .map_err(|_| bad("slow-ms must be a whole number of milliseconds"))?
                 }
                 "token-expiry" => {
-                    let n: u64 = need()?.parse().map_err(|_| bad("token-expiry must be a whole number N (every Nth request)"))?;
+                    let n: u64 = need()?.parse().map_err(|_| {
+                        bad("token-expiry must be a whole number N (every Nth request)")
+                    })?;
                     f.token_expiry_every = if n == 0 { None } else { Some(n) };
                 }
                 "retry-after" => f.retry_after = need()?.parse().map_err(|e: String| bad(&e))?,
                 "retry-after-secs" => {
-                    let s: f64 = need()?.parse().map_err(|_| bad("retry-after-secs must be a number of seconds"))?;
+                    let s: f64 = need()?
+                        .parse()
+                        .map_err(|_| bad("retry-after-secs must be a number of seconds"))?;
                     if !(0.0..=86_400.0).contains(&s) {
                         return Err(bad("retry-after-secs must be between 0 and 86400"));
                     }
@@ -178,13 +191,16 @@ impl FromStr for Faults {
                 "expired-secret" => {
                     f.expired_secret = match value {
                         None => true,
-                        Some(v) => v.parse().map_err(|_| bad("expired-secret takes no value, or true/false"))?,
+                        Some(v) => v
+                            .parse()
+                            .map_err(|_| bad("expired-secret takes no value, or true/false"))?,
                     }
                 }
                 _ => {
                     return Err(bad(
                         "unknown fault (known: 429, 503, 504, reset, truncate, slow, slow-ms, token-expiry, \
-                         retry-after, retry-after-secs, expired-secret, html200, download-expired, short-page)",
+                         retry-after, retry-after-secs, expired-secret, html200, download-expired, short-page, \
+                         delta-expired)",
                     ));
                 }
             }
@@ -207,6 +223,7 @@ impl fmt::Display for Faults {
             ("html200", self.html_200),
             ("download-expired", self.download_expired),
             ("short-page", self.short_page),
+            ("delta-expired", self.delta_expired),
         ] {
             if v > 0.0 {
                 items.push(format!("{k}={v}"));
@@ -222,7 +239,10 @@ impl fmt::Display for Faults {
             items.push("expired-secret".to_string());
         }
         let default = Faults::default();
-        if !items.is_empty() || self.retry_after != default.retry_after || self.retry_after_secs != default.retry_after_secs {
+        if !items.is_empty()
+            || self.retry_after != default.retry_after
+            || self.retry_after_secs != default.retry_after_secs
+        {
             items.push(format!("retry-after={}", self.retry_after));
             items.push(format!("retry-after-secs={}", self.retry_after_secs));
         }
@@ -241,6 +261,7 @@ pub enum Failure {
     Status504,
     Html200,
     DownloadExpired,
+    DeltaExpired,
     Reset,
     Truncate,
 }
@@ -250,6 +271,8 @@ pub enum Failure {
 pub enum Target {
     /// A Graph JSON response.
     GraphJson,
+    /// A Graph JSON response to a `/users/delta` delta link (may also be a 410).
+    DeltaLink,
     /// The report call's 302.
     ReportRedirect,
     /// The CSV download.
@@ -270,17 +293,36 @@ impl Faults {
     pub fn decide(&self, seed: u64, n: u64, target: Target) -> Decision {
         let mut r = Rng::new(seed, n, salt("faults"));
         // Draw every die in a fixed order so one fault's probability doesn't shift another's.
-        let rolls = [r.unit(), r.unit(), r.unit(), r.unit(), r.unit(), r.unit(), r.unit(), r.unit()];
+        let rolls = [
+            r.unit(),
+            r.unit(),
+            r.unit(),
+            r.unit(),
+            r.unit(),
+            r.unit(),
+            r.unit(),
+            r.unit(),
+            r.unit(),
+        ];
         let slow = r.unit() < self.slow;
         let short = r.unit() < self.short_page;
         let short_at = (r.below(100)) as u16;
-        let json = target == Target::GraphJson;
+        let json = matches!(target, Target::GraphJson | Target::DeltaLink);
         let candidates = [
             (Failure::Status429, self.p429, true),
             (Failure::Status503, self.p503, true),
             (Failure::Status504, self.p504, true),
             (Failure::Html200, self.html_200, json),
-            (Failure::DownloadExpired, self.download_expired, target == Target::Download),
+            (
+                Failure::DownloadExpired,
+                self.download_expired,
+                target == Target::Download,
+            ),
+            (
+                Failure::DeltaExpired,
+                self.delta_expired,
+                target == Target::DeltaLink,
+            ),
             (Failure::Reset, self.reset, true),
             (Failure::Truncate, self.truncate, json),
         ];
@@ -289,12 +331,21 @@ impl Faults {
             .zip(rolls)
             .find(|((_, p, applies), roll)| *applies && *roll < *p)
             .map(|((f, _, _), _)| *f);
-        Decision { failure, slow, short_page: short.then_some(short_at) }
+        Decision {
+            failure,
+            slow,
+            short_page: short.then_some(short_at),
+        }
     }
 }
 
 /// Renders the Retry-After header for the `k`-th throttled response (`None` = omit it).
-pub fn retry_after_value(mode: RetryAfterMode, secs: f64, k: u64, now: DateTime<Utc>) -> Option<String> {
+pub fn retry_after_value(
+    mode: RetryAfterMode,
+    secs: f64,
+    k: u64,
+    now: DateTime<Utc>,
+) -> Option<String> {
     let mode = match mode {
         RetryAfterMode::Mixed => [
             RetryAfterMode::Integer,
@@ -325,11 +376,12 @@ mod tests {
 
     #[test]
     fn parses_the_full_spec() {
-        let f: Faults = "429=0.1,503=0.05,504=0.01,reset=0.02,truncate=0.01,slow=0.01,slow-ms=2000,\
+        let f: Faults =
+            "429=0.1,503=0.05,504=0.01,reset=0.02,truncate=0.01,slow=0.01,slow-ms=2000,\
                          token-expiry=50,retry-after=mixed,retry-after-secs=0.2,expired-secret,\
                          html200=0.01,download-expired=0.1"
-            .parse()
-            .unwrap();
+                .parse()
+                .unwrap();
         assert_eq!(f.p429, 0.1);
         assert_eq!(f.p503, 0.05);
         assert_eq!(f.p504, 0.01);
@@ -380,13 +432,22 @@ mod tests {
     #[test]
     fn decisions_are_deterministic_and_follow_probabilities() {
         let f: Faults = "429=0.2,reset=0.1,truncate=0.1".parse().unwrap();
-        let a: Vec<_> = (0..1000).map(|n| f.decide(9, n, Target::GraphJson)).collect();
-        let b: Vec<_> = (0..1000).map(|n| f.decide(9, n, Target::GraphJson)).collect();
+        let a: Vec<_> = (0..1000)
+            .map(|n| f.decide(9, n, Target::GraphJson))
+            .collect();
+        let b: Vec<_> = (0..1000)
+            .map(|n| f.decide(9, n, Target::GraphJson))
+            .collect();
         assert_eq!(a, b);
-        let n429 = a.iter().filter(|d| d.failure == Some(Failure::Status429)).count();
+        let n429 = a
+            .iter()
+            .filter(|d| d.failure == Some(Failure::Status429))
+            .count();
         assert!((120..280).contains(&n429), "{n429}");
         // Truncation is only for JSON bodies.
-        let d: Vec<_> = (0..1000).map(|n| f.decide(9, n, Target::Download)).collect();
+        let d: Vec<_> = (0..1000)
+            .map(|n| f.decide(9, n, Target::Download))
+            .collect();
         assert!(d.iter().all(|d| d.failure != Some(Failure::Truncate)));
         assert!(d.iter().any(|d| d.failure == Some(Failure::Reset)));
         // No faults configured, no failures.
@@ -397,14 +458,22 @@ mod tests {
     #[test]
     fn retry_after_forms() {
         let now = DateTime::<Utc>::from_timestamp(1_700_000_000, 250_000_000).unwrap();
-        assert_eq!(retry_after_value(RetryAfterMode::Integer, 0.2, 0, now).as_deref(), Some("1"));
-        assert_eq!(retry_after_value(RetryAfterMode::Decimal, 2.128, 0, now).as_deref(), Some("2.128"));
+        assert_eq!(
+            retry_after_value(RetryAfterMode::Integer, 0.2, 0, now).as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            retry_after_value(RetryAfterMode::Decimal, 2.128, 0, now).as_deref(),
+            Some("2.128")
+        );
         assert_eq!(retry_after_value(RetryAfterMode::Absent, 2.0, 0, now), None);
         // 1_700_000_000.25 + 1.0 rounds up to ...002.
         let date = retry_after_value(RetryAfterMode::HttpDate, 1.0, 0, now).unwrap();
         let parsed = DateTime::parse_from_rfc2822(&date.replace("GMT", "+0000")).unwrap();
         assert_eq!(parsed.timestamp(), 1_700_000_002);
-        let mixed: Vec<_> = (0..4).map(|k| retry_after_value(RetryAfterMode::Mixed, 1.5, k, now)).collect();
+        let mixed: Vec<_> = (0..4)
+            .map(|k| retry_after_value(RetryAfterMode::Mixed, 1.5, k, now))
+            .collect();
         assert_eq!(mixed[0].as_deref(), Some("2"));
         assert_eq!(mixed[1].as_deref(), Some("1.500"));
         assert!(mixed[2].as_deref().unwrap().ends_with("GMT"));

@@ -7,31 +7,111 @@
 use sha2::{Digest, Sha256};
 
 pub const GIVEN_NAMES: &[&str] = &[
-    "Adele", "Alex", "Allan", "Debra", "Diego", "Emily", "Grady", "Henrietta", "Isaiah", "Johanna",
-    "Joni", "Lee", "Lidia", "Lynne", "Megan", "Miriam", "Nestor", "Patti", "Pradeep", "Raul",
-    "Sanjay", "Sofia", "Wei", "Yuki", "Olga", "Kwame", "Aisha", "Mateo", "Chloe", "Noah",
+    "Adele",
+    "Alex",
+    "Allan",
+    "Debra",
+    "Diego",
+    "Emily",
+    "Grady",
+    "Henrietta",
+    "Isaiah",
+    "Johanna",
+    "Joni",
+    "Lee",
+    "Lidia",
+    "Lynne",
+    "Megan",
+    "Miriam",
+    "Nestor",
+    "Patti",
+    "Pradeep",
+    "Raul",
+    "Sanjay",
+    "Sofia",
+    "Wei",
+    "Yuki",
+    "Olga",
+    "Kwame",
+    "Aisha",
+    "Mateo",
+    "Chloe",
+    "Noah",
 ];
 
 pub const SURNAMES: &[&str] = &[
-    "Vance", "Wilber", "Deyoung", "Berg", "Siciliani", "Braun", "Archie", "Mueller", "Langer",
-    "Lambert", "Sherman", "Gu", "Holloway", "Robbins", "Bowen", "Wilkinson", "Gonzalez", "Fernandez",
-    "Gupta", "Tanaka", "Okafor", "Nakamura", "Kowalski", "Haddad", "Silva", "Nguyen", "Larsen",
-    "Murphy", "Rossi", "Dubois",
+    "Vance",
+    "Wilber",
+    "Deyoung",
+    "Berg",
+    "Siciliani",
+    "Braun",
+    "Archie",
+    "Mueller",
+    "Langer",
+    "Lambert",
+    "Sherman",
+    "Gu",
+    "Holloway",
+    "Robbins",
+    "Bowen",
+    "Wilkinson",
+    "Gonzalez",
+    "Fernandez",
+    "Gupta",
+    "Tanaka",
+    "Okafor",
+    "Nakamura",
+    "Kowalski",
+    "Haddad",
+    "Silva",
+    "Nguyen",
+    "Larsen",
+    "Murphy",
+    "Rossi",
+    "Dubois",
 ];
 
 pub const DEPARTMENTS: &[&str] = &[
-    "Sales", "Marketing", "Finance", "Engineering", "Operations", "Legal", "Human Resources", "IT",
-    "Customer Success", "Research & Development", "Retail", "Executive Management",
+    "Sales",
+    "Marketing",
+    "Finance",
+    "Engineering",
+    "Operations",
+    "Legal",
+    "Human Resources",
+    "IT",
+    "Customer Success",
+    "Research & Development",
+    "Retail",
+    "Executive Management",
 ];
 
 pub const JOB_TITLES: &[&str] = &[
-    "Sales Manager", "Marketing Assistant", "Accountant", "Software Engineer", "Operations Lead",
-    "Attorney", "HR Specialist", "IT Admin", "Support Engineer", "Researcher", "Store Manager",
-    "CEO", "Product Manager", "Data Analyst",
+    "Sales Manager",
+    "Marketing Assistant",
+    "Accountant",
+    "Software Engineer",
+    "Operations Lead",
+    "Attorney",
+    "HR Specialist",
+    "IT Admin",
+    "Support Engineer",
+    "Researcher",
+    "Store Manager",
+    "CEO",
+    "Product Manager",
+    "Data Analyst",
 ];
 
 pub const OFFICES: &[&str] = &[
-    "18/2111", "131/1104", "20/1101", "12/1110", "Building 4, Floor 2", "Remote", "HQ - Atrium",
+    "18/2111",
+    "131/1104",
+    "20/1101",
+    "12/1110",
+    "Building 4, Floor 2",
+    "Remote",
+    "HQ - Atrium",
 ];
 
 /// (city, state, country, usageLocation, phone prefix)
@@ -51,7 +131,12 @@ pub const PLACES: &[(&str, Option<&str>, &str, &str, &str)] = &[
 pub const COMPANIES: &[&str] = &["Contoso", "Contoso Ltd.", "Contoso, Inc.", "Fabrikam"];
 
 /// External domains guests come from.
-pub const GUEST_DOMAINS: &[&str] = &["fabrikam.com", "northwindtraders.com", "adatum.net", "gmail.com"];
+pub const GUEST_DOMAINS: &[&str] = &[
+    "fabrikam.com",
+    "northwindtraders.com",
+    "adatum.net",
+    "gmail.com",
+];
 
 /// Display names that break naive CSV/JSON handling. Each is used verbatim in `/users` and in
 /// the reports' name columns.
@@ -110,10 +195,19 @@ mod tests {
 
     #[test]
     fn concealed_is_32_uppercase_hex_without_at() {
-        for v in ["jane@contoso.com", "", "Mustermann, Max", "jane_fabrikam.com#EXT#@contoso.onmicrosoft.com"] {
+        for v in [
+            "jane@contoso.com",
+            "",
+            "Mustermann, Max",
+            "jane_fabrikam.com#EXT#@contoso.onmicrosoft.com",
+        ] {
             let c = conceal(v);
             assert_eq!(c.len(), 32, "{c}");
-            assert!(c.chars().all(|ch| ch.is_ascii_digit() || ('A'..='F').contains(&ch)), "{c}");
+            assert!(
+                c.chars()
+                    .all(|ch| ch.is_ascii_digit() || ('A'..='F').contains(&ch)),
+                "{c}"
+            );
             assert!(!c.contains('@'));
         }
         assert_eq!(conceal("a"), conceal("a"));

@@ -18,14 +18,27 @@ pub struct Sku {
     pub plans: &'static [(&'static str, &'static str)],
 }
 
-const EXCHANGE_S_ENTERPRISE: (&str, &str) = ("efb87545-963c-4e0d-99df-69c6916d9eb0", "EXCHANGE_S_ENTERPRISE");
-const EXCHANGE_S_STANDARD: (&str, &str) = ("9aaf7827-d63c-4b61-89c3-182f06f82e5c", "EXCHANGE_S_STANDARD");
+const EXCHANGE_S_ENTERPRISE: (&str, &str) = (
+    "efb87545-963c-4e0d-99df-69c6916d9eb0",
+    "EXCHANGE_S_ENTERPRISE",
+);
+const EXCHANGE_S_STANDARD: (&str, &str) = (
+    "9aaf7827-d63c-4b61-89c3-182f06f82e5c",
+    "EXCHANGE_S_STANDARD",
+);
 const TEAMS1: (&str, &str) = ("57ff2da0-773e-42df-b2af-ffb7a2317929", "TEAMS1");
-const SHAREPOINTENTERPRISE: (&str, &str) = ("5dbe027f-2339-4123-9542-606e4d348a72", "SHAREPOINTENTERPRISE");
-const OFFICESUBSCRIPTION: (&str, &str) = ("43de0ff5-c92c-492b-9116-175376d08c38", "OFFICESUBSCRIPTION");
+const SHAREPOINTENTERPRISE: (&str, &str) = (
+    "5dbe027f-2339-4123-9542-606e4d348a72",
+    "SHAREPOINTENTERPRISE",
+);
+const OFFICESUBSCRIPTION: (&str, &str) =
+    ("43de0ff5-c92c-492b-9116-175376d08c38", "OFFICESUBSCRIPTION");
 const BI_AZURE_P0: (&str, &str) = ("2049e525-b859-401b-b2a0-e0a31c4b1fe4", "BI_AZURE_P0");
 const FLOW_P2_VIRAL: (&str, &str) = ("50e68c76-46c6-4674-81f9-75456511b170", "FLOW_P2_VIRAL");
-const VISIO_CLIENT_SUBSCRIPTION: (&str, &str) = ("663a804f-1c30-4ff0-9915-9db84f0d1cea", "VISIO_CLIENT_SUBSCRIPTION");
+const VISIO_CLIENT_SUBSCRIPTION: (&str, &str) = (
+    "663a804f-1c30-4ff0-9915-9db84f0d1cea",
+    "VISIO_CLIENT_SUBSCRIPTION",
+);
 
 /// The Teams service plan, which some users have disabled inside their E3.
 pub const TEAMS1_PLAN_ID: &str = TEAMS1.0;
@@ -37,7 +50,12 @@ pub const SKUS: &[Sku] = &[
         product_name: "MICROSOFT 365 E3",
         subscribed: true,
         capability_status: "Enabled",
-        plans: &[EXCHANGE_S_ENTERPRISE, TEAMS1, SHAREPOINTENTERPRISE, OFFICESUBSCRIPTION],
+        plans: &[
+            EXCHANGE_S_ENTERPRISE,
+            TEAMS1,
+            SHAREPOINTENTERPRISE,
+            OFFICESUBSCRIPTION,
+        ],
     },
     Sku {
         sku_id: "06ebc4ee-1bb5-47dd-8120-11324bc54e06",
@@ -45,7 +63,12 @@ pub const SKUS: &[Sku] = &[
         product_name: "MICROSOFT 365 E5",
         subscribed: true,
         capability_status: "Enabled",
-        plans: &[EXCHANGE_S_ENTERPRISE, TEAMS1, SHAREPOINTENTERPRISE, OFFICESUBSCRIPTION],
+        plans: &[
+            EXCHANGE_S_ENTERPRISE,
+            TEAMS1,
+            SHAREPOINTENTERPRISE,
+            OFFICESUBSCRIPTION,
+        ],
     },
     Sku {
         sku_id: "6fd2c87f-b296-42f0-b197-1e91e994b900",
@@ -53,7 +76,12 @@ pub const SKUS: &[Sku] = &[
         product_name: "OFFICE 365 E3",
         subscribed: true,
         capability_status: "Enabled",
-        plans: &[EXCHANGE_S_ENTERPRISE, TEAMS1, SHAREPOINTENTERPRISE, OFFICESUBSCRIPTION],
+        plans: &[
+            EXCHANGE_S_ENTERPRISE,
+            TEAMS1,
+            SHAREPOINTENTERPRISE,
+            OFFICESUBSCRIPTION,
+        ],
     },
     Sku {
         sku_id: "4b9405b0-7788-4568-add1-99614e613b69",

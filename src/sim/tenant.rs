@@ -4,10 +4,18 @@
 //! report downloads of a million-user tenant cost no memory, and tests can call the same
 //! functions to know exactly what the simulator served.
 //!
-//! Report cell formats, where Microsoft's docs leave them open (graph-api.md §8), are chosen
-//! as observed in public material: `True`/`False` booleans, `Yes`/`No` in the
-//! getM365AppUserDetail app columns and Teams' "Has Other Action", and `HH:MM:SS` Teams
-//! durations next to the integer "... In Seconds" columns.
+//! Reports: each user appears in about 90% of each report (guests in fewer mailbox and
+//! OneDrive reports); activations has a row per product type, two for some users. Rows for
+//! deleted users (`Is Deleted` True, UPN not in `/users`), report-only accounts (shared
+//! mailboxes) and two `(Unknown)` rows are interleaved. Report UPNs are sometimes upper- or
+//! lower-cased relative to `/users`, so joins must ignore case. With `concealed`, every name,
+//! Teams user id and OneDrive URL is a 32-hex hash of the real value ([`conceal`]).
+//!
+//! Cell formats: dates `YYYY-MM-DD` or empty, booleans `True`/`False`, counts and bytes as
+//! integers, "Assigned Products" joined with `+` (one product name itself contains " + ").
+//! Where Microsoft's docs leave a format open (graph-api.md §8) the simulator picks one, and a
+//! client should accept others: `Yes`/`No` in the getM365AppUserDetail app columns and
+//! Teams' "Has Other Action", `HH:MM:SS` Teams durations next to the "... In Seconds" columns.
 
 use chrono::{Days, NaiveDate, NaiveDateTime};
 use serde_json::{Map, Value};
@@ -38,7 +46,12 @@ pub const DEFAULT_USER_PROPERTIES: &[&str] = &[
 ];
 
 /// Properties the simulator generates values for, beyond USER_SELECT and the default set.
-const EXTRA_PROPERTIES: &[&str] = &["mailNickname", "otherMails", "proxyAddresses", "imAddresses"];
+const EXTRA_PROPERTIES: &[&str] = &[
+    "mailNickname",
+    "otherMails",
+    "proxyAddresses",
+    "imAddresses",
+];
 
 /// Real user properties the simulator knows but always serves as `null`.
 const NULL_PROPERTIES: &[&str] = &[
@@ -80,6 +93,11 @@ pub const NOT_LISTABLE_PROPERTIES: &[&str] = &[
     "skills",
     "mailboxSettings",
 ];
+
+/// Served properties beyond USER_SELECT and the default set (generated or always null).
+pub(crate) fn other_served_properties() -> impl Iterator<Item = &'static str> {
+    EXTRA_PROPERTIES.iter().chain(NULL_PROPERTIES).copied()
+}
 
 /// How a `$select` item resolves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,7 +186,8 @@ fn iso_datetime(dt: &NaiveDateTime) -> String {
 }
 
 fn date_cell(d: Option<NaiveDate>) -> String {
-    d.map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_default()
+    d.map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_default()
 }
 
 fn bool_cell(b: bool) -> String {
@@ -185,6 +204,23 @@ fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
 }
 
 impl UserRec {
+    /// Every served property as a JSON map (USER_SELECT, the default set and extras).
+    pub fn to_map(&self) -> Map<String, Value> {
+        let mut map = Map::new();
+        let mut buf = Vec::new();
+        for p in USER_SELECT
+            .iter()
+            .chain(DEFAULT_USER_PROPERTIES)
+            .chain(EXTRA_PROPERTIES)
+        {
+            buf.clear();
+            self.write_property(p, &mut buf);
+            let v = serde_json::from_slice(&buf).unwrap_or(Value::Null);
+            map.insert((*p).to_string(), v);
+        }
+        map
+    }
+
     /// Writes the JSON value of `prop` (a canonical name from [`property_kind`]).
     pub fn write_property(&self, prop: &str, out: &mut Vec<u8>) {
         match prop {
@@ -210,7 +246,9 @@ impl UserRec {
             "country" => write_json(out, &self.country),
             "usageLocation" => write_json(out, &self.usage_location),
             "onPremisesSyncEnabled" => write_json(out, &self.on_premises_sync_enabled),
-            "lastPasswordChangeDateTime" => write_json(out, &iso_datetime(&self.last_password_change)),
+            "lastPasswordChangeDateTime" => {
+                write_json(out, &iso_datetime(&self.last_password_change))
+            }
             "preferredLanguage" => write_json(out, &self.preferred_language),
             "assignedLicenses" => {
                 out.push(b'[');
@@ -279,16 +317,7 @@ impl Tenant {
 
     /// User `i` with every property of `USER_SELECT`, the default set and a few extras.
     pub fn user(&self, i: u64) -> Map<String, Value> {
-        let rec = self.record(i);
-        let mut map = Map::new();
-        let mut buf = Vec::new();
-        for p in USER_SELECT.iter().chain(DEFAULT_USER_PROPERTIES).chain(EXTRA_PROPERTIES) {
-            buf.clear();
-            rec.write_property(p, &mut buf);
-            let v = serde_json::from_slice(&buf).unwrap_or(Value::Null);
-            map.insert((*p).to_string(), v);
-        }
-        map
+        self.record(i).to_map()
     }
 
     /// The GUID of user `i`.
@@ -306,7 +335,10 @@ impl Tenant {
     pub(crate) fn licenses(&self, i: u64, guest: bool) -> Vec<License> {
         let mut r = Rng::new(self.seed, i, SALT_LICENSES);
         let mut v = Vec::new();
-        let lic = |sku| License { sku, teams_disabled: false };
+        let lic = |sku| License {
+            sku,
+            teams_disabled: false,
+        };
         if guest {
             if r.chance(0.1) {
                 v.push(lic(skus::POWER_BI_STANDARD));
@@ -323,7 +355,10 @@ impl Tenant {
             _ => None,
         };
         if let Some(sku) = base {
-            v.push(License { sku, teams_disabled: sku == skus::SPE_E3 && teams_off });
+            v.push(License {
+                sku,
+                teams_disabled: sku == skus::SPE_E3 && teams_off,
+            });
         }
         if r.chance(0.30) {
             v.push(lic(skus::POWER_BI_STANDARD));
@@ -372,7 +407,11 @@ impl Tenant {
             )
         } else {
             // Mixed case in /users; the reports sometimes shout or whisper it.
-            let local = if room { format!("Conf.Room.{sur}{i}") } else { format!("{given}.{sur}{i}") };
+            let local = if room {
+                format!("Conf.Room.{sur}{i}")
+            } else {
+                format!("{given}.{sur}{i}")
+            };
             let mail = has_mail.then(|| format!("{local}@{MAIL_DOMAIN}"));
             (format!("{local}@{TENANT_DOMAIN}"), mail, local)
         };
@@ -396,11 +435,14 @@ impl Tenant {
         let department = (r.chance(0.85)).then(|| *r.pick(names::DEPARTMENTS));
         let office_location = (r.chance(0.6)).then(|| *r.pick(names::OFFICES));
         let company_name = (!guest && r.chance(0.7)).then(|| *r.pick(names::COMPANIES));
-        let employee_id = (!guest && !room && r.chance(0.7)).then(|| format!("E{:06}", i % 1_000_000));
+        let employee_id =
+            (!guest && !room && r.chance(0.7)).then(|| format!("E{:06}", i % 1_000_000));
         let place = *r.pick(names::PLACES);
         let has_place = r.chance(0.85);
         let phone_suffix = r.range(1000, 9999);
-        let mobile_phone = r.chance(0.4).then(|| format!("{}{}", place.4, phone_suffix));
+        let mobile_phone = r
+            .chance(0.4)
+            .then(|| format!("{}{}", place.4, phone_suffix));
         let business_phones = if r.chance(0.6) {
             vec![format!("{}{}", place.4, (phone_suffix + 17) % 10_000)]
         } else {
@@ -421,7 +463,11 @@ impl Tenant {
         let account_enabled = !r.chance(0.07);
 
         // Created: spread over ten years, some in the last 30 days.
-        let created_days_ago = if r.chance(0.05) { r.range(1, 29) } else { r.range(30, 3650) };
+        let created_days_ago = if r.chance(0.05) {
+            r.range(1, 29)
+        } else {
+            r.range(30, 3650)
+        };
         let created = days_before(self.today, created_days_ago)
             .and_hms_opt(0, 0, 0)
             .unwrap_or_default()
@@ -468,7 +514,10 @@ impl Tenant {
 
     /// The CSV header the download host serves for `r`: the documented columns, in order.
     pub fn report_header(&self, r: Report) -> Vec<String> {
-        r.documented_columns().iter().map(|c| (*c).to_string()).collect()
+        r.documented_columns()
+            .iter()
+            .map(|c| (*c).to_string())
+            .collect()
     }
 
     /// The rows served for `r` requested with `period='D30'` (the connector's default), as
@@ -480,7 +529,11 @@ impl Tenant {
     /// The rows served for `r` requested with `period='D{period_days}'`. Only the
     /// "Report Period" column and the activity counts depend on the period; activations,
     /// which take no period, ignore it. Generated lazily, user by user.
-    pub fn report_rows_for(&self, r: Report, period_days: u32) -> impl Iterator<Item = Vec<String>> + Send + use<> {
+    pub fn report_rows_for(
+        &self,
+        r: Report,
+        period_days: u32,
+    ) -> impl Iterator<Item = Vec<String>> + Send + use<> {
         let t = *self;
         (0..t.users).flat_map(move |i| t.rows_at(r, period_days, i))
     }
@@ -500,7 +553,10 @@ impl Tenant {
         if roll % 211 == 5 || (self.users >= 4 && i == self.users / 4) {
             self.subject_rows(r, period, &self.report_only_subject(i), &mut out);
         }
-        if self.users >= 3 && (i == self.users / 3 || i == 2 * self.users / 3) && r != Report::OneDriveUsageAccountDetail {
+        if self.users >= 3
+            && (i == self.users / 3 || i == 2 * self.users / 3)
+            && r != Report::OneDriveUsageAccountDetail
+        {
             self.subject_rows(r, period, &self.unknown_subject(i), &mut out);
         }
         out
@@ -543,7 +599,10 @@ impl Tenant {
             display: format!("{given} {sur} (left)"),
             id: r.guid(),
             created: days_before(deleted, r.range(60, 2000)),
-            licenses: vec![License { sku: skus::SPE_E3, teams_disabled: false }],
+            licenses: vec![License {
+                sku: skus::SPE_E3,
+                teams_disabled: false,
+            }],
             recency: Some(deleted_days + r.range(0, 20)),
             deleted: Some(deleted),
             guest: false,
@@ -600,7 +659,12 @@ impl Tenant {
         }
         let cells = Cells::new(self, s, &mut g);
         let refresh = self.refresh_date();
-        let ctx = RowCtx { refresh, period, s, cells };
+        let ctx = RowCtx {
+            refresh,
+            period,
+            s,
+            cells,
+        };
         match r {
             Report::Office365ActiveUserDetail => out.push(ctx.active_user(&mut g)),
             Report::Office365ActivationsUserDetail => ctx.activations(&mut g, out),
@@ -634,8 +698,12 @@ impl Cells {
                 .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
                 .collect::<String>()
         );
-        let assigned_products =
-            s.licenses.iter().map(|l| SKUS[l.sku].product_name).collect::<Vec<_>>().join("+");
+        let assigned_products = s
+            .licenses
+            .iter()
+            .map(|l| SKUS[l.sku].product_name)
+            .collect::<Vec<_>>()
+            .join("+");
         if s.kind == SubjectKind::Unknown {
             return Cells {
                 upn: s.upn.clone(),
@@ -659,7 +727,13 @@ impl Cells {
             c if c < 0.20 => s.upn.to_lowercase(),
             _ => s.upn.clone(),
         };
-        Cells { upn, display: s.display.clone(), user_id: s.id.clone(), site_url, assigned_products }
+        Cells {
+            upn,
+            display: s.display.clone(),
+            user_id: s.id.clone(),
+            site_url,
+            assigned_products,
+        }
     }
 }
 
@@ -686,11 +760,19 @@ impl RowCtx<'_> {
     /// A count that is zero unless the activity date falls inside the report period.
     fn count(&self, g: &mut Rng, d: Option<NaiveDate>, max: u64) -> String {
         let n = g.range(1, max.max(1));
-        if self.in_period(d) { n.to_string() } else { "0".to_string() }
+        if self.in_period(d) {
+            n.to_string()
+        } else {
+            "0".to_string()
+        }
     }
 
     fn assign_date(&self, g: &mut Rng) -> Option<NaiveDate> {
-        let d = self.s.created.checked_add_days(Days::new(g.below(20))).unwrap_or(self.s.created);
+        let d = self
+            .s
+            .created
+            .checked_add_days(Days::new(g.below(20)))
+            .unwrap_or(self.s.created);
         Some(d.min(self.refresh))
     }
 
@@ -699,7 +781,10 @@ impl RowCtx<'_> {
     }
 
     fn deleted_cells(&self) -> (String, String) {
-        (bool_cell(self.s.deleted.is_some()), date_cell(self.s.deleted))
+        (
+            bool_cell(self.s.deleted.is_some()),
+            date_cell(self.s.deleted),
+        )
     }
 
     fn period_cell(&self) -> String {
@@ -709,7 +794,9 @@ impl RowCtx<'_> {
     fn active_user(&self, g: &mut Rng) -> Vec<String> {
         let exchange = self.has(|l| skus::has_exchange(l.sku));
         let suite = self.has(|l| skus::is_suite(l.sku));
-        let teams = self.has(|l| (skus::is_suite(l.sku) && !l.teams_disabled) || l.sku == skus::TEAMS_EXPLORATORY);
+        let teams = self.has(|l| {
+            (skus::is_suite(l.sku) && !l.teams_disabled) || l.sku == skus::TEAMS_EXPLORATORY
+        });
         let has = [exchange, suite, suite, suite, suite, teams];
         let use_p = [0.9, 0.6, 0.7, 0.05, 0.1, 0.85];
         let mut last = Vec::with_capacity(6);
@@ -723,7 +810,13 @@ impl RowCtx<'_> {
             assigned.push(if h { d } else { None });
         }
         let (is_del, del_date) = self.deleted_cells();
-        let mut row = vec![date_cell(Some(self.refresh)), self.cells.upn.clone(), self.cells.display.clone(), is_del, del_date];
+        let mut row = vec![
+            date_cell(Some(self.refresh)),
+            self.cells.upn.clone(),
+            self.cells.display.clone(),
+            is_del,
+            del_date,
+        ];
         row.extend(has.iter().map(|h| bool_cell(*h)));
         row.extend(last.into_iter().map(date_cell));
         row.extend(assigned.into_iter().map(date_cell));
@@ -740,7 +833,13 @@ impl RowCtx<'_> {
         let second = g.chance(0.2).then(|| *g.pick(&["PROJECT", "VISIO"]));
         for product in std::iter::once(first).chain(second) {
             let activated = self.activity(g, 0.85);
-            let n = |g: &mut Rng, p: f64| if activated.is_some() && g.chance(p) { g.range(1, 5) } else { 0 };
+            let n = |g: &mut Rng, p: f64| {
+                if activated.is_some() && g.chance(p) {
+                    g.range(1, 5)
+                } else {
+                    0
+                }
+            };
             let windows = n(g, 0.8);
             let mac = n(g, 0.2);
             let w10m = 0;
@@ -847,7 +946,11 @@ impl RowCtx<'_> {
     fn onedrive(&self, g: &mut Rng) -> Vec<String> {
         let last = self.activity(g, 0.7);
         let files = g.range(0, 40_000);
-        let active_files = if self.in_period(last) { g.range(0, files.min(500)) } else { 0 };
+        let active_files = if self.in_period(last) {
+            g.range(0, files.min(500))
+        } else {
+            0
+        };
         let owner_display = self.cells.display.clone();
         vec![
             date_cell(Some(self.refresh)),
@@ -890,7 +993,9 @@ impl RowCtx<'_> {
             u if u < 0.95 => "Fabrikam",
             _ => "Fabrikam,Adatum Corporation",
         };
-        let licensed = self.has(|l| (skus::is_suite(l.sku) && !l.teams_disabled) || l.sku == skus::TEAMS_EXPLORATORY);
+        let licensed = self.has(|l| {
+            (skus::is_suite(l.sku) && !l.teams_disabled) || l.sku == skus::TEAMS_EXPLORATORY
+        });
         let (is_del, del_date) = self.deleted_cells();
         let mut row = vec![
             date_cell(Some(self.refresh)),
@@ -914,7 +1019,10 @@ impl RowCtx<'_> {
             .iter()
             .map(|m| if active { g.range(0, *m) } else { 0 })
             .collect();
-        row.extend(secs.iter().map(|s| format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)));
+        row.extend(
+            secs.iter()
+                .map(|s| format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)),
+        );
         row.extend(secs.iter().map(|s| s.to_string()));
         row.push(yes_no(active && g.chance(0.1)));
         row.push(bool_cell(licensed));

@@ -13,7 +13,7 @@ use super::request::percent_decode;
 
 /// The audience of Graph tokens.
 pub const GRAPH_AUDIENCE: &str = "https://graph.microsoft.com";
-/// The domain accepted in place of the tenant GUID.
+/// The initial domain, accepted in place of the tenant GUID (as is the verified mail domain).
 pub const TENANT_DOMAIN: &str = super::tenant::TENANT_DOMAIN;
 const SIGNATURE: &[u8] = b"sim-signature";
 
@@ -36,7 +36,12 @@ pub struct AadError {
 }
 
 fn aad(status: u16, error: &'static str, code: u32, message: impl Into<String>) -> AadError {
-    AadError { status, error, code, message: message.into() }
+    AadError {
+        status,
+        error,
+        code,
+        message: message.into(),
+    }
 }
 
 fn missing(param: &str) -> AadError {
@@ -72,7 +77,8 @@ fn is_dns_like(s: &str) -> bool {
 
 /// Checks the `{tenant}` path segment.
 pub fn check_tenant(creds: &Credentials<'_>, tenant: &str) -> Result<(), AadError> {
-    if tenant.eq_ignore_ascii_case(creds.tenant_id) || tenant.eq_ignore_ascii_case(TENANT_DOMAIN) {
+    let verified = [creds.tenant_id, TENANT_DOMAIN, super::tenant::MAIL_DOMAIN];
+    if verified.iter().any(|v| tenant.eq_ignore_ascii_case(v)) {
         return Ok(());
     }
     if tenant.eq_ignore_ascii_case("common") || tenant.eq_ignore_ascii_case("consumers") {
@@ -97,7 +103,9 @@ pub fn check_tenant(creds: &Credentials<'_>, tenant: &str) -> Result<(), AadErro
         400,
         "invalid_request",
         900023,
-        format!("Specified tenant identifier '{tenant}' is neither a valid DNS name, nor a valid external domain."),
+        format!(
+            "Specified tenant identifier '{tenant}' is neither a valid DNS name, nor a valid external domain."
+        ),
     ))
 }
 
@@ -110,11 +118,17 @@ pub fn check_request(
     basic_auth: Option<&str>,
 ) -> Result<(), AadError> {
     check_tenant(creds, tenant)?;
-    let get = |k: &str| form.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+    let get = |k: &str| {
+        form.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
 
     // RFC 6749 §2.3.1: id and secret may come in a Basic header, each form-urlencoded.
     let basic = basic_auth.and_then(|h| {
-        let raw = h.strip_prefix("Basic ").or_else(|| h.strip_prefix("basic "))?;
+        let raw = h
+            .strip_prefix("Basic ")
+            .or_else(|| h.strip_prefix("basic "))?;
         let decoded = String::from_utf8(STANDARD.decode(raw.trim()).ok()?).ok()?;
         let (id, secret) = decoded.split_once(':')?;
         Some((percent_decode(id, true)?, percent_decode(secret, true)?))
@@ -143,7 +157,9 @@ pub fn check_request(
             ),
         ));
     }
-    let secret = get("client_secret").map(str::to_string).or_else(|| basic.map(|b| b.1));
+    let secret = get("client_secret")
+        .map(str::to_string)
+        .or_else(|| basic.map(|b| b.1));
     let Some(secret) = secret else {
         return Err(aad(
             401,
@@ -176,7 +192,10 @@ pub fn check_request(
     }
     let scope = get("scope").ok_or_else(|| missing("scope"))?;
     let scope = scope.trim();
-    if scope.contains(char::is_whitespace) || !scope.ends_with("/.default") || scope.len() <= "/.default".len() {
+    if scope.contains(char::is_whitespace)
+        || !scope.ends_with("/.default")
+        || scope.len() <= "/.default".len()
+    {
         return Err(aad(
             400,
             "invalid_scope",
@@ -190,7 +209,12 @@ pub fn check_request(
 }
 
 /// The JSON body of an AADSTS error.
-pub fn aad_error_body(e: &AadError, trace_id: &str, correlation_id: &str, now: DateTime<Utc>) -> Vec<u8> {
+pub fn aad_error_body(
+    e: &AadError,
+    trace_id: &str,
+    correlation_id: &str,
+    now: DateTime<Utc>,
+) -> Vec<u8> {
     let ts = now.format("%Y-%m-%d %H:%M:%SZ").to_string();
     let body = json!({
         "error": e.error,
@@ -209,7 +233,14 @@ pub fn aad_error_body(e: &AadError, trace_id: &str, correlation_id: &str, now: D
 
 /// Mints an access token. Roles are omitted entirely when empty, as Entra does for an app
 /// without admin consent.
-pub fn mint(tenant_id: &str, client_id: &str, roles: &[String], jti: &str, iat: i64, lifetime: u64) -> String {
+pub fn mint(
+    tenant_id: &str,
+    client_id: &str,
+    roles: &[String],
+    jti: &str,
+    iat: i64,
+    lifetime: u64,
+) -> String {
     let header = json!({"typ": "JWT", "alg": "RS256", "kid": "sim-key"});
     let mut payload = json!({
         "aud": GRAPH_AUDIENCE,
@@ -227,8 +258,14 @@ pub fn mint(tenant_id: &str, client_id: &str, roles: &[String], jti: &str, iat: 
     if !roles.is_empty() {
         payload["roles"] = json!(roles);
     }
-    let enc = |v: &serde_json::Value| URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap_or_default());
-    format!("{}.{}.{}", enc(&header), enc(&payload), URL_SAFE_NO_PAD.encode(SIGNATURE))
+    let enc =
+        |v: &serde_json::Value| URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap_or_default());
+    format!(
+        "{}.{}.{}",
+        enc(&header),
+        enc(&payload),
+        URL_SAFE_NO_PAD.encode(SIGNATURE)
+    )
 }
 
 /// The success body of the token endpoint.
@@ -263,19 +300,24 @@ pub enum Invalid {
 /// Whether this simulator issued it (and has not revoked it) is checked by the caller.
 pub fn decode(token: &str, tenant_id: &str, now: i64) -> Result<Claims, Invalid> {
     let mut parts = token.split('.');
-    let (Some(_header), Some(payload), Some(sig), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(_header), Some(payload), Some(sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(Invalid::Malformed);
     };
     if URL_SAFE_NO_PAD.decode(sig).ok().as_deref() != Some(SIGNATURE) {
         return Err(Invalid::Malformed);
     }
-    let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| Invalid::Malformed)?;
+    let payload = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| Invalid::Malformed)?;
     let v: serde_json::Value = serde_json::from_slice(&payload).map_err(|_| Invalid::Malformed)?;
     if v["aud"] != GRAPH_AUDIENCE || v["tid"].as_str() != Some(tenant_id) {
         return Err(Invalid::Malformed);
     }
-    let (Some(jti), Some(exp), Some(nbf)) = (v["jti"].as_str(), v["exp"].as_i64(), v["nbf"].as_i64()) else {
+    let (Some(jti), Some(exp), Some(nbf)) =
+        (v["jti"].as_str(), v["exp"].as_i64(), v["nbf"].as_i64())
+    else {
         return Err(Invalid::Malformed);
     };
     if now >= exp || now + 300 < nbf {
@@ -283,9 +325,17 @@ pub fn decode(token: &str, tenant_id: &str, now: i64) -> Result<Claims, Invalid>
     }
     let roles = v["roles"]
         .as_array()
-        .map(|a| a.iter().filter_map(|r| r.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
-    Ok(Claims { jti: jti.to_string(), exp, roles })
+    Ok(Claims {
+        jti: jti.to_string(),
+        exp,
+        roles,
+    })
 }
 
 #[cfg(test)]
@@ -296,11 +346,19 @@ mod tests {
     const CID: &str = "5d7e9f1a-2b3c-4d5e-8f9a-0b1c2d3e4f5a";
 
     fn creds() -> Credentials<'static> {
-        Credentials { tenant_id: TID, client_id: CID, client_secret: "s3cret", expired_secret: false }
+        Credentials {
+            tenant_id: TID,
+            client_id: CID,
+            client_secret: "s3cret",
+            expired_secret: false,
+        }
     }
 
     fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn good() -> Vec<(String, String)> {
@@ -315,17 +373,31 @@ mod tests {
     #[test]
     fn accepts_guid_and_domain() {
         assert_eq!(check_request(&creds(), TID, &good(), None), Ok(()));
-        assert_eq!(check_request(&creds(), "Contoso.onmicrosoft.com", &good(), None), Ok(()));
+        assert_eq!(
+            check_request(&creds(), "Contoso.onmicrosoft.com", &good(), None),
+            Ok(())
+        );
     }
 
     #[test]
     fn tenant_errors() {
-        let e = check_request(&creds(), "11111111-2222-3333-4444-555555555555", &good(), None).unwrap_err();
+        let e = check_request(
+            &creds(),
+            "11111111-2222-3333-4444-555555555555",
+            &good(),
+            None,
+        )
+        .unwrap_err();
         assert_eq!((e.status, e.error, e.code), (400, "invalid_request", 90002));
         let e = check_request(&creds(), "asdf", &good(), None).unwrap_err();
         assert_eq!(e.code, 900023);
         assert!(e.message.contains("'asdf'"));
-        assert_eq!(check_request(&creds(), "common", &good(), None).unwrap_err().code, 9001023);
+        assert_eq!(
+            check_request(&creds(), "common", &good(), None)
+                .unwrap_err()
+                .code,
+            9001023
+        );
     }
 
     #[test]
@@ -333,7 +405,10 @@ mod tests {
         let mut f = good();
         f[1].1 = "wrong-secret-value".into();
         let e = check_request(&creds(), TID, &f, None).unwrap_err();
-        assert_eq!((e.status, e.error, e.code), (401, "invalid_client", 7000215));
+        assert_eq!(
+            (e.status, e.error, e.code),
+            (401, "invalid_client", 7000215)
+        );
         assert!(!e.message.contains("wrong-secret-value"));
         let body = String::from_utf8(aad_error_body(&e, "t", "c", Utc::now())).unwrap();
         assert!(!body.contains("wrong-secret-value"));
@@ -342,26 +417,48 @@ mod tests {
         let mut f = good();
         f[0].1 = "00000000-0000-0000-0000-000000000001".into();
         let e = check_request(&creds(), TID, &f, None).unwrap_err();
-        assert_eq!((e.status, e.error, e.code), (400, "unauthorized_client", 700016));
+        assert_eq!(
+            (e.status, e.error, e.code),
+            (400, "unauthorized_client", 700016)
+        );
 
-        let expired = Credentials { expired_secret: true, ..creds() };
-        assert_eq!(check_request(&expired, TID, &good(), None).unwrap_err().code, 7000222);
+        let expired = Credentials {
+            expired_secret: true,
+            ..creds()
+        };
+        assert_eq!(
+            check_request(&expired, TID, &good(), None)
+                .unwrap_err()
+                .code,
+            7000222
+        );
 
         let mut f = good();
         f[3].1 = "password".into();
-        assert_eq!(check_request(&creds(), TID, &f, None).unwrap_err().error, "unsupported_grant_type");
+        assert_eq!(
+            check_request(&creds(), TID, &f, None).unwrap_err().error,
+            "unsupported_grant_type"
+        );
 
         let mut f = good();
         f[2].1 = "https://graph.microsoft.com/User.Read".into();
         let e = check_request(&creds(), TID, &f, None).unwrap_err();
         assert_eq!((e.error, e.code), ("invalid_scope", 70011));
 
-        assert_eq!(check_request(&creds(), TID, &good()[..3], None).unwrap_err().code, 900144);
+        assert_eq!(
+            check_request(&creds(), TID, &good()[..3], None)
+                .unwrap_err()
+                .code,
+            900144
+        );
     }
 
     #[test]
     fn basic_auth_is_accepted() {
-        let f = form(&[("scope", "https://graph.microsoft.com/.default"), ("grant_type", "client_credentials")]);
+        let f = form(&[
+            ("scope", "https://graph.microsoft.com/.default"),
+            ("grant_type", "client_credentials"),
+        ]);
         let header = format!("Basic {}", STANDARD.encode(format!("{CID}:s3cret")));
         assert_eq!(check_request(&creds(), TID, &f, Some(&header)), Ok(()));
     }
@@ -378,7 +475,9 @@ mod tests {
         assert_eq!(decode("abc", TID, 1_030), Err(Invalid::Malformed));
         // No roles: the claim is absent, not an empty array.
         let t = mint(TID, CID, &[], "jti-2", 1_000, 60);
-        let payload = URL_SAFE_NO_PAD.decode(t.split('.').nth(1).unwrap()).unwrap();
+        let payload = URL_SAFE_NO_PAD
+            .decode(t.split('.').nth(1).unwrap())
+            .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
         assert!(v.get("roles").is_none());
         assert_eq!(v["aud"], GRAPH_AUDIENCE);

@@ -7,7 +7,7 @@ use m365_connector::config::Config;
 use m365_connector::extract::{Extracted, extract};
 use m365_connector::output::Progress;
 use m365_connector::sim::{Faults, SimOptions, Simulator};
-use m365_connector::sim::tenant::Tenant;
+use m365_connector::sim::Tenant;
 use m365_connector::streams::{Report, USER_SELECT};
 
 use crate::util::{TempDir, connector_file, duck, lit, sim_options};

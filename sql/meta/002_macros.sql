@@ -1,0 +1,15 @@
+-- Parsing helpers for report CSV cells (text as Microsoft serves it). Idempotent.
+-- Empty strings are "no value"; unparsable values become NULL instead of failing the run.
+CREATE OR REPLACE MACRO m365_text(x) AS nullif(trim(x), '');
+CREATE OR REPLACE MACRO m365_date(x) AS TRY_CAST(nullif(trim(x), '') AS DATE);
+CREATE OR REPLACE MACRO m365_int(x) AS TRY_CAST(nullif(trim(x), '') AS BIGINT);
+CREATE OR REPLACE MACRO m365_bool(x) AS
+    CASE lower(trim(x))
+        WHEN 'true' THEN true WHEN 'yes' THEN true
+        WHEN 'false' THEN false WHEN 'no' THEN false
+    END;
+-- A Graph ISO 8601 UTC timestamp (e.g. 2014-01-01T00:00:00Z).
+CREATE OR REPLACE MACRO m365_ts(x) AS TRY_CAST(nullif(trim(x), '') AS TIMESTAMP);
+-- Concealed report names: 32-hex hashes or <PII:...> tokens (see src/concealment.rs).
+CREATE OR REPLACE MACRO m365_is_concealed(x) AS
+    regexp_full_match(trim(x), '[0-9A-Fa-f]{32}') OR starts_with(trim(x), '<PII:');

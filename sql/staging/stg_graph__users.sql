@@ -1,0 +1,31 @@
+-- Users of the run, typed from the raw Graph JSON. `record` in the raw Parquet keeps every
+-- field Graph sent; this model only renames and casts.
+SELECT
+    json_extract_string(record, '$.id')                         AS id,
+    json_extract_string(record, '$.userPrincipalName')          AS user_principal_name,
+    lower(json_extract_string(record, '$.userPrincipalName'))   AS upn_key,
+    json_extract_string(record, '$.displayName')                AS display_name,
+    json_extract_string(record, '$.givenName')                  AS given_name,
+    json_extract_string(record, '$.surname')                    AS surname,
+    json_extract_string(record, '$.mail')                       AS mail,
+    TRY_CAST(json_extract_string(record, '$.accountEnabled') AS BOOLEAN) AS account_enabled,
+    json_extract_string(record, '$.userType')                   AS user_type,
+    m365_ts(json_extract_string(record, '$.createdDateTime'))   AS created_at,
+    json_extract_string(record, '$.department')                 AS department,
+    json_extract_string(record, '$.jobTitle')                   AS job_title,
+    json_extract_string(record, '$.officeLocation')             AS office_location,
+    json_extract_string(record, '$.companyName')                AS company_name,
+    json_extract_string(record, '$.employeeId')                 AS employee_id,
+    json_extract_string(record, '$.mobilePhone')                AS mobile_phone,
+    coalesce(json_extract_string(record, '$.businessPhones[*]'), []::VARCHAR[]) AS business_phones,
+    json_extract_string(record, '$.city')                       AS city,
+    json_extract_string(record, '$.state')                      AS state,
+    json_extract_string(record, '$.country')                    AS country,
+    json_extract_string(record, '$.usageLocation')              AS usage_location,
+    TRY_CAST(json_extract_string(record, '$.onPremisesSyncEnabled') AS BOOLEAN) AS on_premises_sync_enabled,
+    m365_ts(json_extract_string(record, '$.lastPasswordChangeDateTime')) AS last_password_change_at,
+    coalesce(json_extract_string(record, '$.assignedLicenses[*].skuId'), []::VARCHAR[]) AS assigned_sku_ids,
+    _page,
+    _row,
+    _extracted_at
+FROM raw_users

@@ -1,0 +1,31 @@
+-- getOffice365ActiveUserDetail: per-service licences, last activity and licence-assign dates.
+SELECT
+    m365_date("Report Refresh Date")                    AS report_refresh_date,
+    m365_text("User Principal Name")                    AS user_principal_name,
+    CASE WHEN NOT m365_is_concealed("User Principal Name")
+         THEN lower(m365_text("User Principal Name")) END AS upn_key,
+    m365_is_concealed("User Principal Name")            AS is_concealed,
+    m365_text("Display Name")                           AS display_name,
+    coalesce(m365_bool("Is Deleted"), false)            AS is_deleted,
+    m365_date("Deleted Date")                           AS deleted_date,
+    m365_bool("Has Exchange License")                   AS has_exchange_license,
+    m365_bool("Has OneDrive License")                   AS has_onedrive_license,
+    m365_bool("Has SharePoint License")                 AS has_sharepoint_license,
+    m365_bool("Has Skype For Business License")         AS has_skype_license,
+    m365_bool("Has Yammer License")                     AS has_yammer_license,
+    m365_bool("Has Teams License")                      AS has_teams_license,
+    m365_date("Exchange Last Activity Date")            AS exchange_last_activity_date,
+    m365_date("OneDrive Last Activity Date")            AS onedrive_last_activity_date,
+    m365_date("SharePoint Last Activity Date")          AS sharepoint_last_activity_date,
+    m365_date("Skype For Business Last Activity Date")  AS skype_last_activity_date,
+    m365_date("Yammer Last Activity Date")              AS yammer_last_activity_date,
+    m365_date("Teams Last Activity Date")               AS teams_last_activity_date,
+    m365_date("Exchange License Assign Date")           AS exchange_license_assign_date,
+    m365_date("OneDrive License Assign Date")           AS onedrive_license_assign_date,
+    m365_date("SharePoint License Assign Date")         AS sharepoint_license_assign_date,
+    m365_date("Skype For Business License Assign Date") AS skype_license_assign_date,
+    m365_date("Yammer License Assign Date")             AS yammer_license_assign_date,
+    m365_date("Teams License Assign Date")              AS teams_license_assign_date,
+    m365_text("Assigned Products")                      AS assigned_products,
+    _row
+FROM raw_office365_active_user_detail

@@ -1,0 +1,381 @@
+//! Stage 3, load: a transformed run's `people` exported to `out/<run_id>/` as JSON Lines,
+//! CSV (RFC 4180) and Parquet, plus `manifest.json`.
+//!
+//! Files are written into `out/.tmp-<run_id>-<nonce>/` and the directory is renamed into
+//! place when complete, so a crash never leaves a half export. Rows are sorted by
+//! `User.ExternalId` and the manifest holds no wall-clock time, so exporting the same run
+//! twice gives identical bytes; when the export happened is recorded in the `exports` table.
+
+use std::fs::File;
+use std::io::{BufWriter, Read};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use duckdb::params;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::mapping::{quote_ident, quote_literal};
+use crate::staging::{Staging, db_error};
+
+/// An export format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    Jsonl,
+    Csv,
+    Parquet,
+}
+
+impl ExportFormat {
+    pub const ALL: [ExportFormat; 3] = [ExportFormat::Jsonl, ExportFormat::Csv, ExportFormat::Parquet];
+
+    pub fn file_name(self) -> &'static str {
+        match self {
+            ExportFormat::Jsonl => "people.jsonl",
+            ExportFormat::Csv => "people.csv",
+            ExportFormat::Parquet => "people.parquet",
+        }
+    }
+}
+
+/// One exported file in the export manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportFile {
+    pub file: String,
+    pub format: ExportFormat,
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// `out/<run_id>/manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportManifest {
+    pub format: u32,
+    pub connector: String,
+    pub tenant_id: String,
+    pub run_id: String,
+    /// The extract run the people come from (same as `run_id`; kept for consumers that merge).
+    pub extract_run_id: String,
+    pub extracted_at: String,
+    pub people: u64,
+    pub attributes: Vec<String>,
+    pub mapping_sha256: Option<String>,
+    pub sql_sha256: Option<String>,
+    pub files: Vec<ExportFile>,
+}
+
+/// A finished export.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub run_id: String,
+    pub dir: PathBuf,
+    pub manifest: ExportManifest,
+    pub seconds: f64,
+}
+
+/// Exports `run_id` (default: the newest transformed run) in `formats`.
+pub fn load(cfg: &Config, run_id: Option<&str>, formats: &[ExportFormat]) -> Result<Loaded> {
+    let started = Instant::now();
+    let staging = Staging::open(&cfg.pipeline.data_dir)?;
+    let run = pick_transformed_run(&staging, run_id)?;
+    let result = export(cfg, &staging, &run, formats);
+    match result {
+        Ok(mut loaded) => {
+            loaded.seconds = started.elapsed().as_secs_f64();
+            record(&staging, &loaded)?;
+            Ok(loaded)
+        }
+        Err(e) => {
+            staging.fail(&run.run_id, "load", &e.to_string());
+            Err(e)
+        }
+    }
+}
+
+/// What the `runs` table says about the run being exported.
+struct RunRow {
+    run_id: String,
+    connector: String,
+    tenant_id: String,
+    started_at: String,
+    mapping_sha256: Option<String>,
+    sql_sha256: Option<String>,
+}
+
+fn pick_transformed_run(staging: &Staging, wanted: Option<&str>) -> Result<RunRow> {
+    let sql = "SELECT run_id, connector, coalesce(tenant_id, ''), strftime(started_at, '%Y-%m-%dT%H:%M:%SZ'),
+                      mapping_sha256, sql_sha256
+               FROM runs WHERE transform_status = 'succeeded' AND (? IS NULL OR run_id = ?)
+               ORDER BY run_id DESC LIMIT 1";
+    let row = staging.conn.query_row(sql, params![wanted, wanted], |r| {
+        Ok(RunRow {
+            run_id: r.get(0)?,
+            connector: r.get(1)?,
+            tenant_id: r.get(2)?,
+            started_at: r.get(3)?,
+            mapping_sha256: r.get(4)?,
+            sql_sha256: r.get(5)?,
+        })
+    });
+    match row {
+        Ok(r) => Ok(r),
+        Err(duckdb::Error::QueryReturnedNoRows) => Err(Error::Usage(match wanted {
+            Some(id) => format!("run {id:?} has not been transformed: run `m365-connector transform --run {id}` first"),
+            None => "no transformed run yet: run `m365-connector transform` (or `run`) first".into(),
+        })),
+        Err(e) => Err(db_error(&staging.path, "finding the run to export", e)),
+    }
+}
+
+fn export(cfg: &Config, staging: &Staging, run: &RunRow, formats: &[ExportFormat]) -> Result<Loaded> {
+    let out = cfg.pipeline.data_dir.join("out");
+    crate::extract::create_private_dir(&out)?;
+    remove_stale_temp_dirs(&out);
+    let tmp = out.join(format!(".tmp-{}-{:08x}", run.run_id, crate::random::u64() as u32));
+    crate::extract::create_private_dir(&tmp)?;
+    let written = write_files(staging, run, &tmp, formats);
+    let manifest = match written {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
+    let dir = out.join(&run.run_id);
+    commit_dir(&tmp, &dir).map_err(|e| {
+        let _ = std::fs::remove_dir_all(&tmp);
+        Error::io(format!("moving the export into {}", dir.display()), e)
+    })?;
+    Ok(Loaded {
+        run_id: run.run_id.clone(),
+        dir,
+        manifest,
+        seconds: 0.0,
+    })
+}
+
+fn write_files(staging: &Staging, run: &RunRow, tmp: &Path, formats: &[ExportFormat]) -> Result<ExportManifest> {
+    let conn = &staging.conn;
+    let path = &staging.path;
+    let columns: Vec<(String, String)> = staging
+        .columns("people")?
+        .into_iter()
+        .filter(|(n, _)| n != "_run_id")
+        .collect();
+    let from = format!(
+        "FROM people WHERE _run_id = {} ORDER BY \"User.ExternalId\"",
+        quote_literal(&run.run_id)
+    );
+    let people: i64 = conn
+        .query_row(&format!("SELECT count(*) FROM people WHERE _run_id = {}", quote_literal(&run.run_id)), [], |r| r.get(0))
+        .map_err(|e| db_error(path, "counting people", e))?;
+    let mut files = Vec::new();
+    let mut formats = formats.to_vec();
+    formats.sort();
+    formats.dedup();
+    for format in formats {
+        let file = tmp.join(format.file_name());
+        let target = quote_literal(&file.display().to_string());
+        match format {
+            ExportFormat::Jsonl => {
+                let cols: Vec<String> = columns.iter().map(|(n, t)| json_column(n, t)).collect();
+                let source = format!(
+                    "{{'connector': {}, 'tenant_id': {}, 'run_id': {}, 'extracted_at': {}}}",
+                    quote_literal(&run.connector),
+                    quote_literal(&run.tenant_id),
+                    quote_literal(&run.run_id),
+                    quote_literal(&run.started_at)
+                );
+                conn.execute_batch(&format!(
+                    "COPY (SELECT {}, {source} AS _source {from}) TO {target} (FORMAT json)",
+                    cols.join(", ")
+                ))
+                .map_err(|e| db_error(path, "writing people.jsonl", e))?;
+            }
+            ExportFormat::Parquet => {
+                conn.execute_batch(&format!(
+                    "COPY (SELECT * EXCLUDE (_run_id) {from}) TO {target} (FORMAT parquet, COMPRESSION zstd)"
+                ))
+                .map_err(|e| db_error(path, "writing people.parquet", e))?;
+            }
+            ExportFormat::Csv => write_csv(staging, &columns, &from, &file)?,
+        }
+        sync_file(&file)?;
+        let (bytes, sha256) = hash_file(&file)?;
+        files.push(ExportFile {
+            file: format.file_name().to_string(),
+            format,
+            rows: people as u64,
+            bytes,
+            sha256,
+        });
+    }
+    let manifest = ExportManifest {
+        format: 1,
+        connector: run.connector.clone(),
+        tenant_id: run.tenant_id.clone(),
+        run_id: run.run_id.clone(),
+        extract_run_id: run.run_id.clone(),
+        extracted_at: run.started_at.clone(),
+        people: people as u64,
+        attributes: columns.iter().map(|(n, _)| n.clone()).collect(),
+        mapping_sha256: run.mapping_sha256.clone(),
+        sql_sha256: run.sql_sha256.clone(),
+        files,
+    };
+    let mpath = tmp.join("manifest.json");
+    let mut json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;
+    json.push(b'\n');
+    std::fs::write(&mpath, json).map_err(|e| Error::io(format!("writing {}", mpath.display()), e))?;
+    sync_file(&mpath)?;
+    Ok(manifest)
+}
+
+/// JSON Lines: dates stay `YYYY-MM-DD`, timestamps become RFC 3339 UTC.
+fn json_column(name: &str, ty: &str) -> String {
+    let q = quote_ident(name);
+    if ty.starts_with("TIMESTAMP") {
+        format!("strftime({q}, '%Y-%m-%dT%H:%M:%SZ') AS {q}")
+    } else {
+        q
+    }
+}
+
+/// CSV cell text: lists `;`-joined, booleans `true`/`false`, timestamps RFC 3339.
+fn csv_column(name: &str, ty: &str) -> String {
+    let q = quote_ident(name);
+    if ty.ends_with("[]") {
+        format!("array_to_string({q}, ';')")
+    } else if ty == "BOOLEAN" {
+        format!("CASE WHEN {q} THEN 'true' WHEN NOT {q} THEN 'false' END")
+    } else if ty.starts_with("TIMESTAMP") {
+        format!("strftime({q}, '%Y-%m-%dT%H:%M:%SZ')")
+    } else {
+        format!("CAST({q} AS VARCHAR)")
+    }
+}
+
+/// RFC 4180: CRLF line ends, quotes only where needed, header = attribute names.
+fn write_csv(staging: &Staging, columns: &[(String, String)], from: &str, file: &Path) -> Result<()> {
+    let path = &staging.path;
+    let f = File::create(file).map_err(|e| Error::io(format!("creating {}", file.display()), e))?;
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(BufWriter::with_capacity(1 << 20, f));
+    let csv_err = |e: csv::Error| Error::Internal(format!("writing {}: {e}", file.display()));
+    w.write_record(columns.iter().map(|(n, _)| n.as_str())).map_err(csv_err)?;
+    let select: Vec<String> = columns.iter().map(|(n, t)| csv_column(n, t)).collect();
+    let mut stmt = staging
+        .conn
+        .prepare(&format!("SELECT {} {from}", select.join(", ")))
+        .map_err(|e| db_error(path, "reading people", e))?;
+    let mut rows = stmt.query([]).map_err(|e| db_error(path, "reading people", e))?;
+    let mut record: Vec<String> = Vec::with_capacity(columns.len());
+    while let Some(row) = rows.next().map_err(|e| db_error(path, "reading people", e))? {
+        record.clear();
+        for i in 0..columns.len() {
+            let v: Option<String> = row.get(i).map_err(|e| db_error(path, "reading people", e))?;
+            record.push(v.unwrap_or_default());
+        }
+        w.write_record(&record).map_err(csv_err)?;
+    }
+    let inner = w.into_inner().map_err(|e| Error::Internal(format!("writing {}: {e}", file.display())))?;
+    inner
+        .into_inner()
+        .map_err(|e| Error::io(format!("writing {}", file.display()), e.into_error()))?;
+    Ok(())
+}
+
+fn sync_file(path: &Path) -> Result<()> {
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(format!("syncing {}", path.display()), e))
+}
+
+/// Byte count and sha256 of a file, streamed.
+pub fn hash_file(path: &Path) -> Result<(u64, String)> {
+    let mut f = File::open(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((total, crate::land::hex(&h.finalize())))
+}
+
+/// Puts the finished export in place; an earlier export of the same run is replaced.
+fn commit_dir(tmp: &Path, dir: &Path) -> std::io::Result<()> {
+    let old = if dir.exists() {
+        let parent = dir.parent().unwrap_or(Path::new("."));
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let old = parent.join(format!(".old-{name}-{:08x}", crate::random::u64() as u32));
+        std::fs::rename(dir, &old)?;
+        Some(old)
+    } else {
+        None
+    };
+    std::fs::rename(tmp, dir)?;
+    if let Some(parent) = dir.parent() {
+        File::open(parent)?.sync_all()?;
+    }
+    if let Some(old) = old {
+        std::fs::remove_dir_all(old)?;
+    }
+    Ok(())
+}
+
+/// Leftovers of an interrupted load (`.tmp-*`, `.old-*`) are never used; remove them.
+fn remove_stale_temp_dirs(out: &Path) {
+    let Ok(entries) = std::fs::read_dir(out) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".tmp-") || name.starts_with(".old-") {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+fn record(staging: &Staging, loaded: &Loaded) -> Result<()> {
+    let conn = &staging.conn;
+    let path = &staging.path;
+    let run = |conn: &duckdb::Connection| -> duckdb::Result<()> {
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS exports (run_id VARCHAR, exported_at TIMESTAMP, dir VARCHAR, file VARCHAR,
+                 format VARCHAR, rows BIGINT, bytes BIGINT, sha256 VARCHAR)",
+        )?;
+        conn.execute("DELETE FROM exports WHERE run_id = ?", params![loaded.run_id])?;
+        for f in &loaded.manifest.files {
+            conn.execute(
+                "INSERT INTO exports VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?)",
+                params![
+                    loaded.run_id,
+                    loaded.dir.display().to_string(),
+                    f.file,
+                    format!("{:?}", f.format).to_lowercase(),
+                    f.rows,
+                    f.bytes,
+                    f.sha256
+                ],
+            )?;
+        }
+        conn.execute(
+            "UPDATE runs SET load_status = 'succeeded', load_seconds = ?,
+                 status = CASE WHEN extract_status = 'failed' OR transform_status = 'failed' THEN status ELSE 'succeeded' END,
+                 finished_at = now()::TIMESTAMP
+             WHERE run_id = ?",
+            params![loaded.seconds, loaded.run_id],
+        )?;
+        Ok(())
+    };
+    run(conn).map_err(|e| db_error(path, "recording the export", e))
+}

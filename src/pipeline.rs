@@ -1,0 +1,72 @@
+//! `run`: extract + transform + load as one audited run, with one summary at the end.
+
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::error::{Error, ExitStatus, Result};
+use crate::extract::{Extracted, extract};
+use crate::load::{ExportFormat, Loaded, load};
+use crate::manifest::Warning;
+use crate::output::Progress;
+use crate::transform::{Transformed, transform};
+
+/// Everything one run did.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub extracted: Extracted,
+    pub transformed: Transformed,
+    pub loaded: Loaded,
+    pub extract_seconds: f64,
+}
+
+impl RunOutcome {
+    /// Warnings of the run (extract warnings plus transform findings).
+    pub fn warnings(&self) -> Vec<Warning> {
+        let mut w = self.extracted.manifest.warnings.clone();
+        for (audit, rows) in &self.transformed.audit_findings {
+            w.push(Warning {
+                code: audit.rsplit('/').next().unwrap_or(audit).to_string(),
+                message: format!("{rows} findings of sql/{audit}.sql"),
+                fix: format!("query them: m365-connector sql -c FILE \"$(cat sql/{audit}.sql)\""),
+            });
+        }
+        if self.transformed.rejected > 0 {
+            w.push(Warning {
+                code: "rejects".into(),
+                message: format!("{} people were rejected (missing required attributes or duplicate keys)", self.transformed.rejected),
+                fix: "see them with: m365-connector sql -c FILE \"SELECT * FROM rejects\"".into(),
+            });
+        }
+        w
+    }
+
+    /// 0 when clean, 3 when the admin should read the warnings.
+    pub fn exit_status(&self) -> ExitStatus {
+        if self.warnings().is_empty() {
+            ExitStatus::Success
+        } else {
+            ExitStatus::SuccessWithWarnings
+        }
+    }
+}
+
+/// Runs the three stages for `cfg`.
+pub async fn run(cfg: &Config, progress: &Progress, formats: &[ExportFormat]) -> Result<RunOutcome> {
+    let t = Instant::now();
+    let extracted = extract(cfg, progress).await?;
+    let extract_seconds = t.elapsed().as_secs_f64();
+    let (c, id, f) = (cfg.clone(), extracted.run_id.clone(), formats.to_vec());
+    let (transformed, loaded) = tokio::task::spawn_blocking(move || -> Result<(Transformed, Loaded)> {
+        let transformed = transform(&c, Some(&id))?;
+        let loaded = load(&c, Some(&id), &f)?;
+        Ok((transformed, loaded))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("the transform task failed: {e}")))??;
+    Ok(RunOutcome {
+        extracted,
+        transformed,
+        loaded,
+        extract_seconds,
+    })
+}

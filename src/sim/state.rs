@@ -1,0 +1,237 @@
+//! Shared state of a running simulator: options, counters, issued tokens, report budgets.
+//!
+//! Everything here is small and bounded by client behaviour (tokens issued, report calls in
+//! the last ten minutes), never by tenant size.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use super::faults::{Decision, Faults, Target};
+use super::prng::{Rng, mix, salt};
+use super::tenant::Tenant;
+use super::{SimOptions, SimStats};
+use crate::streams::Report;
+
+/// Report calls allowed per report API in [`REPORT_WINDOW`] (graph-api.md §4).
+pub const REPORT_BUDGET: usize = 14;
+pub const REPORT_WINDOW: Duration = Duration::from_secs(600);
+
+/// Counters behind [`SimStats`].
+#[derive(Default)]
+pub struct Counters {
+    pub requests: Mutex<BTreeMap<String, u64>>,
+    pub total_requests: AtomicU64,
+    pub tokens_issued: AtomicU64,
+    pub status_429: AtomicU64,
+    pub status_503: AtomicU64,
+    pub status_504: AtomicU64,
+    pub resets: AtomicU64,
+    pub truncated: AtomicU64,
+    pub slow: AtomicU64,
+    pub token_expired_401: AtomicU64,
+    pub download_authorization_headers: AtomicU64,
+    pub report_budget_429: AtomicU64,
+    pub html_200: AtomicU64,
+    pub download_expired: AtomicU64,
+    pub delta_gone_410: AtomicU64,
+}
+
+/// Increments one counter.
+pub fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Counters {
+    /// Counts one request of an endpoint family.
+    pub fn request(&self, family: &str) {
+        bump(&self.total_requests);
+        let mut map = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry(family.to_string()).or_default() += 1;
+    }
+
+    pub fn snapshot(&self) -> SimStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        SimStats {
+            requests: self
+                .requests
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            total_requests: get(&self.total_requests),
+            tokens_issued: get(&self.tokens_issued),
+            status_429: get(&self.status_429),
+            status_503: get(&self.status_503),
+            status_504: get(&self.status_504),
+            resets: get(&self.resets),
+            truncated: get(&self.truncated),
+            slow: get(&self.slow),
+            token_expired_401: get(&self.token_expired_401),
+            download_authorization_headers: get(&self.download_authorization_headers),
+            report_budget_429: get(&self.report_budget_429),
+            html_200: get(&self.html_200),
+            download_expired: get(&self.download_expired),
+            delta_gone_410: get(&self.delta_gone_410),
+        }
+    }
+}
+
+/// Everything a request handler needs.
+pub struct State {
+    pub opts: SimOptions,
+    pub tenant: Tenant,
+    pub faults: RwLock<Faults>,
+    pub graph_url: String,
+    pub download_url: String,
+    pub stats: Counters,
+    /// Sequence number of fault-eligible requests: the fault dice are keyed by it.
+    fault_seq: AtomicU64,
+    /// Graph requests that arrived with a valid token (for `token-expiry=N`).
+    valid_token_requests: AtomicU64,
+    /// Throttled responses so far (cycles Retry-After in mixed mode).
+    pub throttled: AtomicU64,
+    /// Ids (request-id, trace ids, jti) are unique per simulator instance.
+    id_seq: AtomicU64,
+    instance: u64,
+    /// jti -> revoked, for every token this simulator issued.
+    tokens: Mutex<HashMap<String, bool>>,
+    /// Accepted calls per report API in the last ten minutes.
+    report_calls: Mutex<HashMap<Report, VecDeque<Instant>>>,
+    /// Licence counts, computed once (one pass over the tenant) on first use.
+    pub consumed_units: tokio::sync::OnceCell<Vec<u64>>,
+}
+
+impl State {
+    pub fn new(opts: SimOptions, graph_url: String, download_url: String) -> State {
+        let tenant = Tenant {
+            seed: opts.seed,
+            users: opts.users,
+            today: opts.today,
+            concealed: opts.concealed,
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        State {
+            faults: RwLock::new(opts.faults.clone()),
+            tenant,
+            graph_url,
+            download_url,
+            stats: Counters::default(),
+            fault_seq: AtomicU64::new(0),
+            valid_token_requests: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
+            id_seq: AtomicU64::new(0),
+            instance: mix(now ^ mix(opts.seed)),
+            tokens: Mutex::new(HashMap::new()),
+            report_calls: Mutex::new(HashMap::new()),
+            consumed_units: tokio::sync::OnceCell::new(),
+            opts,
+        }
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.faults
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the faults; `token-expiry=N` counts afresh from here.
+    pub fn set_faults(&self, f: Faults) {
+        *self.faults.write().unwrap_or_else(|e| e.into_inner()) = f;
+        self.valid_token_requests.store(0, Ordering::Relaxed);
+    }
+
+    /// Rolls the fault dice for the next fault-eligible request.
+    pub fn decide(&self, target: Target) -> (Faults, Decision) {
+        let n = self.fault_seq.fetch_add(1, Ordering::Relaxed);
+        let f = self.faults();
+        let d = f.decide(self.opts.seed, n, target);
+        (f, d)
+    }
+
+    /// A fresh GUID for request-id, trace and correlation ids.
+    pub fn new_guid(&self) -> String {
+        let n = self.id_seq.fetch_add(1, Ordering::Relaxed);
+        Rng::new(self.instance, n, salt("ids")).guid()
+    }
+
+    /// A GUID that is stable for the tenant (subscription ids and the like).
+    pub fn tenant_guid(&self, n: u64) -> String {
+        Rng::new(self.opts.seed, n, salt("tenant-guid")).guid()
+    }
+
+    /// Records a newly issued token id.
+    pub fn issue_token(&self) -> String {
+        let jti = self.new_guid();
+        self.tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(jti.clone(), false);
+        bump(&self.stats.tokens_issued);
+        jti
+    }
+
+    /// `Some(revoked)` if this simulator issued the token.
+    pub fn token_status(&self, jti: &str) -> Option<bool> {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(jti)
+            .copied()
+    }
+
+    pub fn revoke_token(&self, jti: &str) {
+        if let Some(r) = self
+            .tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(jti)
+        {
+            *r = true;
+        }
+    }
+
+    /// Counts a request with a valid token; true if the token-expiry fault hits it.
+    pub fn token_expiry_hits(&self, every: Option<u64>) -> bool {
+        let n = self.valid_token_requests.fetch_add(1, Ordering::Relaxed) + 1;
+        every.is_some_and(|e| e > 0 && n % e == 0)
+    }
+
+    /// Admits a report call against its budget, or returns how long until one is free.
+    pub fn admit_report_call(&self, r: Report) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut calls = self.report_calls.lock().unwrap_or_else(|e| e.into_inner());
+        let q = calls.entry(r).or_default();
+        while q
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= REPORT_WINDOW)
+        {
+            q.pop_front();
+        }
+        if q.len() >= REPORT_BUDGET {
+            let oldest = q.front().copied().unwrap_or(now);
+            return Err(REPORT_WINDOW.saturating_sub(now.duration_since(oldest)));
+        }
+        q.push_back(now);
+        Ok(())
+    }
+
+    /// A keyed MAC over a download token's payload, so download URLs can't be forged and
+    /// need no server-side storage.
+    pub fn mac(&self, payload: &[u8]) -> [u8; 8] {
+        let mut h = Sha256::new();
+        h.update(self.instance.to_le_bytes());
+        h.update(b"download-token");
+        h.update(payload);
+        let d = h.finalize();
+        let mut out = [0u8; 8];
+        out.copy_from_slice(&d[..8]);
+        out
+    }
+}

@@ -1,0 +1,1248 @@
+//! Tests of the generator and, in process over real sockets, of the HTTP contract.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use super::*;
+use crate::streams::{Report, USER_SELECT};
+
+fn today() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 3, 15).unwrap()
+}
+
+fn tenant(users: u64, seed: u64, concealed: bool) -> Tenant {
+    Tenant {
+        seed,
+        users,
+        today: today(),
+        concealed,
+    }
+}
+
+fn is_hex32(s: &str) -> bool {
+    s.len() == 32
+        && s.chars()
+            .all(|c| c.is_ascii_digit() || ('A'..='F').contains(&c))
+}
+
+/// Parses a served CSV body the way a careful client would.
+fn parse_csv(body: &[u8]) -> (Vec<String>, Vec<Vec<String>>) {
+    assert!(body.starts_with(BOM), "body starts with a UTF-8 BOM");
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(&body[BOM.len()..]);
+    let header = rdr.headers().unwrap().iter().map(str::to_string).collect();
+    let rows = rdr
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_string).collect())
+        .collect();
+    (header, rows)
+}
+
+// ---------------------------------------------------------------- generator
+
+#[test]
+fn same_seed_same_users_different_seed_different_users() {
+    let a = tenant(50, 7, false);
+    let b = tenant(50, 7, false);
+    let c = tenant(50, 8, false);
+    for i in 0..50 {
+        assert_eq!(a.user(i), b.user(i));
+    }
+    let differing = (0..50).filter(|i| a.user(*i) != c.user(*i)).count();
+    assert_eq!(differing, 50);
+    for r in Report::ALL {
+        assert_eq!(
+            a.report_rows(r).collect::<Vec<_>>(),
+            b.report_rows(r).collect::<Vec<_>>()
+        );
+        assert_ne!(
+            a.report_rows(r).collect::<Vec<_>>(),
+            c.report_rows(r).collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn users_have_every_selected_property_and_unique_ids() {
+    let t = tenant(2500, 1, false);
+    let mut ids = HashSet::new();
+    let mut upns = HashSet::new();
+    for i in 0..t.users {
+        let u = t.user(i);
+        for p in USER_SELECT.iter().chain(DEFAULT_USER_PROPERTIES) {
+            assert!(u.contains_key(*p), "user {i} lacks {p}");
+        }
+        assert!(ids.insert(u["id"].as_str().unwrap().to_string()));
+        assert!(upns.insert(u["userPrincipalName"].as_str().unwrap().to_lowercase()));
+        assert_eq!(u["id"].as_str().unwrap(), t.user_id(i));
+    }
+}
+
+#[test]
+fn a_huge_tenant_costs_no_memory() {
+    // A trillion users: nothing is materialised, any user or report row is computed on demand.
+    let t = tenant(1_000_000_000_000, 5, false);
+    assert!(std::mem::size_of::<Tenant>() <= 64);
+    let start = Instant::now();
+    let last = t.user(t.users - 1);
+    assert!(
+        last["userPrincipalName"]
+            .as_str()
+            .unwrap()
+            .contains("999999999999@")
+    );
+    let rows: Vec<_> = t
+        .report_rows(Report::TeamsUserActivityUserDetail)
+        .take(1000)
+        .collect();
+    assert_eq!(rows.len(), 1000);
+    let mut page = Vec::new();
+    let q = users::UsersQuery {
+        offset: t.users - 999,
+        top: 999,
+        select: None,
+        count: false,
+    };
+    users::write_page(&t, &q, "http://127.0.0.1:1", None, &mut page);
+    let v: Value = serde_json::from_slice(&page).unwrap();
+    assert_eq!(v["value"].as_array().unwrap().len(), 999);
+    assert!(v.get("@odata.nextLink").is_none());
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn nasty_values_show_up_in_2500_users_and_in_the_reports() {
+    let t = tenant(2500, 1, false);
+    let users: Vec<_> = (0..t.users).map(|i| t.user(i)).collect();
+    let names: Vec<&str> = users
+        .iter()
+        .map(|u| u["displayName"].as_str().unwrap())
+        .collect();
+    let has = |f: &dyn Fn(&str) -> bool| names.iter().any(|n| f(n));
+    assert!(has(&|n| n.contains(',')), "comma");
+    assert!(has(&|n| n.contains('"')), "quote");
+    assert!(has(&|n| n.contains('\n') && !n.contains('\r')), "LF");
+    assert!(has(&|n| n.contains("\r\n")), "CRLF");
+    assert!(has(&|n| n.contains('\u{200d}')), "ZWJ emoji");
+    assert!(
+        has(&|n| n.chars().any(|c| ('\u{0600}'..='\u{06ff}').contains(&c))),
+        "Arabic"
+    );
+    assert!(
+        has(&|n| n.chars().any(|c| ('\u{0590}'..='\u{05ff}').contains(&c))),
+        "Hebrew"
+    );
+    assert!(has(&|n| n.contains('\u{301}')), "combining accent");
+    assert!(has(&|n| n.starts_with(' ') && n.ends_with(' ')), "padding");
+    let long_titles = users
+        .iter()
+        .filter(|u| u["jobTitle"].as_str().is_some_and(|j| j.len() >= 1024))
+        .count();
+    assert!(long_titles > 0, "1-2 KB job titles");
+    assert!(
+        users.iter().any(|u| u["jobTitle"].is_null()),
+        "null optional properties"
+    );
+    assert!(
+        users
+            .iter()
+            .any(|u| u["businessPhones"] == serde_json::json!([])),
+        "empty businessPhones"
+    );
+    let guests: Vec<_> = users.iter().filter(|u| u["userType"] == "Guest").collect();
+    assert!(!guests.is_empty());
+    for g in &guests {
+        let upn = g["userPrincipalName"].as_str().unwrap();
+        assert!(upn.contains("#EXT#@contoso.onmicrosoft.com"), "{upn}");
+        assert!(
+            !g["mail"]
+                .as_str()
+                .unwrap()
+                .ends_with("contoso.onmicrosoft.com")
+        );
+    }
+    assert!(
+        users.iter().any(|u| u["accountEnabled"] == false),
+        "disabled accounts"
+    );
+    assert!(
+        users
+            .iter()
+            .any(|u| u["assignedLicenses"].as_array().unwrap().is_empty())
+    );
+    assert!(
+        users
+            .iter()
+            .flat_map(|u| u["assignedLicenses"].as_array().unwrap().clone())
+            .any(|l| l["skuId"] == "b05e124f-c7cc-45a0-a6aa-8cf78c946968"),
+        "a skuId missing from subscribedSkus"
+    );
+
+    // The same nasty names in the reports' Display Name columns, and UPN case drift.
+    let rows: Vec<_> = t.report_rows(Report::EmailActivityUserDetail).collect();
+    let report_names: HashSet<&str> = rows.iter().map(|r| r[2].as_str()).collect();
+    assert!(report_names.iter().any(|n| n.contains("\r\n")));
+    assert!(report_names.iter().any(|n| n.contains('\u{200d}')));
+    let upns: HashSet<String> = users
+        .iter()
+        .map(|u| u["userPrincipalName"].as_str().unwrap().to_string())
+        .collect();
+    let shouted = rows
+        .iter()
+        .filter(|r| !upns.contains(&r[1]) && upns.contains(&capitalised_like(&r[1], &upns)))
+        .count();
+    assert!(shouted > 0, "reports change the UPN's case for some users");
+}
+
+/// The /users spelling of a report UPN that differs only in case, if any.
+fn capitalised_like(upn: &str, upns: &HashSet<String>) -> String {
+    upns.iter()
+        .find(|u| u.eq_ignore_ascii_case(upn))
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn reports_cover_most_users_plus_deleted_report_only_and_unknown_rows() {
+    let t = tenant(2500, 2, false);
+    let users: Vec<_> = (0..t.users).map(|i| t.user(i)).collect();
+    let upns: HashSet<String> = users
+        .iter()
+        .map(|u| u["userPrincipalName"].as_str().unwrap().to_lowercase())
+        .collect();
+    let ids: HashSet<&str> = users.iter().map(|u| u["id"].as_str().unwrap()).collect();
+    for r in Report::ALL {
+        let header = t.report_header(r);
+        assert_eq!(header, r.documented_columns());
+        let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+        let upn_col = col(r.user_column());
+        let rows: Vec<_> = t.report_rows(r).collect();
+        assert!(
+            rows.iter().all(|row| row.len() == header.len()),
+            "{r}: ragged rows"
+        );
+        let in_users: HashSet<String> = rows
+            .iter()
+            .map(|row| row[upn_col].to_lowercase())
+            .filter(|u| upns.contains(u))
+            .collect();
+        let share = in_users.len() as f64 / t.users as f64;
+        assert!((0.80..=0.96).contains(&share), "{r}: {share}");
+        let strangers = rows
+            .iter()
+            .filter(|row| !upns.contains(&row[upn_col].to_lowercase()))
+            .count();
+        assert!(strangers >= 3, "{r}: deleted / report-only / unknown rows");
+        if r != Report::OneDriveUsageAccountDetail {
+            let unknown: Vec<_> = rows
+                .iter()
+                .filter(|row| row[upn_col] == "(Unknown)")
+                .collect();
+            // Two (Unknown) subjects; in activations one may have two product rows.
+            let expected = if r == Report::Office365ActivationsUserDetail {
+                2..=4
+            } else {
+                2..=2
+            };
+            assert!(expected.contains(&unknown.len()), "{r}: {}", unknown.len());
+            if let Some(d) = header.iter().position(|h| h == "Display Name") {
+                assert!(unknown.iter().all(|row| row[d].is_empty()));
+            }
+        }
+        if let Some(is_del) = header.iter().position(|h| h == "Is Deleted") {
+            let deleted: Vec<_> = rows.iter().filter(|row| row[is_del] == "True").collect();
+            assert!(!deleted.is_empty(), "{r}: deleted users");
+            assert!(
+                deleted
+                    .iter()
+                    .all(|row| !upns.contains(&row[upn_col].to_lowercase()))
+            );
+            if let Some(dd) = header.iter().position(|h| h == "Deleted Date") {
+                assert!(
+                    deleted
+                        .iter()
+                        .all(|row| NaiveDate::parse_from_str(&row[dd], "%Y-%m-%d").is_ok())
+                );
+            }
+            assert!(
+                rows.iter()
+                    .all(|row| row[is_del] == "True" || row[is_del] == "False")
+            );
+        }
+        assert!(
+            rows.iter().all(|row| row[0] == "2026-03-13"),
+            "{r}: refresh date is today - 2"
+        );
+    }
+    // Activations: one row per product type, two for some users.
+    let act: Vec<_> = t
+        .report_rows(Report::Office365ActivationsUserDetail)
+        .collect();
+    let mut per_user = std::collections::HashMap::new();
+    for row in &act {
+        *per_user.entry(row[1].to_lowercase()).or_insert(0) += 1;
+    }
+    assert!(per_user.values().any(|n| *n == 2));
+    // Teams User Id is the Graph id; OneDrive keys by owner and site.
+    let teams: Vec<_> = t.report_rows(Report::TeamsUserActivityUserDetail).collect();
+    assert!(
+        teams
+            .iter()
+            .filter(|row| ids.contains(row[3].as_str()))
+            .count()
+            > 2000
+    );
+    for row in t.report_rows(Report::OneDriveUsageAccountDetail) {
+        assert!(
+            row[1].starts_with("https://contoso-my.sharepoint.com/personal/"),
+            "{}",
+            row[1]
+        );
+        assert!(row[9].contains('@'));
+    }
+}
+
+#[test]
+fn dates_spread_so_a_date_filter_has_work() {
+    let t = tenant(2500, 3, false);
+    let cutoff_30 = today() - chrono::Days::new(30);
+    let created: Vec<NaiveDate> = (0..t.users)
+        .map(|i| {
+            let s = t.user(i)["createdDateTime"].as_str().unwrap().to_string();
+            NaiveDate::parse_from_str(&s[..10], "%Y-%m-%d").unwrap()
+        })
+        .collect();
+    assert!(created.iter().any(|d| *d >= cutoff_30));
+    assert!(
+        created
+            .iter()
+            .any(|d| *d < today() - chrono::Days::new(5 * 365))
+    );
+    let rows: Vec<_> = t.report_rows(Report::Office365ActiveUserDetail).collect();
+    let exchange: Vec<Option<NaiveDate>> = rows
+        .iter()
+        .map(|r| NaiveDate::parse_from_str(&r[11], "%Y-%m-%d").ok())
+        .collect();
+    assert!(exchange.iter().any(Option::is_none), "never active");
+    assert!(exchange.iter().flatten().any(|d| *d >= cutoff_30));
+    assert!(exchange.iter().flatten().any(|d| *d < cutoff_30));
+    assert!(
+        exchange
+            .iter()
+            .flatten()
+            .all(|d| *d >= today() - chrono::Days::new(220))
+    );
+}
+
+#[test]
+fn concealed_reports_hide_every_name() {
+    let t = tenant(500, 4, true);
+    for r in Report::ALL {
+        let header = t.report_header(r);
+        let name_cols: Vec<usize> = header
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| {
+                matches!(
+                    h.as_str(),
+                    "User Principal Name"
+                        | "Display Name"
+                        | "User Id"
+                        | "Site URL"
+                        | "Owner Display Name"
+                        | "Owner Principal Name"
+                )
+            })
+            .map(|(i, _)| i)
+            .collect();
+        assert!(!name_cols.is_empty());
+        for row in t.report_rows(r) {
+            if row.contains(&"(Unknown)".to_string()) {
+                continue;
+            }
+            for c in &name_cols {
+                assert!(is_hex32(&row[*c]), "{r} {}: {:?}", header[*c], row[*c]);
+                assert!(!row[*c].contains('@'));
+            }
+        }
+    }
+    // Deterministic from the real value: the same user hashes the same in two reports.
+    let email: HashSet<String> = t
+        .report_rows(Report::EmailActivityUserDetail)
+        .map(|r| r[1].clone())
+        .collect();
+    let mailbox: HashSet<String> = t
+        .report_rows(Report::MailboxUsageDetail)
+        .map(|r| r[1].clone())
+        .collect();
+    assert!(email.intersection(&mailbox).count() > 300);
+}
+
+#[test]
+fn csv_bodies_parse_back_to_exactly_the_rows() {
+    let t = tenant(2500, 1, false);
+    for r in Report::ALL {
+        let body = CsvBody::new(t.report_header(r), t.report_rows(r)).collect_all();
+        assert!(body.ends_with(b"\r\n\r\n"), "{r}: trailing blank line");
+        let (header, rows) = parse_csv(&body);
+        assert_eq!(header, t.report_header(r), "{r}");
+        let expected: Vec<_> = t.report_rows(r).collect();
+        assert_eq!(rows.len(), expected.len(), "{r}");
+        assert_eq!(rows, expected, "{r}");
+    }
+}
+
+#[test]
+fn consumed_units_match_assigned_licenses() {
+    let t = tenant(1000, 6, false);
+    let consumed = t.consumed_units();
+    let mut e3 = 0;
+    for i in 0..t.users {
+        let lic = t.user(i)["assignedLicenses"].clone();
+        e3 += lic
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["skuId"] == "05e9a617-0261-4cee-bb44-138d3ef5d965")
+            .count();
+    }
+    assert_eq!(consumed[skus::SPE_E3] as usize, e3);
+    assert!(e3 > 300);
+}
+
+#[test]
+fn download_tokens_expire_after_five_minutes_and_resist_tampering() {
+    let st = state::State::new(SimOptions::default(), "http://g".into(), "http://d".into());
+    let now = chrono::Utc::now();
+    let tok = download::mint(&st, Report::MailboxUsageDetail, 7, now);
+    assert_eq!(
+        download::open(&st, &tok, now),
+        Ok((Report::MailboxUsageDetail, 7))
+    );
+    assert_eq!(
+        download::open(&st, &tok, now + chrono::Duration::seconds(299)),
+        Ok((Report::MailboxUsageDetail, 7))
+    );
+    assert_eq!(
+        download::open(&st, &tok, now + chrono::Duration::seconds(301)),
+        Err(download::TokenError::Expired)
+    );
+    let mut bad = tok.clone();
+    bad.replace_range(5..6, if &tok[5..6] == "A" { "B" } else { "A" });
+    assert_eq!(
+        download::open(&st, &bad, now),
+        Err(download::TokenError::Invalid)
+    );
+    // Another simulator instance does not accept it.
+    let other = state::State::new(SimOptions::default(), "http://g".into(), "http://d".into());
+    assert_eq!(
+        download::open(&other, &tok, now),
+        Err(download::TokenError::Invalid)
+    );
+}
+
+// ---------------------------------------------------------------- over HTTP
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn start(opts: SimOptions) -> Simulator {
+    Simulator::start(SimOptions {
+        today: today(),
+        ..opts
+    })
+    .await
+    .unwrap()
+}
+
+async fn token_response(
+    c: &reqwest::Client,
+    sim: &Simulator,
+    tenant: &str,
+    secret: &str,
+) -> reqwest::Response {
+    let o = sim.options();
+    c.post(format!("{}/{tenant}/oauth2/v2.0/token", sim.login_url()))
+        .form(&[
+            ("client_id", o.client_id.as_str()),
+            ("client_secret", secret),
+            ("scope", "https://graph.microsoft.com/.default"),
+            ("grant_type", "client_credentials"),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn token(c: &reqwest::Client, sim: &Simulator) -> String {
+    let resp = token_response(
+        c,
+        sim,
+        &sim.options().tenant_id,
+        &sim.options().client_secret,
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["token_type"], "Bearer");
+    assert_eq!(v["expires_in"], 3599);
+    v["access_token"].as_str().unwrap().to_string()
+}
+
+async fn get(c: &reqwest::Client, url: &str, token: &str) -> reqwest::Response {
+    c.get(url).bearer_auth(token).send().await.unwrap()
+}
+
+const SELECT: &str = "id,userPrincipalName,displayName,givenName,surname,mail,accountEnabled,userType,createdDateTime,department,jobTitle,officeLocation,companyName,employeeId,mobilePhone,businessPhones,city,country,state,usageLocation,onPremisesSyncEnabled,lastPasswordChangeDateTime,assignedLicenses";
+
+/// Walks /users to the end; returns the ids seen and the number of pages.
+async fn walk_users(
+    c: &reqwest::Client,
+    sim: &Simulator,
+    tok: &str,
+    top: u32,
+) -> (Vec<String>, u32) {
+    let mut url = format!("{}/v1.0/users?$select={SELECT}&$top={top}", sim.graph_url());
+    let mut ids = Vec::new();
+    let mut pages = 0;
+    loop {
+        let resp = get(c, &url, tok).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{url}");
+        assert!(resp.headers().contains_key("request-id"));
+        let v: Value = resp.json().await.unwrap();
+        pages += 1;
+        for u in v["value"].as_array().unwrap() {
+            assert_eq!(
+                u.as_object().unwrap().len(),
+                23,
+                "exactly the selected properties"
+            );
+            ids.push(u["id"].as_str().unwrap().to_string());
+        }
+        match v["@odata.nextLink"].as_str() {
+            Some(next) => {
+                assert!(next.starts_with(&sim.graph_url()), "{next}");
+                url = next.to_string();
+            }
+            None => break,
+        }
+    }
+    (ids, pages)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn walks_users_and_follows_a_report_to_the_download_host() {
+    let sim = start(SimOptions {
+        users: 2500,
+        ..Default::default()
+    })
+    .await;
+    let c = client();
+    let tok = token(&c, &sim).await;
+    let (ids, pages) = walk_users(&c, &sim, &tok, 999).await;
+    assert_eq!(ids.len(), 2500);
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 2500);
+    assert_eq!(pages, 3);
+    assert_eq!(ids[0], sim.tenant().user_id(0));
+
+    let r = Report::TeamsUserActivityUserDetail;
+    let resp = get(
+        &c,
+        &format!("{}/v1.0{}", sim.graph_url(), r.path("D30")),
+        &tok,
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert_eq!(resp.headers()["content-type"], "text/plain");
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        location.starts_with(&format!("{}/data/download/", sim.download_url())),
+        "{location}"
+    );
+    assert!(
+        location.starts_with("http://localhost:"),
+        "a different host name than 127.0.0.1"
+    );
+    let dl = c.get(&location).send().await.unwrap();
+    assert_eq!(dl.status(), StatusCode::OK);
+    assert_eq!(dl.headers()["content-type"], "application/octet-stream");
+    let body = dl.bytes().await.unwrap();
+    assert!(body.starts_with(b"\xEF\xBB\xBFReport Refresh Date,Tenant Display Name,"));
+    let (header, rows) = parse_csv(&body);
+    assert_eq!(header, r.documented_columns());
+    assert_eq!(rows, sim.tenant().report_rows(r).collect::<Vec<_>>());
+
+    // A forwarded bearer token is counted by the download host.
+    let _ = c.get(&location).bearer_auth(&tok).send().await.unwrap();
+
+    let stats = sim.stats();
+    assert_eq!(stats.tokens_issued, 1);
+    assert_eq!(stats.requests["token"], 1);
+    assert_eq!(stats.requests["users"], 3);
+    assert_eq!(stats.requests[r.stream()], 1);
+    assert_eq!(stats.requests["download"], 2);
+    assert_eq!(stats.download_authorization_headers, 1);
+    assert_eq!(stats.total_requests, 1 + 3 + 1 + 2);
+    assert_eq!(stats.status_429 + stats.resets + stats.truncated, 0);
+
+    // The stats endpoint needs no auth and serves the same snapshot.
+    let served: SimStats = c
+        .get(format!("{}/_sim/stats", sim.graph_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(served, sim.stats());
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_endpoint_errors_follow_entra() {
+    let sim = start(SimOptions::default()).await;
+    let c = client();
+    let o = sim.options().clone();
+    let check = |v: &Value, code: u64| {
+        assert_eq!(v["error_codes"], serde_json::json!([code]));
+        let d = v["error_description"].as_str().unwrap();
+        assert!(d.starts_with(&format!("AADSTS{code}:")), "{d}");
+        assert!(d.contains("Trace ID: ") && d.contains("Correlation ID: "));
+        assert!(
+            !d.contains("definitely-wrong"),
+            "the secret is never echoed"
+        );
+        assert!(
+            v["trace_id"].is_string()
+                && v["correlation_id"].is_string()
+                && v["timestamp"].is_string()
+        );
+    };
+    let resp = token_response(&c, &sim, &o.tenant_id, "definitely-wrong").await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"], "invalid_client");
+    check(&v, 7000215);
+
+    let resp = token_response(
+        &c,
+        &sim,
+        "11111111-2222-3333-4444-555555555555",
+        &o.client_secret,
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    check(&resp.json().await.unwrap(), 90002);
+
+    let resp = token_response(&c, &sim, "not_a_tenant", &o.client_secret).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    check(&resp.json().await.unwrap(), 900023);
+
+    let resp = token_response(&c, &sim, "contoso.onmicrosoft.com", &o.client_secret).await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "the tenant domain works as well as the GUID"
+    );
+
+    let resp = c
+        .post(format!(
+            "{}/{}/oauth2/v2.0/token",
+            sim.login_url(),
+            o.tenant_id
+        ))
+        .form(&[
+            ("client_id", "wrong"),
+            ("client_secret", "x"),
+            ("scope", "a/.default"),
+            ("grant_type", "client_credentials"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"], "unauthorized_client");
+
+    // Garbage bodies are a 400, not a crash.
+    let resp = c
+        .post(format!(
+            "{}/{}/oauth2/v2.0/token",
+            sim.login_url(),
+            o.tenant_id
+        ))
+        .body("%%%&&&=%zz")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+
+    sim.set_faults("expired-secret".parse().unwrap());
+    let resp = token_response(&c, &sim, &o.tenant_id, &o.client_secret).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    check(&resp.json().await.unwrap(), 7000222);
+    assert_eq!(sim.stats().tokens_issued, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graph_refuses_bad_tokens_roles_and_queries() {
+    let sim = start(SimOptions::default()).await;
+    let c = client();
+    let g = sim.graph_url();
+
+    let resp = c
+        .get(format!("{g}/v1.0/users"))
+        .header("client-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(resp.headers()["client-request-id"], "abc-123");
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "InvalidAuthenticationToken");
+    assert_eq!(v["error"]["innerError"]["client-request-id"], "abc-123");
+    assert!(v["error"]["innerError"]["request-id"].is_string());
+
+    let resp = get(&c, &format!("{g}/v1.0/users"), "forged.token.here").await;
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["message"], "Access token validation failure.");
+
+    let tok = token(&c, &sim).await;
+    let v: Value = get(&c, &format!("{g}/v1.0/users?$top=1000"), &tok)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        v["error"]["message"],
+        "Invalid page size specified: '1000'. Must be between 1 and 999 inclusive."
+    );
+    let resp = get(&c, &format!("{g}/v1.0/users?$select=id,shoeSize"), &tok).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(resp.text().await.unwrap().contains("shoeSize"));
+    assert_eq!(
+        get(&c, &format!("{g}/v1.0/users?$select=skills"), &tok)
+            .await
+            .status(),
+        StatusCode::NOT_IMPLEMENTED
+    );
+    assert_eq!(
+        get(&c, &format!("{g}/v1.0/users?%zz"), &tok).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+
+    // Default property set without $select.
+    let v: Value = get(&c, &format!("{g}/v1.0/users?$top=5"), &tok)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        v["@odata.context"],
+        "https://graph.microsoft.com/v1.0/$metadata#users"
+    );
+    let keys: HashSet<&str> = v["value"][0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, DEFAULT_USER_PROPERTIES.iter().copied().collect());
+
+    // A next link with re-appended options is refused; verbatim it works.
+    let next = v["@odata.nextLink"].as_str().unwrap().to_string();
+    assert_eq!(
+        get(&c, &format!("{next}&$top=5"), &tok).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(get(&c, &next, &tok).await.status(), StatusCode::OK);
+
+    // Reports: bad period, activations with a period.
+    let bad = get(
+        &c,
+        &format!("{g}/v1.0/reports/getMailboxUsageDetail(period='D5')"),
+        &tok,
+    )
+    .await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let act = get(
+        &c,
+        &format!("{g}/v1.0/reports/getOffice365ActivationsUserDetail(period='D7')"),
+        &tok,
+    )
+    .await;
+    assert_eq!(act.status(), StatusCode::BAD_REQUEST);
+    let act = get(
+        &c,
+        &format!("{g}/v1.0/reports/getOffice365ActivationsUserDetail"),
+        &tok,
+    )
+    .await;
+    assert_eq!(act.status(), StatusCode::FOUND);
+
+    // reportSettings needs a permission the connector doesn't have.
+    let rs = get(&c, &format!("{g}/v1.0/admin/reportSettings"), &tok).await;
+    assert_eq!(rs.status(), StatusCode::FORBIDDEN);
+    let v: Value = rs.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "Authorization_RequestDenied");
+
+    let org: Value = get(&c, &format!("{g}/v1.0/organization"), &tok)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(org["value"][0]["id"], sim.options().tenant_id.as_str());
+    let skus: Value = get(&c, &format!("{g}/v1.0/subscribedSkus"), &tok)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let list = skus["value"].as_array().unwrap();
+    assert!((5..=8).contains(&list.len()));
+    let visio = list
+        .iter()
+        .find(|s| s["skuPartNumber"] == "VISIOCLIENT")
+        .unwrap();
+    assert_eq!(visio["consumedUnits"], 0);
+    let e3 = list
+        .iter()
+        .find(|s| s["skuPartNumber"] == "SPE_E3")
+        .unwrap();
+    assert_eq!(
+        e3["consumedUnits"],
+        sim.tenant().consumed_units()[skus::SPE_E3]
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_consent_and_readable_report_settings() {
+    let sim = start(SimOptions {
+        roles: Vec::new(),
+        report_settings_readable: true,
+        concealed: true,
+        ..Default::default()
+    })
+    .await;
+    let c = client();
+    let g = sim.graph_url();
+    let tok = token(&c, &sim).await;
+    let v: Value = get(&c, &format!("{g}/v1.0/users"), &tok)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["error"]["code"], "Authorization_RequestDenied");
+    assert_eq!(
+        v["error"]["message"],
+        "Insufficient privileges to complete the operation."
+    );
+    let resp = get(
+        &c,
+        &format!("{g}/v1.0/reports/getMailboxUsageDetail(period='D7')"),
+        &tok,
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "S2SUnauthorized");
+    let v: Value = get(&c, &format!("{g}/v1.0/admin/reportSettings"), &tok)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["displayConcealedNames"], true);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_budget_is_14_calls_per_10_minutes() {
+    let sim = start(SimOptions::default()).await;
+    let c = client();
+    let tok = token(&c, &sim).await;
+    let url = format!(
+        "{}/v1.0/reports/getEmailActivityUserDetail(period='D7')",
+        sim.graph_url()
+    );
+    for _ in 0..14 {
+        assert_eq!(get(&c, &url, &tok).await.status(), StatusCode::FOUND);
+    }
+    let resp = get(&c, &url, &tok).await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((590..=600).contains(&wait), "{wait}");
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "TooManyRequests");
+    // Other reports have their own budget.
+    let other = format!(
+        "{}/v1.0/reports/getMailboxUsageDetail(period='D7')",
+        sim.graph_url()
+    );
+    assert_eq!(get(&c, &other, &tok).await.status(), StatusCode::FOUND);
+    assert_eq!(sim.stats().report_budget_429, 1);
+    assert_eq!(sim.stats().status_429, 0);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_faults_look_like_the_real_thing() {
+    let sim = start(SimOptions::default()).await;
+    let c = client();
+    let g = sim.graph_url();
+    let tok = token(&c, &sim).await;
+    let users = format!("{g}/v1.0/users?$top=50");
+
+    sim.set_faults(
+        "429=1,retry-after=decimal,retry-after-secs=2.128"
+            .parse()
+            .unwrap(),
+    );
+    let resp = get(&c, &users, &tok).await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(resp.headers()["retry-after"], "2.128");
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["innerError"]["status"], "429");
+
+    sim.set_faults("503=1,retry-after=integer".parse().unwrap());
+    let resp = get(&c, &users, &tok).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers()["retry-after"], "1");
+
+    sim.set_faults("504=1,retry-after=absent".parse().unwrap());
+    let resp = get(&c, &users, &tok).await;
+    assert_eq!(resp.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert!(!resp.headers().contains_key("retry-after"));
+
+    sim.set_faults("truncate=1".parse().unwrap());
+    let resp = get(&c, &users, &tok).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let len: usize = resp.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body = resp.bytes().await.unwrap();
+    assert_eq!(body.len(), len);
+    assert!(serde_json::from_slice::<Value>(&body).is_err());
+
+    sim.set_faults("reset=1".parse().unwrap());
+    let resp = get(&c, &users, &tok).await;
+    assert_eq!(resp.status(), StatusCode::OK, "headers arrive");
+    assert!(resp.bytes().await.is_err(), "then the connection drops");
+
+    sim.set_faults("html200=1".parse().unwrap());
+    let resp = get(&c, &users, &tok).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+
+    sim.set_faults("slow=1,slow-ms=300".parse().unwrap());
+    let t0 = Instant::now();
+    assert_eq!(get(&c, &users, &tok).await.status(), StatusCode::OK);
+    assert!(t0.elapsed() >= Duration::from_millis(300));
+
+    // Token expiry: the 2nd request is a 401, the token stays dead, a new one works.
+    sim.set_faults("token-expiry=2".parse().unwrap());
+    let fresh = token(&c, &sim).await;
+    let _ = get(&c, &users, &fresh).await;
+    let resp = get(&c, &users, &fresh).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        v["error"]["message"],
+        "Access token has expired or is not yet valid."
+    );
+    assert_eq!(
+        get(&c, &users, &fresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    sim.set_faults(Faults::default());
+    let newer = token(&c, &sim).await;
+    assert_eq!(get(&c, &users, &newer).await.status(), StatusCode::OK);
+
+    // Downloads: expired and reset.
+    let report = format!("{g}/v1.0/reports/getMailboxUsageDetail(period='D7')");
+    let loc = get(&c, &report, &newer).await.headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    sim.set_faults("download-expired=1".parse().unwrap());
+    assert_eq!(
+        c.get(&loc).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    sim.set_faults("reset=1".parse().unwrap());
+    let resp = c.get(&loc).send().await.unwrap();
+    assert!(resp.bytes().await.is_err());
+    // A reset on the (body-less) 302 drops the connection before any response.
+    assert!(c.get(&report).bearer_auth(&newer).send().await.is_err());
+    sim.set_faults(Faults::default());
+    assert_eq!(
+        c.get(format!("{}/data/download/nonsense", sim.download_url()))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(c.get(&loc).send().await.unwrap().status(), StatusCode::OK);
+
+    let s = sim.stats();
+    assert_eq!(s.status_429, 1);
+    assert_eq!(s.status_503, 1);
+    assert_eq!(s.status_504, 1);
+    assert_eq!(s.truncated, 1);
+    assert_eq!(s.resets, 3);
+    assert_eq!(s.html_200, 1);
+    assert_eq!(s.slow, 1);
+    assert_eq!(s.token_expired_401, 2);
+    assert_eq!(s.download_expired, 1);
+    assert_eq!(s.tokens_issued, 3);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_pages_still_reach_every_user() {
+    let sim = start(SimOptions {
+        users: 1234,
+        faults: "short-page=0.5".parse().unwrap(),
+        ..Default::default()
+    })
+    .await;
+    let c = client();
+    let tok = token(&c, &sim).await;
+    let (ids, pages) = walk_users(&c, &sim, &tok, 100).await;
+    assert_eq!(ids.len(), 1234);
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 1234);
+    assert!(pages > 13, "short pages mean more pages: {pages}");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100k_user_walk_is_quick() {
+    let sim = start(SimOptions {
+        users: 100_000,
+        ..Default::default()
+    })
+    .await;
+    let c = client();
+    let tok = token(&c, &sim).await;
+    let t0 = Instant::now();
+    let (ids, pages) = walk_users(&c, &sim, &tok, 999).await;
+    assert_eq!(ids.len(), 100_000);
+    assert_eq!(pages, 101);
+    assert!(t0.elapsed() < Duration::from_secs(60), "{:?}", t0.elapsed());
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_tokens_are_refused() {
+    let sim = start(SimOptions {
+        token_lifetime_secs: 1,
+        ..Default::default()
+    })
+    .await;
+    let c = client();
+    let resp = token_response(
+        &c,
+        &sim,
+        &sim.options().tenant_id,
+        &sim.options().client_secret,
+    )
+    .await;
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["expires_in"], 1);
+    let tok = v["access_token"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let resp = get(&c, &format!("{}/v1.0/organization", sim.graph_url()), &tok).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(resp.headers().contains_key("www-authenticate"));
+    assert_eq!(sim.stats().token_expired_401, 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_is_added_to_every_response_but_stats() {
+    let sim = start(SimOptions {
+        latency_ms: 150,
+        ..Default::default()
+    })
+    .await;
+    let c = client();
+    let t0 = Instant::now();
+    let tok = token(&c, &sim).await;
+    assert!(t0.elapsed() >= Duration::from_millis(150));
+    let t1 = Instant::now();
+    let _ = get(&c, &format!("{}/v1.0/organization", sim.graph_url()), &tok).await;
+    assert!(t1.elapsed() >= Duration::from_millis(150));
+    let t2 = Instant::now();
+    let _ = c
+        .get(format!("{}/_sim/stats", sim.graph_url()))
+        .send()
+        .await
+        .unwrap();
+    assert!(t2.elapsed() < Duration::from_millis(150));
+    sim.shutdown().await;
+}
+
+/// Follows one delta round to its delta link; returns the items and the delta link.
+async fn delta_round(c: &reqwest::Client, tok: &str, first: &str) -> (Vec<Value>, String) {
+    let mut url = first.to_string();
+    let mut items = Vec::new();
+    loop {
+        let resp = c
+            .get(&url)
+            .bearer_auth(tok)
+            .header("Prefer", "odata.maxpagesize=500")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{url}");
+        assert_eq!(
+            resp.headers()["preference-applied"],
+            "odata.maxpagesize=500"
+        );
+        let v: Value = resp.json().await.unwrap();
+        let page = v["value"].as_array().unwrap();
+        assert!(page.len() <= 500);
+        items.extend(page.iter().cloned());
+        if let Some(next) = v["@odata.nextLink"].as_str() {
+            url = next.to_string();
+            continue;
+        }
+        return (items, v["@odata.deltaLink"].as_str().unwrap().to_string());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delta_rounds_bring_changes_removals_and_a_410() {
+    let sim = start(SimOptions {
+        users: 2500,
+        ..Default::default()
+    })
+    .await;
+    let c = client();
+    let tok = token(&c, &sim).await;
+    let g = sim.graph_url();
+    let first = format!("{g}/v1.0/users/delta?$select=id,displayName,jobTitle");
+    let (initial, link) = delta_round(&c, &tok, &first).await;
+    assert_eq!(initial.len(), 2500);
+    assert!(initial.iter().all(|u| u.as_object().unwrap().len() == 3));
+    assert!(link.starts_with(&format!("{g}/v1.0/users/delta?$deltatoken=")));
+
+    let (changes, link2) = delta_round(&c, &tok, &link).await;
+    let removed = changes
+        .iter()
+        .filter(|u| u.get("@removed").is_some())
+        .count();
+    let joined = changes
+        .iter()
+        .filter(|u| u.get("@removed").is_none())
+        .filter(|u| !initial.iter().any(|i| i["id"] == u["id"]))
+        .count();
+    assert!(removed > 0, "{changes:?}");
+    assert_eq!(joined, 5);
+    assert!(changes.len() < 100);
+    assert_ne!(link, link2);
+
+    // An expired delta link is a 410 whose Location starts over.
+    sim.set_faults("delta-expired=1".parse().unwrap());
+    let resp = get(&c, &link2, &tok).await;
+    assert_eq!(resp.status(), StatusCode::GONE);
+    let restart = resp.headers()["location"].to_str().unwrap().to_string();
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "syncStateNotFound");
+    sim.set_faults(Faults::default());
+    assert_eq!(get(&c, &restart, &tok).await.status(), StatusCode::OK);
+    // A delta token older than seven days is gone too.
+    let old = encode_deltatoken(0, chrono::Utc::now().timestamp() - 8 * 86_400, &None);
+    let resp = get(&c, &format!("{g}/v1.0/users/delta?$deltatoken={old}"), &tok).await;
+    assert_eq!(resp.status(), StatusCode::GONE);
+    assert_eq!(sim.stats().delta_gone_410, 2);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_requests_get_errors_not_crashes() {
+    let sim = start(SimOptions::default()).await;
+    let c = client();
+    let g = sim.graph_url();
+    let tok = token(&c, &sim).await;
+    let paths = [
+        "/v1.0/users?$select=",
+        "/v1.0/users?$select=id,,mail",
+        "/v1.0/users?$top=-1",
+        "/v1.0/users?$top=99999999999999999999999",
+        "/v1.0/users?$skiptoken=%FF%FE",
+        "/v1.0/users?$skiptoken=AAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "/v1.0/users?$filter=accountEnabled%20eq%20false",
+        "/v1.0/users?$count=maybe",
+        "/v1.0/users/delta?$skiptoken=AAAA",
+        "/v1.0/users/delta?$top=10",
+        "/v1.0/reports/getMailboxUsageDetail(period=",
+        "/v1.0/reports/getMailboxUsageDetail(date=2026-01-01)",
+        "/v1.0/reports/getMailboxUsageDetail(period='D7')?$format=application/json",
+        "/v1.0/reports/(",
+        "/v1.0/%ZZ",
+        "/v1.0/users/$count",
+        "/v1.0",
+        "/%C3%28",
+        "/data/download/abc",
+    ];
+    for p in paths {
+        let resp = get(&c, &format!("{g}{p}"), &tok).await;
+        let status = resp.status();
+        assert!(
+            status.is_client_error() || status.is_server_error(),
+            "{p}: {status}"
+        );
+        let body = resp.text().await.unwrap();
+        let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{p}: {e}: {body}"));
+        assert!(v["error"]["code"].is_string(), "{p}: {body}");
+    }
+    // A delta link that can't be decoded asks for a resync.
+    let resp = get(&c, &format!("{g}/v1.0/users/delta?$deltatoken=!!"), &tok).await;
+    assert_eq!(resp.status(), StatusCode::GONE);
+    // The token endpoint refuses GET and empty posts with AADSTS errors.
+    let tid = sim.options().tenant_id.clone();
+    let resp = c
+        .get(format!("{g}/{tid}/oauth2/v2.0/token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error_codes"][0], 900561);
+    let resp = c
+        .post(format!("{g}/{tid}/oauth2/v2.0/token"))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error_codes"][0], 900144);
+    // The server is still fine afterwards.
+    assert_eq!(
+        get(&c, &format!("{g}/v1.0/organization"), &tok)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    sim.shutdown().await;
+}

@@ -1,0 +1,456 @@
+//! `GET /v1.0/users`: `$select`, `$top`, `$count`, opaque `$skiptoken` next links, and
+//! pages written straight into a byte buffer.
+//!
+//! The skiptoken carries the whole query (offset, page size, selection), so a next link must
+//! be followed verbatim: adding `$top` or `$select` to it is a 400, as the OData rules say.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hyper::StatusCode;
+
+use super::prng::mix;
+use super::tenant::{DEFAULT_USER_PROPERTIES, PropertyKind, Tenant, property_kind};
+use crate::streams::USER_SELECT;
+
+/// A parsed (or resumed) users query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsersQuery {
+    pub offset: u64,
+    pub top: u16,
+    /// Canonical property names; `None` = Graph's default property set.
+    pub select: Option<Vec<&'static str>>,
+    pub count: bool,
+}
+
+/// A refusal: status, Graph error code, message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+pub(crate) fn bad(message: impl Into<String>) -> QueryError {
+    QueryError {
+        status: StatusCode::BAD_REQUEST,
+        code: "Request_BadRequest",
+        message: message.into(),
+    }
+}
+
+const DEFAULT_TOP: u16 = 100;
+pub(crate) const MAX_TOP: u16 = 999;
+
+/// All names a skiptoken may refer to, by position.
+pub(crate) fn selectable() -> impl Iterator<Item = &'static str> {
+    USER_SELECT
+        .iter()
+        .chain(DEFAULT_USER_PROPERTIES)
+        .copied()
+        .chain(super::tenant::other_served_properties())
+}
+
+/// Parses the query string of a `/users` request (already split into decoded pairs).
+/// `roles` decides what `signInActivity` answers; `eventual` is a `ConsistencyLevel: eventual`.
+pub fn parse(
+    pairs: &[(String, String)],
+    roles: &[String],
+    eventual: bool,
+) -> Result<UsersQuery, QueryError> {
+    let mut seen: Vec<&str> = Vec::new();
+    for (k, _) in pairs {
+        if k.starts_with('$') {
+            if seen.iter().any(|s| s.eq_ignore_ascii_case(k)) {
+                return Err(bad(format!(
+                    "Query option '{k}' was specified more than once, but it must be specified at most once."
+                )));
+            }
+            seen.push(k);
+        }
+    }
+    let get = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+
+    if let Some(token) = get("$skiptoken") {
+        if let Some(other) = seen.iter().find(|k| !k.eq_ignore_ascii_case("$skiptoken")) {
+            return Err(bad(format!(
+                "Query option '{other}' cannot be combined with $skiptoken: follow @odata.nextLink exactly as returned, without adding query options."
+            )));
+        }
+        return decode_skiptoken(token).ok_or_else(|| QueryError {
+            status: StatusCode::BAD_REQUEST,
+            code: "Directory_ExpiredPageToken",
+            message: "The specified page token value has expired and can no longer be included in your request."
+                .to_string(),
+        });
+    }
+
+    for k in &seen {
+        let known = ["$select", "$top", "$count"]
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(k));
+        if !known {
+            let supported_by_graph = ["$filter", "$orderby", "$search", "$expand"]
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(k));
+            return Err(if supported_by_graph {
+                QueryError {
+                    status: StatusCode::BAD_REQUEST,
+                    code: "Request_UnsupportedQuery",
+                    message: format!(
+                        "The Graph simulator does not implement the query option '{k}'."
+                    ),
+                }
+            } else {
+                bad(format!(
+                    "The query parameter '{k}' is not supported. Supported: $select, $top, $count, $filter, $orderby, $search, $expand."
+                ))
+            });
+        }
+    }
+
+    let top = match get("$top") {
+        None => DEFAULT_TOP,
+        Some(raw) => match raw.trim().parse::<u64>() {
+            Ok(n) if (1..=MAX_TOP as u64).contains(&n) => n as u16,
+            _ => {
+                return Err(bad(format!(
+                    "Invalid page size specified: '{raw}'. Must be between 1 and 999 inclusive."
+                )));
+            }
+        },
+    };
+
+    let count = match get("$count").map(|v| v.to_ascii_lowercase()) {
+        None => false,
+        Some(v) if v == "false" => false,
+        Some(v) if v == "true" => {
+            if !eventual {
+                return Err(bad(
+                    "$count is not currently supported without the header 'ConsistencyLevel: eventual'.",
+                ));
+            }
+            true
+        }
+        Some(v) => {
+            return Err(bad(format!(
+                "Invalid value '{v}' for $count: expected true or false."
+            )));
+        }
+    };
+
+    let select = get("$select").map(|l| parse_select(l, roles)).transpose()?;
+    Ok(UsersQuery {
+        offset: 0,
+        top,
+        select,
+        count,
+    })
+}
+
+/// Resolves a `$select` list to canonical property names, refusing what Graph refuses.
+pub(crate) fn parse_select(list: &str, roles: &[String]) -> Result<Vec<&'static str>, QueryError> {
+    let mut props: Vec<&'static str> = Vec::new();
+    for item in list.split(',').map(str::trim) {
+        if item.is_empty() {
+            return Err(bad(format!(
+                "Invalid $select: empty property name in '{list}'."
+            )));
+        }
+        match property_kind(item) {
+            PropertyKind::Served(p) => {
+                if !props.contains(&p) {
+                    props.push(p);
+                }
+            }
+            PropertyKind::NotListable(_) => {
+                return Err(QueryError {
+                    status: StatusCode::NOT_IMPLEMENTED,
+                    code: "NotImplemented",
+                    message: "This operation target is not yet supported.".to_string(),
+                });
+            }
+            PropertyKind::SignInActivity => {
+                let audit = roles.iter().any(|r| r == "AuditLog.Read.All");
+                return Err(if audit {
+                    QueryError {
+                        status: StatusCode::FORBIDDEN,
+                        code: "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+                        message: "Tenant is not a B2C tenant and doesn't have premium license"
+                            .to_string(),
+                    }
+                } else {
+                    QueryError {
+                        status: StatusCode::FORBIDDEN,
+                        code: "Authorization_RequestDenied",
+                        message: "Insufficient privileges to complete the operation.".to_string(),
+                    }
+                });
+            }
+            PropertyKind::Unknown => {
+                return Err(bad(format!(
+                    "Could not find a property named '{item}' on type 'microsoft.graph.user'."
+                )));
+            }
+        }
+    }
+    Ok(props)
+}
+
+pub(crate) fn checksum(bytes: &[u8]) -> u32 {
+    let mut h = 0x5151_u64;
+    for b in bytes {
+        h = mix(h ^ *b as u64);
+    }
+    h as u32
+}
+
+/// Encodes the query as an opaque, checksummed token.
+pub fn encode_skiptoken(q: &UsersQuery) -> String {
+    let mut b = vec![1u8];
+    b.extend_from_slice(&q.offset.to_le_bytes());
+    b.extend_from_slice(&q.top.to_le_bytes());
+    match &q.select {
+        None => b.push(255),
+        Some(props) => {
+            b.push(props.len().min(254) as u8);
+            for p in props.iter().take(254) {
+                b.push(selectable().position(|s| s == *p).unwrap_or(0) as u8);
+            }
+        }
+    }
+    let c = checksum(&b);
+    b.extend_from_slice(&c.to_le_bytes());
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+/// Decodes a token made by [`encode_skiptoken`]; `None` for anything else.
+pub fn decode_skiptoken(token: &str) -> Option<UsersQuery> {
+    let b = URL_SAFE_NO_PAD.decode(token.trim()).ok()?;
+    if b.len() < 16 || b[0] != 1 {
+        return None;
+    }
+    let (body, sum) = b.split_at(b.len() - 4);
+    if checksum(body).to_le_bytes() != sum {
+        return None;
+    }
+    let offset = u64::from_le_bytes(body.get(1..9)?.try_into().ok()?);
+    let top = u16::from_le_bytes(body.get(9..11)?.try_into().ok()?);
+    let n = *body.get(11)?;
+    let select = if n == 255 {
+        None
+    } else {
+        let idx = body.get(12..12 + n as usize)?;
+        if body.len() != 12 + n as usize {
+            return None;
+        }
+        Some(
+            idx.iter()
+                .map(|i| selectable().nth(*i as usize))
+                .collect::<Option<Vec<_>>>()?,
+        )
+    };
+    if top == 0 || top > MAX_TOP {
+        return None;
+    }
+    Some(UsersQuery {
+        offset,
+        top,
+        select,
+        count: false,
+    })
+}
+
+/// Writes one page. `short` (0–99) makes the page hold only that percentage of `$top`.
+pub fn write_page(
+    tenant: &Tenant,
+    q: &UsersQuery,
+    graph_url: &str,
+    short: Option<u16>,
+    out: &mut Vec<u8>,
+) {
+    let props: &[&'static str] = q.select.as_deref().unwrap_or(DEFAULT_USER_PROPERTIES);
+    let remaining = tenant.users.saturating_sub(q.offset);
+    let mut len = remaining.min(q.top as u64);
+    if let Some(pct) = short.filter(|_| len == q.top as u64 && remaining > len) {
+        len = q.top as u64 * pct.min(99) as u64 / 100;
+    }
+    let end = q.offset + len;
+
+    out.extend_from_slice(
+        b"{\"@odata.context\":\"https://graph.microsoft.com/v1.0/$metadata#users",
+    );
+    if let Some(sel) = &q.select {
+        out.push(b'(');
+        out.extend_from_slice(sel.join(",").as_bytes());
+        out.push(b')');
+    }
+    out.push(b'"');
+    if q.count && q.offset == 0 {
+        out.extend_from_slice(format!(",\"@odata.count\":{}", tenant.users).as_bytes());
+    }
+    if end < tenant.users {
+        let next = UsersQuery {
+            offset: end,
+            count: false,
+            ..q.clone()
+        };
+        out.extend_from_slice(b",\"@odata.nextLink\":");
+        let link = format!(
+            "{graph_url}/v1.0/users?$skiptoken={}",
+            encode_skiptoken(&next)
+        );
+        let _ = serde_json::to_writer(&mut *out, &link);
+    }
+    out.extend_from_slice(b",\"value\":[");
+    for i in q.offset..end {
+        if i > q.offset {
+            out.push(b',');
+        }
+        let u = tenant.record(i);
+        out.push(b'{');
+        for (n, p) in props.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            out.push(b'"');
+            out.extend_from_slice(p.as_bytes());
+            out.extend_from_slice(b"\":");
+            u.write_property(p, out);
+        }
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(q: &str) -> Vec<(String, String)> {
+        super::super::request::parse_pairs(q, false).unwrap()
+    }
+
+    #[test]
+    fn parses_select_and_top() {
+        let q = parse(
+            &pairs("$select=id,MAIL,assignedLicenses&$top=999"),
+            &[],
+            false,
+        )
+        .unwrap();
+        assert_eq!(q.top, 999);
+        assert_eq!(q.select, Some(vec!["id", "mail", "assignedLicenses"]));
+        let d = parse(&[], &[], false).unwrap();
+        assert_eq!((d.top, d.select), (100, None));
+    }
+
+    #[test]
+    fn refuses_bad_queries() {
+        let e = parse(&pairs("$top=1000"), &[], false).unwrap_err();
+        assert_eq!(
+            e.message,
+            "Invalid page size specified: '1000'. Must be between 1 and 999 inclusive."
+        );
+        assert_eq!(
+            parse(&pairs("$top=0"), &[], false).unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            parse(&pairs("$top=abc"), &[], false).unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
+        let e = parse(&pairs("$select=id,favouriteColour"), &[], false).unwrap_err();
+        assert!(e.message.contains("'favouriteColour'"), "{}", e.message);
+        assert_eq!(
+            parse(&pairs("$select=skills"), &[], false)
+                .unwrap_err()
+                .status,
+            StatusCode::NOT_IMPLEMENTED
+        );
+        assert_eq!(
+            parse(&pairs("$select=signInActivity"), &[], false)
+                .unwrap_err()
+                .status,
+            StatusCode::FORBIDDEN
+        );
+        assert!(parse(&pairs("$count=true"), &[], false).is_err());
+        assert!(parse(&pairs("$count=true"), &[], true).unwrap().count);
+        assert!(parse(&pairs("$top=5&$top=6"), &[], false).is_err());
+    }
+
+    #[test]
+    fn skiptokens_round_trip_and_refuse_extra_options() {
+        let q = UsersQuery {
+            offset: 123_456,
+            top: 999,
+            select: Some(vec!["id", "displayName"]),
+            count: false,
+        };
+        let t = encode_skiptoken(&q);
+        assert_eq!(decode_skiptoken(&t), Some(q.clone()));
+        assert_eq!(
+            parse(&pairs(&format!("$skiptoken={t}")), &[], false).unwrap(),
+            q
+        );
+        let e = parse(&pairs(&format!("$skiptoken={t}&$top=999")), &[], false).unwrap_err();
+        assert!(e.message.contains("$top"));
+        // Tampering is detected.
+        let mut bytes = URL_SAFE_NO_PAD.decode(&t).unwrap();
+        bytes[3] ^= 1;
+        assert_eq!(decode_skiptoken(&URL_SAFE_NO_PAD.encode(bytes)), None);
+        assert_eq!(decode_skiptoken("garbage!"), None);
+        assert_eq!(decode_skiptoken(""), None);
+    }
+
+    #[test]
+    fn pages_hold_exactly_the_selected_properties() {
+        let t = Tenant {
+            seed: 3,
+            users: 250,
+            today: chrono::NaiveDate::from_ymd_opt(2026, 1, 15).unwrap(),
+            concealed: false,
+        };
+        let q = UsersQuery {
+            offset: 200,
+            top: 100,
+            select: Some(vec!["mail", "displayName"]),
+            count: false,
+        };
+        let mut out = Vec::new();
+        write_page(&t, &q, "http://127.0.0.1:1", None, &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let users = v["value"].as_array().unwrap();
+        assert_eq!(users.len(), 50);
+        assert!(v.get("@odata.nextLink").is_none());
+        for u in users {
+            let keys: Vec<_> = u.as_object().unwrap().keys().collect();
+            assert_eq!(keys.len(), 2, "{keys:?}");
+            assert!(u.get("id").is_none());
+        }
+        assert_eq!(
+            v["@odata.context"],
+            "https://graph.microsoft.com/v1.0/$metadata#users(mail,displayName)"
+        );
+        // The first page links on, with an absolute URL on the Graph host.
+        let mut out = Vec::new();
+        write_page(
+            &t,
+            &UsersQuery { offset: 0, ..q },
+            "http://127.0.0.1:1",
+            None,
+            &mut out,
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert!(
+            v["@odata.nextLink"]
+                .as_str()
+                .unwrap()
+                .starts_with("http://127.0.0.1:1/v1.0/users?$skiptoken=")
+        );
+    }
+}
