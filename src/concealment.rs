@@ -107,9 +107,12 @@ mod tests {
 
     #[test]
     fn settings_shapes() {
-        assert_eq!(parse_report_settings(br#"{"displayConcealedNames":true}"#), Setting::On);
         assert_eq!(
-            parse_report_settings(br#"{"value":{"@odata.type":"#microsoft.graph.adminReportSettings","displayConcealedNames":false}}"#),
+            parse_report_settings(br#"{"displayConcealedNames":true}"#),
+            Setting::On
+        );
+        assert_eq!(
+            parse_report_settings(br##"{"value":{"@odata.type":"#microsoft.graph.adminReportSettings","displayConcealedNames":false}}"##),
             Setting::Off
         );
         assert_eq!(parse_report_settings(b"<html>"), Setting::Unknown);

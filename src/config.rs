@@ -329,7 +329,9 @@ impl Config {
                     return Err(ctx.err(
                         d.span(),
                         "filter.date_filter_days",
-                        &format!("{v} is out of range: use a number of days from 0 (no filter) to 36500"),
+                        &format!(
+                            "{v} is out of range: use a number of days from 0 (no filter) to 36500"
+                        ),
                     ));
                 }
                 v as u32
@@ -453,7 +455,8 @@ impl Config {
 #[cfg(unix)]
 fn check_secret_file_mode(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(format!(
@@ -541,7 +544,10 @@ impl Ctx<'_> {
                 ),
             ));
         }
-        if matches!(tenant_id.to_ascii_lowercase().as_str(), "common" | "organizations" | "consumers") {
+        if matches!(
+            tenant_id.to_ascii_lowercase().as_str(),
+            "common" | "organizations" | "consumers"
+        ) {
             return Err(self.err(
                 raw.tenant_id.span(),
                 "tenant.tenant_id",
@@ -568,9 +574,7 @@ impl Ctx<'_> {
             }
             (Some(e), None) => {
                 let var = e.get_ref().trim();
-                if var.is_empty()
-                    || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                {
+                if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                     return Err(self.err(
                         e.span(),
                         "tenant.client_secret_env",
@@ -618,8 +622,16 @@ impl Ctx<'_> {
                 )
             })?,
         };
-        let login_url = self.root_url(raw.login_url.as_ref(), "tenant.login_url", cloud.login_root())?;
-        let graph_url = self.root_url(raw.graph_url.as_ref(), "tenant.graph_url", cloud.graph_root())?;
+        let login_url = self.root_url(
+            raw.login_url.as_ref(),
+            "tenant.login_url",
+            cloud.login_root(),
+        )?;
+        let graph_url = self.root_url(
+            raw.graph_url.as_ref(),
+            "tenant.graph_url",
+            cloud.graph_root(),
+        )?;
         Ok(TenantSection {
             tenant_id,
             client_id,
@@ -645,7 +657,9 @@ impl Ctx<'_> {
             self.err(
                 raw.span(),
                 key,
-                &format!("{text:?} is not a URL ({e}): use a root such as https://graph.microsoft.com"),
+                &format!(
+                    "{text:?} is not a URL ({e}): use a root such as https://graph.microsoft.com"
+                ),
             )
         })?;
         match url.scheme() {
@@ -695,16 +709,17 @@ impl Ctx<'_> {
                 v
             }
         };
-        let positive = |v: &Option<Spanned<i64>>, key: &str, default: u64, max: i64| {
-            match v {
-                None => Ok(default),
-                Some(s) if (1..=max).contains(s.get_ref()) => Ok(*s.get_ref() as u64),
-                Some(s) => Err(self.err(
-                    s.span(),
-                    key,
-                    &format!("{} is out of range: use a whole number from 1 to {max}", s.get_ref()),
-                )),
-            }
+        let positive = |v: &Option<Spanned<i64>>, key: &str, default: u64, max: i64| match v {
+            None => Ok(default),
+            Some(s) if (1..=max).contains(s.get_ref()) => Ok(*s.get_ref() as u64),
+            Some(s) => Err(self.err(
+                s.span(),
+                key,
+                &format!(
+                    "{} is out of range: use a whole number from 1 to {max}",
+                    s.get_ref()
+                ),
+            )),
         };
         Ok(PipelineSection {
             data_dir: base.join(raw.data_dir.as_deref().unwrap_or("data")),
@@ -712,7 +727,12 @@ impl Ctx<'_> {
             sql_dir: raw.sql_dir.map(|m| base.join(m)),
             report_period,
             incremental: raw.incremental.unwrap_or(false),
-            max_wait_seconds: positive(&raw.max_wait_seconds, "pipeline.max_wait_seconds", 900, 86_400)?,
+            max_wait_seconds: positive(
+                &raw.max_wait_seconds,
+                "pipeline.max_wait_seconds",
+                900,
+                86_400,
+            )?,
             request_timeout_seconds: positive(
                 &raw.request_timeout_seconds,
                 "pipeline.request_timeout_seconds",
@@ -838,10 +858,14 @@ client_secret_env = "M365_TEST_SECRET_X"
     #[test]
     fn unknown_key_names_line_and_key() {
         let e = parse(&format!("{GOOD}colour = \"blue\"\n")).unwrap_err();
-        assert_eq!(e.line, Some(7));
+        assert_eq!(e.line, Some(8));
         assert_eq!(e.key, "colour");
         assert!(e.message.contains("unknown field `colour`"), "{e}");
-        assert!(e.to_string().starts_with("/etc/m365/contoso.toml:7: colour:"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("/etc/m365/contoso.toml:8: colour:"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -852,7 +876,7 @@ client_secret_env = "M365_TEST_SECRET_X"
         );
         let e = parse(&text).unwrap_err();
         assert_eq!(e.key, "tenant.client_secret");
-        assert_eq!(e.line, Some(6));
+        assert_eq!(e.line, Some(7));
         assert!(e.message.contains("client_secret_env"));
         assert!(!format!("{e} {e:?}").contains("s3cr3t"));
     }
@@ -861,15 +885,19 @@ client_secret_env = "M365_TEST_SECRET_X"
     fn bad_guid_names_key() {
         let e = parse(&GOOD.replace("5d7e9f1a-2b3c", "5d7e9f1a-2b3")).unwrap_err();
         assert_eq!(e.key, "tenant.client_id");
-        assert_eq!(e.line, Some(5));
-        let e = parse(&GOOD.replace("72f988bf-86f1-41af-91ab-2d7cd011db47", "not a tenant")).unwrap_err();
+        assert_eq!(e.line, Some(6));
+        let e = parse(&GOOD.replace("72f988bf-86f1-41af-91ab-2d7cd011db47", "not a tenant"))
+            .unwrap_err();
         assert_eq!(e.key, "tenant.tenant_id");
     }
 
     #[test]
     fn domain_tenant_accepted() {
-        let c = parse(&GOOD.replace("72f988bf-86f1-41af-91ab-2d7cd011db47", "contoso.onmicrosoft.com"))
-            .unwrap();
+        let c = parse(&GOOD.replace(
+            "72f988bf-86f1-41af-91ab-2d7cd011db47",
+            "contoso.onmicrosoft.com",
+        ))
+        .unwrap();
         assert_eq!(c.tenant.tenant_id, "contoso.onmicrosoft.com");
     }
 
@@ -877,8 +905,11 @@ client_secret_env = "M365_TEST_SECRET_X"
     fn missing_secret_env_is_clear() {
         let c = parse(&GOOD.replace("M365_TEST_SECRET_X", "M365_SURELY_UNSET_VAR_123")).unwrap();
         let e = c.secret().unwrap_err();
-        assert_eq!(e.line, Some(6));
-        assert!(e.message.contains("M365_SURELY_UNSET_VAR_123 is not set"), "{e}");
+        assert_eq!(e.line, Some(7));
+        assert!(
+            e.message.contains("M365_SURELY_UNSET_VAR_123 is not set"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -55,7 +55,8 @@ data_dir = "."
         login = sim.login_url(),
         graph = sim.graph_url(),
     );
-    std::fs::write(&config_path, text).map_err(|e| Error::io(format!("writing {}", config_path.display()), e))?;
+    std::fs::write(&config_path, text)
+        .map_err(|e| Error::io(format!("writing {}", config_path.display()), e))?;
     let cfg = Config::load(&config_path)?;
     let outcome = pipeline::run(&cfg, progress, &ExportFormat::ALL).await;
     sim.shutdown().await;

@@ -39,7 +39,11 @@ pub struct Extracted {
 
 /// A new run id: sortable UTC time plus a random suffix, e.g. `20261128T020000Z-7f3a`.
 pub fn new_run_id(at: DateTime<Utc>) -> String {
-    format!("{}-{:04x}", at.format("%Y%m%dT%H%M%SZ"), crate::random::u64() as u16)
+    format!(
+        "{}-{:04x}",
+        at.format("%Y%m%dT%H%M%SZ"),
+        crate::random::u64() as u16
+    )
 }
 
 /// Runs the extract stage for `cfg` and commits the run.
@@ -56,11 +60,14 @@ pub async fn extract(cfg: &Config, progress: &Progress) -> Result<Extracted> {
     login.finish_with_message("ok");
 
     // The run is a row in the staging database from here on.
-    crate::staging::Staging::open(&cfg.pipeline.data_dir)?.begin_extract(cfg, &run_id, started_at)?;
+    crate::staging::Staging::open(&cfg.pipeline.data_dir)?
+        .begin_extract(cfg, &run_id, started_at)?;
     let outcome = land_and_commit(cfg, &client, &run_id, started_at, progress).await;
     let staging = crate::staging::Staging::open(&cfg.pipeline.data_dir)?;
     match &outcome {
-        Ok(run) => staging.finish_extract(&run.manifest, (Utc::now() - started_at).as_seconds_f64())?,
+        Ok(run) => {
+            staging.finish_extract(&run.manifest, (Utc::now() - started_at).as_seconds_f64())?
+        }
         Err(e) => staging.fail(&run_id, "extract", &e.to_string()),
     }
     outcome
@@ -98,7 +105,10 @@ async fn land_and_commit(
         .and_then(|_| sync_dir(&raw));
     if let Err(e) = commit {
         let _ = std::fs::remove_dir_all(&partial);
-        return Err(Error::io(format!("committing run {run_id} in {}", raw.display()), e));
+        return Err(Error::io(
+            format!("committing run {run_id} in {}", raw.display()),
+            e,
+        ));
     }
     tracing::info!(run_id = %run_id, users = manifest.users(), "extract committed");
     Ok(Extracted {
@@ -203,7 +213,11 @@ async fn land_collection(
     let writer = tokio::task::spawn_blocking(move || -> Result<LandedFile> {
         let mut lander = JsonLander::create(&dir, stream, lineage)?;
         while let Some((page_no, at, page)) = rx.blocking_recv() {
-            lander.write_page(page_no, at, page.records.iter().map(|r| &page.body[r.clone()]))?;
+            lander.write_page(
+                page_no,
+                at,
+                page.records.iter().map(|r| &page.body[r.clone()]),
+            )?;
         }
         Ok(lander.finish()?)
     });
@@ -258,33 +272,49 @@ async fn land_report(
         run_id,
         stream: report.stream().to_string(),
     };
-    let (file, names, columns, invalid, ragged) = tokio::task::spawn_blocking(move || -> Result<_> {
-        let ctx = |e| Error::io(format!("reading the {report} report {}", csv_path.display()), e);
-        let mut reader = ReportReader::open(&csv_path).map_err(ctx)?;
-        let header: Vec<String> = if reader.header().is_empty() {
-            report.documented_columns().iter().map(|c| c.to_string()).collect()
-        } else {
-            reader.header().to_vec()
-        };
-        let user_col = header.iter().position(|h| h == report.user_column());
-        let mut lander = CsvLander::create(&dir, report.stream(), &header, lineage)?;
-        let mut names = Tally::default();
-        loop {
-            let batch = reader.next_batch(CSV_BATCH_ROWS).map_err(ctx)?;
-            if batch.is_empty() {
-                break;
+    let (file, names, columns, invalid, ragged) =
+        tokio::task::spawn_blocking(move || -> Result<_> {
+            let ctx = |e| {
+                Error::io(
+                    format!("reading the {report} report {}", csv_path.display()),
+                    e,
+                )
+            };
+            let mut reader = ReportReader::open(&csv_path).map_err(ctx)?;
+            let header: Vec<String> = if reader.header().is_empty() {
+                report
+                    .documented_columns()
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect()
+            } else {
+                reader.header().to_vec()
+            };
+            let user_col = header.iter().position(|h| h == report.user_column());
+            let mut lander = CsvLander::create(&dir, report.stream(), &header, lineage)?;
+            let mut names = Tally::default();
+            loop {
+                let batch = reader.next_batch(CSV_BATCH_ROWS).map_err(ctx)?;
+                if batch.is_empty() {
+                    break;
+                }
+                for row in &batch {
+                    names.add(user_col.and_then(|i| row.cells[i].as_deref()));
+                }
+                lander.write_rows(at, &batch)?;
             }
-            for row in &batch {
-                names.add(user_col.and_then(|i| row.cells[i].as_deref()));
-            }
-            lander.write_rows(at, &batch)?;
-        }
-        let file = lander.finish()?;
-        std::fs::remove_file(&csv_path).map_err(ctx)?;
-        Ok((file, names, reader.header().to_vec(), reader.invalid_utf8_cells, reader.ragged_rows))
-    })
-    .await
-    .map_err(|e| Error::Internal(format!("landing the {report} report failed: {e}")))??;
+            let file = lander.finish()?;
+            std::fs::remove_file(&csv_path).map_err(ctx)?;
+            Ok((
+                file,
+                names,
+                reader.header().to_vec(),
+                reader.invalid_utf8_cells,
+                reader.ragged_rows,
+            ))
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("landing the {report} report failed: {e}")))??;
     if invalid > 0 || ragged > 0 {
         tracing::warn!(report = %report, invalid_utf8_cells = invalid, ragged_rows = ragged, "report CSV needed repairs");
     }

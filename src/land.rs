@@ -11,7 +11,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int32Array, Int64Array, StringArray, StringBuilder, TimestampMicrosecondArray};
+use arrow::array::{
+    ArrayRef, Int32Array, Int64Array, StringArray, StringBuilder, TimestampMicrosecondArray,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
@@ -88,7 +90,12 @@ struct ParquetFile {
 }
 
 impl ParquetFile {
-    fn create(dir: &Path, name: &str, schema: SchemaRef, lineage: Lineage) -> Result<Self, LandError> {
+    fn create(
+        dir: &Path,
+        name: &str,
+        schema: SchemaRef,
+        lineage: Lineage,
+    ) -> Result<Self, LandError> {
         let path = dir.join(format!("{name}.parquet"));
         let tmp = dir.join(format!("{name}.parquet.tmp"));
         let err = |m: String| LandError {
@@ -98,7 +105,7 @@ impl ParquetFile {
         let file = File::create(&tmp).map_err(|e| err(e.to_string()))?;
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
-            .set_max_row_group_size(ROW_GROUP_ROWS)
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .set_created_by(concat!("m365-connector ", env!("CARGO_PKG_VERSION")).to_string())
             .build();
         let sink = HashingFile {
@@ -106,7 +113,8 @@ impl ParquetFile {
             hasher: Sha256::new(),
             bytes: 0,
         };
-        let writer = ArrowWriter::try_new(sink, schema.clone(), Some(props)).map_err(|e| err(e.to_string()))?;
+        let writer = ArrowWriter::try_new(sink, schema.clone(), Some(props))
+            .map_err(|e| err(e.to_string()))?;
         Ok(ParquetFile {
             writer,
             schema,
@@ -121,21 +129,33 @@ impl ParquetFile {
     fn lineage_arrays(&self, n: usize, page: i32, at: DateTime<Utc>) -> Vec<ArrayRef> {
         let first = self.rows as i64;
         vec![
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(self.lineage.run_id.as_str(), n))),
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(self.lineage.stream.as_str(), n))),
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                self.lineage.run_id.as_str(),
+                n,
+            ))),
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                self.lineage.stream.as_str(),
+                n,
+            ))),
             Arc::new(Int32Array::from_iter_values(std::iter::repeat_n(page, n))),
             Arc::new(Int64Array::from_iter_values(first..first + n as i64)),
             Arc::new(
-                TimestampMicrosecondArray::from_iter_values(std::iter::repeat_n(at.timestamp_micros(), n))
-                    .with_timezone("UTC"),
+                TimestampMicrosecondArray::from_iter_values(std::iter::repeat_n(
+                    at.timestamp_micros(),
+                    n,
+                ))
+                .with_timezone("UTC"),
             ),
         ]
     }
 
     fn write(&mut self, columns: Vec<ArrayRef>) -> Result<(), LandError> {
-        let batch = RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| self.err(e.to_string()))?;
+        let batch = RecordBatch::try_new(self.schema.clone(), columns)
+            .map_err(|e| self.err(e.to_string()))?;
         self.rows += batch.num_rows() as u64;
-        self.writer.write(&batch).map_err(|e| self.err(e.to_string()))
+        self.writer
+            .write(&batch)
+            .map_err(|e| self.err(e.to_string()))
     }
 
     fn err(&self, message: String) -> LandError {
@@ -207,7 +227,8 @@ impl JsonLander {
         let n = records.len();
         let mut builder = StringBuilder::with_capacity(n, 1024 * n);
         for r in records {
-            let text = std::str::from_utf8(r).map_err(|e| self.file.err(format!("record is not UTF-8: {e}")))?;
+            let text = std::str::from_utf8(r)
+                .map_err(|e| self.file.err(format!("record is not UTF-8: {e}")))?;
             builder.append_value(text);
         }
         let mut columns = self.file.lineage_arrays(n, page, at);
@@ -231,7 +252,12 @@ pub struct CsvLander {
 }
 
 impl CsvLander {
-    pub fn create(dir: &Path, name: &str, header: &[String], lineage: Lineage) -> Result<Self, LandError> {
+    pub fn create(
+        dir: &Path,
+        name: &str,
+        header: &[String],
+        lineage: Lineage,
+    ) -> Result<Self, LandError> {
         let mut fields = lineage_fields();
         fields.extend(header.iter().map(|h| Field::new(h, DataType::Utf8, true)));
         fields.push(Field::new(EXTRA_COLUMN, DataType::Utf8, true));
@@ -250,12 +276,17 @@ impl CsvLander {
         let n = rows.len();
         let mut columns = self.file.lineage_arrays(n, 1, at);
         for c in 0..self.width {
-            let array: StringArray = rows.iter().map(|r| r.cells.get(c).and_then(|v| v.as_deref())).collect();
+            let array: StringArray = rows
+                .iter()
+                .map(|r| r.cells.get(c).and_then(|v| v.as_deref()))
+                .collect();
             columns.push(Arc::new(array));
         }
         let extra: StringArray = rows
             .iter()
-            .map(|r| (!r.extra.is_empty()).then(|| serde_json::to_string(&r.extra).unwrap_or_default()))
+            .map(|r| {
+                (!r.extra.is_empty()).then(|| serde_json::to_string(&r.extra).unwrap_or_default())
+            })
             .collect();
         columns.push(Arc::new(extra));
         self.file.write(columns)
@@ -282,7 +313,11 @@ mod tests {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     fn tmpdir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("m365-land-{}-{}", std::process::id(), crate::random::u64()));
+        let d = std::env::temp_dir().join(format!(
+            "m365-land-{}-{}",
+            std::process::id(),
+            crate::random::u64()
+        ));
         std::fs::create_dir_all(&d).unwrap();
         d
     }
@@ -298,9 +333,14 @@ mod tests {
     fn json_round_trip_is_byte_exact_and_hashed() {
         let dir = tmpdir();
         let mut l = JsonLander::create(&dir, "users", lineage()).unwrap();
-        let recs: Vec<&[u8]> = vec![br#"{"id":"1","n":"\u00e9 \"q\""}"#, "{\"id\":\"2\",\"n\":\"😀 עברית\"}".as_bytes()];
-        l.write_page(1, Utc::now(), recs.clone().into_iter()).unwrap();
-        l.write_page(2, Utc::now(), recs.clone().into_iter()).unwrap();
+        let recs: Vec<&[u8]> = vec![
+            br#"{"id":"1","n":"\u00e9 \"q\""}"#,
+            "{\"id\":\"2\",\"n\":\"😀 עברית\"}".as_bytes(),
+        ];
+        l.write_page(1, Utc::now(), recs.clone().into_iter())
+            .unwrap();
+        l.write_page(2, Utc::now(), recs.clone().into_iter())
+            .unwrap();
         let f = l.finish().unwrap();
         assert_eq!((f.file.as_str(), f.rows), ("users.parquet", 4));
         let path = dir.join("users.parquet");
@@ -316,8 +356,20 @@ mod tests {
         let mut rows = Vec::new();
         for b in reader {
             let b = b.unwrap();
-            let rec = b.column_by_name("record").unwrap().as_any().downcast_ref::<StringArray>().unwrap().clone();
-            let row = b.column_by_name("_row").unwrap().as_any().downcast_ref::<Int64Array>().unwrap().clone();
+            let rec = b
+                .column_by_name("record")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .clone();
+            let row = b
+                .column_by_name("_row")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .clone();
             for i in 0..b.num_rows() {
                 texts.push(rec.value(i).as_bytes().to_vec());
                 rows.push(row.value(i));
@@ -332,7 +384,10 @@ mod tests {
     #[test]
     fn csv_columns_by_name_with_nulls_and_extras() {
         let dir = tmpdir();
-        let header = vec!["User Principal Name".to_string(), "Display Name".to_string()];
+        let header = vec![
+            "User Principal Name".to_string(),
+            "Display Name".to_string(),
+        ];
         let mut l = CsvLander::create(&dir, "r", &header, lineage()).unwrap();
         let rows = vec![
             CsvRow {
@@ -346,15 +401,28 @@ mod tests {
         ];
         l.write_rows(Utc::now(), &rows).unwrap();
         l.finish().unwrap();
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(dir.join("r.parquet")).unwrap())
-            .unwrap()
-            .build()
-            .unwrap();
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(File::open(dir.join("r.parquet")).unwrap())
+                .unwrap()
+                .build()
+                .unwrap();
         let b = reader.into_iter().next().unwrap().unwrap();
-        let dn = b.column_by_name("Display Name").unwrap().as_any().downcast_ref::<StringArray>().unwrap().clone();
+        let dn = b
+            .column_by_name("Display Name")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap()
+            .clone();
         assert!(dn.is_null(0));
         assert_eq!(dn.value(1), "");
-        let ex = b.column_by_name("_extra").unwrap().as_any().downcast_ref::<StringArray>().unwrap().clone();
+        let ex = b
+            .column_by_name("_extra")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap()
+            .clone();
         assert!(ex.is_null(0));
         assert_eq!(ex.value(1), r#"["z"]"#);
         std::fs::remove_dir_all(dir).unwrap();

@@ -8,6 +8,11 @@
 //!
 //! [`sim`] is a faithful Graph simulator used by the demo, the tests and the benchmarks.
 
+// Errors carry the URL, Graph's request id and the fix as text; they are built once per
+// failed request, never in a hot loop, so their size does not matter and boxing every
+// variant would only make matching on them clumsier.
+#![allow(clippy::result_large_err)]
+
 pub mod cli;
 pub mod concealment;
 pub mod config;
@@ -23,6 +28,7 @@ pub mod output;
 pub mod pipeline;
 pub mod query;
 pub mod random;
+pub mod schedule;
 pub mod sim;
 pub mod staging;
 pub mod streams;
@@ -48,7 +54,11 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
                 cfg.connector.name,
                 cfg.tenant.tenant_id,
                 cfg.connector.server,
-                if cfg.connector.active { "active" } else { "inactive" }
+                if cfg.connector.active {
+                    "active"
+                } else {
+                    "inactive"
+                }
             );
             Ok(ExitStatus::Success)
         }
@@ -93,12 +103,22 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
         }
         Command::Runs(arg) => {
             let cfg = config::Config::load(&arg.config)?;
-            print!("{}", query::query(&cfg.pipeline.data_dir, query::RUNS_SQL, cli::SqlFormat::Table)?);
+            print!(
+                "{}",
+                query::query(
+                    &cfg.pipeline.data_dir,
+                    query::RUNS_SQL,
+                    cli::SqlFormat::Table
+                )?
+            );
             Ok(ExitStatus::Success)
         }
         Command::Sql(args) => {
             let cfg = config::Config::load(&args.config)?;
-            print!("{}", query::query(&cfg.pipeline.data_dir, &args.query, args.format)?);
+            print!(
+                "{}",
+                query::query(&cfg.pipeline.data_dir, &args.query, args.format)?
+            );
             Ok(ExitStatus::Success)
         }
         Command::Sim(args) => {

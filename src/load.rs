@@ -21,7 +21,9 @@ use crate::mapping::{quote_ident, quote_literal};
 use crate::staging::{Staging, db_error};
 
 /// An export format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ExportFormat {
     Jsonl,
@@ -30,7 +32,11 @@ pub enum ExportFormat {
 }
 
 impl ExportFormat {
-    pub const ALL: [ExportFormat; 3] = [ExportFormat::Jsonl, ExportFormat::Csv, ExportFormat::Parquet];
+    pub const ALL: [ExportFormat; 3] = [
+        ExportFormat::Jsonl,
+        ExportFormat::Csv,
+        ExportFormat::Parquet,
+    ];
 
     pub fn file_name(self) -> &'static str {
         match self {
@@ -124,18 +130,31 @@ fn pick_transformed_run(staging: &Staging, wanted: Option<&str>) -> Result<RunRo
     match row {
         Ok(r) => Ok(r),
         Err(duckdb::Error::QueryReturnedNoRows) => Err(Error::Usage(match wanted {
-            Some(id) => format!("run {id:?} has not been transformed: run `m365-connector transform --run {id}` first"),
-            None => "no transformed run yet: run `m365-connector transform` (or `run`) first".into(),
+            Some(id) => format!(
+                "run {id:?} has not been transformed: run `m365-connector transform --run {id}` first"
+            ),
+            None => {
+                "no transformed run yet: run `m365-connector transform` (or `run`) first".into()
+            }
         })),
         Err(e) => Err(db_error(&staging.path, "finding the run to export", e)),
     }
 }
 
-fn export(cfg: &Config, staging: &Staging, run: &RunRow, formats: &[ExportFormat]) -> Result<Loaded> {
+fn export(
+    cfg: &Config,
+    staging: &Staging,
+    run: &RunRow,
+    formats: &[ExportFormat],
+) -> Result<Loaded> {
     let out = cfg.pipeline.data_dir.join("out");
     crate::extract::create_private_dir(&out)?;
     remove_stale_temp_dirs(&out);
-    let tmp = out.join(format!(".tmp-{}-{:08x}", run.run_id, crate::random::u64() as u32));
+    let tmp = out.join(format!(
+        ".tmp-{}-{:08x}",
+        run.run_id,
+        crate::random::u64() as u32
+    ));
     crate::extract::create_private_dir(&tmp)?;
     let written = write_files(staging, run, &tmp, formats);
     let manifest = match written {
@@ -158,7 +177,12 @@ fn export(cfg: &Config, staging: &Staging, run: &RunRow, formats: &[ExportFormat
     })
 }
 
-fn write_files(staging: &Staging, run: &RunRow, tmp: &Path, formats: &[ExportFormat]) -> Result<ExportManifest> {
+fn write_files(
+    staging: &Staging,
+    run: &RunRow,
+    tmp: &Path,
+    formats: &[ExportFormat],
+) -> Result<ExportManifest> {
     let conn = &staging.conn;
     let path = &staging.path;
     let columns: Vec<(String, String)> = staging
@@ -171,7 +195,14 @@ fn write_files(staging: &Staging, run: &RunRow, tmp: &Path, formats: &[ExportFor
         quote_literal(&run.run_id)
     );
     let people: i64 = conn
-        .query_row(&format!("SELECT count(*) FROM people WHERE _run_id = {}", quote_literal(&run.run_id)), [], |r| r.get(0))
+        .query_row(
+            &format!(
+                "SELECT count(*) FROM people WHERE _run_id = {}",
+                quote_literal(&run.run_id)
+            ),
+            [],
+            |r| r.get(0),
+        )
         .map_err(|e| db_error(path, "counting people", e))?;
     let mut files = Vec::new();
     let mut formats = formats.to_vec();
@@ -228,9 +259,11 @@ fn write_files(staging: &Staging, run: &RunRow, tmp: &Path, formats: &[ExportFor
         files,
     };
     let mpath = tmp.join("manifest.json");
-    let mut json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;
+    let mut json =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;
     json.push(b'\n');
-    std::fs::write(&mpath, json).map_err(|e| Error::io(format!("writing {}", mpath.display()), e))?;
+    std::fs::write(&mpath, json)
+        .map_err(|e| Error::io(format!("writing {}", mpath.display()), e))?;
     sync_file(&mpath)?;
     Ok(manifest)
 }
@@ -260,30 +293,45 @@ fn csv_column(name: &str, ty: &str) -> String {
 }
 
 /// RFC 4180: CRLF line ends, quotes only where needed, header = attribute names.
-fn write_csv(staging: &Staging, columns: &[(String, String)], from: &str, file: &Path) -> Result<()> {
+fn write_csv(
+    staging: &Staging,
+    columns: &[(String, String)],
+    from: &str,
+    file: &Path,
+) -> Result<()> {
     let path = &staging.path;
     let f = File::create(file).map_err(|e| Error::io(format!("creating {}", file.display()), e))?;
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .from_writer(BufWriter::with_capacity(1 << 20, f));
     let csv_err = |e: csv::Error| Error::Internal(format!("writing {}: {e}", file.display()));
-    w.write_record(columns.iter().map(|(n, _)| n.as_str())).map_err(csv_err)?;
+    w.write_record(columns.iter().map(|(n, _)| n.as_str()))
+        .map_err(csv_err)?;
     let select: Vec<String> = columns.iter().map(|(n, t)| csv_column(n, t)).collect();
     let mut stmt = staging
         .conn
         .prepare(&format!("SELECT {} {from}", select.join(", ")))
         .map_err(|e| db_error(path, "reading people", e))?;
-    let mut rows = stmt.query([]).map_err(|e| db_error(path, "reading people", e))?;
+    let mut rows = stmt
+        .query([])
+        .map_err(|e| db_error(path, "reading people", e))?;
     let mut record: Vec<String> = Vec::with_capacity(columns.len());
-    while let Some(row) = rows.next().map_err(|e| db_error(path, "reading people", e))? {
+    while let Some(row) = rows
+        .next()
+        .map_err(|e| db_error(path, "reading people", e))?
+    {
         record.clear();
         for i in 0..columns.len() {
-            let v: Option<String> = row.get(i).map_err(|e| db_error(path, "reading people", e))?;
+            let v: Option<String> = row
+                .get(i)
+                .map_err(|e| db_error(path, "reading people", e))?;
             record.push(v.unwrap_or_default());
         }
         w.write_record(&record).map_err(csv_err)?;
     }
-    let inner = w.into_inner().map_err(|e| Error::Internal(format!("writing {}: {e}", file.display())))?;
+    let inner = w
+        .into_inner()
+        .map_err(|e| Error::Internal(format!("writing {}: {e}", file.display())))?;
     inner
         .into_inner()
         .map_err(|e| Error::io(format!("writing {}", file.display()), e.into_error()))?;
@@ -298,12 +346,15 @@ fn sync_file(path: &Path) -> Result<()> {
 
 /// Byte count and sha256 of a file, streamed.
 pub fn hash_file(path: &Path) -> Result<(u64, String)> {
-    let mut f = File::open(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let mut f =
+        File::open(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
     loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
         if n == 0 {
             break;
         }
@@ -317,7 +368,10 @@ pub fn hash_file(path: &Path) -> Result<(u64, String)> {
 fn commit_dir(tmp: &Path, dir: &Path) -> std::io::Result<()> {
     let old = if dir.exists() {
         let parent = dir.parent().unwrap_or(Path::new("."));
-        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let old = parent.join(format!(".old-{name}-{:08x}", crate::random::u64() as u32));
         std::fs::rename(dir, &old)?;
         Some(old)
@@ -336,7 +390,9 @@ fn commit_dir(tmp: &Path, dir: &Path) -> std::io::Result<()> {
 
 /// Leftovers of an interrupted load (`.tmp-*`, `.old-*`) are never used; remove them.
 fn remove_stale_temp_dirs(out: &Path) {
-    let Ok(entries) = std::fs::read_dir(out) else { return };
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return;
+    };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if name.starts_with(".tmp-") || name.starts_with(".old-") {
@@ -353,7 +409,10 @@ fn record(staging: &Staging, loaded: &Loaded) -> Result<()> {
             "CREATE TABLE IF NOT EXISTS exports (run_id VARCHAR, exported_at TIMESTAMP, dir VARCHAR, file VARCHAR,
                  format VARCHAR, rows BIGINT, bytes BIGINT, sha256 VARCHAR)",
         )?;
-        conn.execute("DELETE FROM exports WHERE run_id = ?", params![loaded.run_id])?;
+        conn.execute(
+            "DELETE FROM exports WHERE run_id = ?",
+            params![loaded.run_id],
+        )?;
         for f in &loaded.manifest.files {
             conn.execute(
                 "INSERT INTO exports VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?)",

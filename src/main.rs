@@ -9,7 +9,10 @@ use m365_connector::error::ExitStatus;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     m365_connector::output::init_logging(cli.verbose, cli.quiet);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

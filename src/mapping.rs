@@ -40,8 +40,9 @@ pub enum Transform {
 }
 
 impl Transform {
-    pub const NAMES: &'static [&'static str] =
-        &["trim", "lower", "upper", "date", "datetime", "bool", "int", "list", "join"];
+    pub const NAMES: &'static [&'static str] = &[
+        "trim", "lower", "upper", "date", "datetime", "bool", "int", "list", "join",
+    ];
 
     fn parse(s: &str) -> Option<Transform> {
         Some(match s {
@@ -108,12 +109,22 @@ impl Mapping {
             message,
         };
         let sha256 = crate::land::hex(&Sha256::digest(bytes));
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| err(line_of_offset(bytes, e.valid_up_to()), "the file is not UTF-8: save it as \"CSV UTF-8\"".into()))?;
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            err(
+                line_of_offset(bytes, e.valid_up_to()),
+                "the file is not UTF-8: save it as \"CSV UTF-8\"".into(),
+            )
+        })?;
         // Excel's "CSV UTF-8" starts with a BOM; it is not part of the header.
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         if text.trim().is_empty() {
-            return Err(err(1, format!("the mapping file is empty: it needs the header {} and one row per target attribute", HEADER.join(","))));
+            return Err(err(
+                1,
+                format!(
+                    "the mapping file is empty: it needs the header {} and one row per target attribute",
+                    HEADER.join(",")
+                ),
+            ));
         }
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
@@ -125,14 +136,23 @@ impl Mapping {
             Some(Err(e)) => return Err(err(csv_line(&e), format!("not valid CSV: {e}"))),
             None => return Err(err(1, "the mapping file is empty".into())),
         };
-        let names: Vec<String> = header.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
+        let names: Vec<String> = header
+            .iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .collect();
         if names.len() == 1 && (names[0].contains(';') || names[0].contains('\t')) {
             return Err(err(1, "the header has one column: the file seems to use ';' or tabs as separator; save it comma-separated (CSV UTF-8)".into()));
         }
         let mut col = HashMap::new();
         for (i, n) in names.iter().enumerate() {
             if !HEADER.contains(&n.as_str()) {
-                return Err(err(1, format!("unknown header column {n:?}: the header is {}", HEADER.join(","))));
+                return Err(err(
+                    1,
+                    format!(
+                        "unknown header column {n:?}: the header is {}",
+                        HEADER.join(",")
+                    ),
+                ));
             }
             if col.insert(n.clone(), i).is_some() {
                 return Err(err(1, format!("header column {n:?} appears twice")));
@@ -140,7 +160,13 @@ impl Mapping {
         }
         for needed in ["target", "source"] {
             if !col.contains_key(needed) {
-                return Err(err(1, format!("the header lacks the {needed:?} column: it must be {}", HEADER.join(","))));
+                return Err(err(
+                    1,
+                    format!(
+                        "the header lacks the {needed:?} column: it must be {}",
+                        HEADER.join(",")
+                    ),
+                ));
             }
         }
         let mut rows: Vec<MappingRow> = Vec::new();
@@ -152,13 +178,25 @@ impl Mapping {
                 continue;
             }
             if rec.len() > names.len() {
-                return Err(err(line, format!("{} fields but the header has {}: quote cells that contain commas", rec.len(), names.len())));
+                return Err(err(
+                    line,
+                    format!(
+                        "{} fields but the header has {}: quote cells that contain commas",
+                        rec.len(),
+                        names.len()
+                    ),
+                ));
             }
             let cell = |name: &str| col.get(name).and_then(|i| rec.get(*i)).unwrap_or("").trim();
             let target = cell("target");
             check_target(target).map_err(|m| err(line, m))?;
             if let Some(prev) = seen.insert(target.to_ascii_lowercase(), line) {
-                return Err(err(line, format!("duplicate target {target:?} (first on line {prev}): a target appears once; compose several sources in one row with `+` or `|`")));
+                return Err(err(
+                    line,
+                    format!(
+                        "duplicate target {target:?} (first on line {prev}): a target appears once; compose several sources in one row with `+` or `|`"
+                    ),
+                ));
             }
             let source = parse_source(cell("source")).map_err(|m| err(line, m))?;
             let transforms = parse_transforms(cell("transform")).map_err(|m| err(line, m))?;
@@ -179,7 +217,12 @@ impl Mapping {
             return Err(err(2, "the mapping has a header but no rows".into()));
         }
         if !rows.iter().any(|r| r.target == KEY_TARGET) {
-            return Err(err(1, format!("no row maps {KEY_TARGET}: every person needs a key; add `{KEY_TARGET},id,,yes,`")));
+            return Err(err(
+                1,
+                format!(
+                    "no row maps {KEY_TARGET}: every person needs a key; add `{KEY_TARGET},id,,yes,`"
+                ),
+            ));
         }
         Ok(Mapping {
             file: file.to_path_buf(),
@@ -211,7 +254,9 @@ impl Mapping {
                         let hint = nearest(name, columns.iter().map(|(n, _)| n.as_str()))
                             .map(|n| format!("; did you mean {n:?}?"))
                             .unwrap_or_default();
-                        return Err(err(format!("unknown column {name:?} in source{hint} (columns of int_people are listed in mappings/README.md)")));
+                        return Err(err(format!(
+                            "unknown column {name:?} in source{hint} (columns of int_people are listed in mappings/README.md)"
+                        )));
                     };
                     parts.push(((*real).to_string(), (*ty).to_string()));
                 }
@@ -219,7 +264,7 @@ impl Mapping {
             }
             let (mut expr, mut is_list) = source_sql(&alternatives).map_err(err)?;
             for t in &row.transforms {
-                (expr, is_list) = apply(*t, expr, is_list).map_err(|m| err(m))?;
+                (expr, is_list) = apply(*t, expr, is_list).map_err(&err)?;
             }
             select.push(format!("{expr} AS {}", quote_ident(&row.target)));
             if row.required {
@@ -233,7 +278,10 @@ impl Mapping {
         let missing = if required.is_empty() {
             "[]::VARCHAR[]".to_string()
         } else {
-            format!("list_filter([{}], lambda x: x IS NOT NULL)", required.join(", "))
+            format!(
+                "list_filter([{}], lambda x: x IS NOT NULL)",
+                required.join(", ")
+            )
         };
         Ok(format!(
             "SELECT *, {missing} AS _missing_required FROM (\n    SELECT\n        {},\n        _row AS _source_row\n    FROM int_people\n    WHERE kept_by_date_filter\n)",
@@ -253,7 +301,9 @@ fn check_target(t: &str) -> Result<(), String> {
         return Err("target contains control characters".into());
     }
     if t.starts_with('_') {
-        return Err(format!("target {t:?} starts with '_': those names are reserved for lineage columns"));
+        return Err(format!(
+            "target {t:?} starts with '_': those names are reserved for lineage columns"
+        ));
     }
     Ok(())
 }
@@ -292,7 +342,10 @@ fn parse_transforms(s: &str) -> Result<Vec<Transform>, String> {
         .filter(|t| !t.is_empty())
         .map(|t| {
             Transform::parse(&t.to_ascii_lowercase()).ok_or_else(|| {
-                format!("unknown transform {t:?}: use {} (several: `trim;lower`)", Transform::NAMES.join(", "))
+                format!(
+                    "unknown transform {t:?}: use {} (several: `trim;lower`)",
+                    Transform::NAMES.join(", ")
+                )
             })
         })
         .collect()
@@ -312,13 +365,18 @@ fn source_sql(alternatives: &[Vec<(String, String)>]) -> Result<(String, bool), 
             (quote_ident(name), is_list_type(ty))
         } else {
             if let Some((n, _)) = alt.iter().find(|(_, t)| is_list_type(t)) {
-                return Err(format!("column {n:?} is a list and cannot be joined with `+`"));
+                return Err(format!(
+                    "column {n:?} is a list and cannot be joined with `+`"
+                ));
             }
             let parts: Vec<String> = alt
                 .iter()
                 .map(|(n, _)| format!("nullif(CAST({} AS VARCHAR), '')", quote_ident(n)))
                 .collect();
-            (format!("nullif(concat_ws(' ', {}), '')", parts.join(", ")), false)
+            (
+                format!("nullif(concat_ws(' ', {}), '')", parts.join(", ")),
+                false,
+            )
         };
         if *list.get_or_insert(is_list) != is_list {
             return Err("alternatives mix list and single-value columns".into());
@@ -331,7 +389,13 @@ fn source_sql(alternatives: &[Vec<(String, String)>]) -> Result<(String, bool), 
     }
     let alts: Vec<String> = exprs
         .iter()
-        .map(|e| if is_list { format!("nullif({e}, [])") } else { format!("nullif(CAST({e} AS VARCHAR), '')") })
+        .map(|e| {
+            if is_list {
+                format!("nullif({e}, [])")
+            } else {
+                format!("nullif(CAST({e} AS VARCHAR), '')")
+            }
+        })
         .collect();
     Ok((format!("coalesce({})", alts.join(", ")), is_list))
 }
@@ -339,7 +403,9 @@ fn source_sql(alternatives: &[Vec<(String, String)>]) -> Result<(String, bool), 
 fn apply(t: Transform, e: String, is_list: bool) -> Result<(String, bool), String> {
     let scalar = |f: &str| -> Result<(String, bool), String> {
         if is_list {
-            Err(format!("transform `{f}` needs a single value but the source is a list; add `join` first"))
+            Err(format!(
+                "transform `{f}` needs a single value but the source is a list; add `join` first"
+            ))
         } else {
             Ok((format!("{f}(CAST({e} AS VARCHAR))"), false))
         }
@@ -350,7 +416,9 @@ fn apply(t: Transform, e: String, is_list: bool) -> Result<(String, bool), Strin
         Transform::Upper => scalar("upper"),
         Transform::Date | Transform::Datetime | Transform::Bool | Transform::Int => {
             if is_list {
-                return Err("a type transform needs a single value but the source is a list".into());
+                return Err(
+                    "a type transform needs a single value but the source is a list".into(),
+                );
             }
             let ty = match t {
                 Transform::Date => "DATE",
@@ -363,7 +431,10 @@ fn apply(t: Transform, e: String, is_list: bool) -> Result<(String, bool), Strin
         Transform::List => Ok(if is_list {
             (format!("coalesce({e}, []::VARCHAR[])"), true)
         } else {
-            (format!("CASE WHEN {e} IS NULL THEN []::VARCHAR[] ELSE [CAST({e} AS VARCHAR)] END"), true)
+            (
+                format!("CASE WHEN {e} IS NULL THEN []::VARCHAR[] ELSE [CAST({e} AS VARCHAR)] END"),
+                true,
+            )
         }),
         Transform::Join => {
             if !is_list {
@@ -385,7 +456,11 @@ pub fn quote_literal(s: &str) -> String {
 }
 
 fn line_of_offset(bytes: &[u8], offset: usize) -> usize {
-    bytes[..offset.min(bytes.len())].iter().filter(|b| **b == b'\n').count() + 1
+    bytes[..offset.min(bytes.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
 }
 
 fn csv_line(e: &csv::Error) -> usize {
@@ -409,7 +484,9 @@ fn levenshtein(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
         }
         prev = cur;
     }
@@ -425,10 +502,17 @@ mod tests {
     }
 
     fn cols() -> Vec<(String, String)> {
-        [("id", "VARCHAR"), ("display_name", "VARCHAR"), ("given_name", "VARCHAR"), ("surname", "VARCHAR"), ("licenses", "VARCHAR[]"), ("created_at", "TIMESTAMP")]
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
+        [
+            ("id", "VARCHAR"),
+            ("display_name", "VARCHAR"),
+            ("given_name", "VARCHAR"),
+            ("surname", "VARCHAR"),
+            ("licenses", "VARCHAR[]"),
+            ("created_at", "TIMESTAMP"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
     }
 
     #[test]
@@ -453,14 +537,38 @@ mod tests {
         let cases = [
             ("", 1, "empty"),
             ("target;source\nUser.ExternalId;id\n", 1, "';' or tabs"),
-            ("target,source\nUser.ExternalId,id\nUser.X,a,b,c,d,e\n", 3, "6 fields"),
-            ("target,source,transform\nUser.ExternalId,id,shout\n", 2, "unknown transform \"shout\""),
-            ("target,source\nUser.ExternalId,id\nuser.externalid,id\n", 3, "duplicate target"),
-            ("target,source\nUser.A,id\n", 1, "no row maps User.ExternalId"),
-            ("target,source\nUser.ExternalId,\"id\"\"); DROP TABLE runs; --\"\n", 2, "is not a column name"),
+            (
+                "target,source\nUser.ExternalId,id\nUser.X,a,b,c,d,e\n",
+                3,
+                "6 fields",
+            ),
+            (
+                "target,source,transform\nUser.ExternalId,id,shout\n",
+                2,
+                "unknown transform \"shout\"",
+            ),
+            (
+                "target,source\nUser.ExternalId,id\nuser.externalid,id\n",
+                3,
+                "duplicate target",
+            ),
+            (
+                "target,source\nUser.A,id\n",
+                1,
+                "no row maps User.ExternalId",
+            ),
+            (
+                "target,source\nUser.ExternalId,\"id\"\"); DROP TABLE runs; --\"\n",
+                2,
+                "is not a column name",
+            ),
             ("target,source,colour\n", 1, "unknown header column"),
             ("target,source\n", 2, "no rows"),
-            ("target,source,required\nUser.ExternalId,id,maybe\n", 2, "not yes/no"),
+            (
+                "target,source,required\nUser.ExternalId,id,maybe\n",
+                2,
+                "not yes/no",
+            ),
         ];
         for (text, line, needle) in cases {
             let e = parse(text).unwrap_err();
@@ -480,9 +588,15 @@ mod tests {
 
     #[test]
     fn hostile_targets_are_quoted() {
-        let m = parse("target,source\nUser.ExternalId,id\n\"x\"\" FROM runs; DROP TABLE runs; --\",id\n").unwrap();
+        let m = parse(
+            "target,source\nUser.ExternalId,id\n\"x\"\" FROM runs; DROP TABLE runs; --\",id\n",
+        )
+        .unwrap();
         let sql = m.compile(&cols()).unwrap();
-        assert!(sql.contains("AS \"x\"\" FROM runs; DROP TABLE runs; --\""), "{sql}");
+        assert!(
+            sql.contains("AS \"x\"\" FROM runs; DROP TABLE runs; --\""),
+            "{sql}"
+        );
     }
 
     #[test]
@@ -494,7 +608,10 @@ mod tests {
     #[test]
     fn nearest_names() {
         let c = ["display_name", "given_name", "surname"];
-        assert_eq!(nearest("displayName", c.iter().copied()), Some("display_name"));
+        assert_eq!(
+            nearest("displayName", c.iter().copied()),
+            Some("display_name")
+        );
         assert_eq!(nearest("zzzzzz", c.iter().copied()), None);
     }
 }

@@ -33,7 +33,10 @@ impl RunOutcome {
         if self.transformed.rejected > 0 {
             w.push(Warning {
                 code: "rejects".into(),
-                message: format!("{} people were rejected (missing required attributes or duplicate keys)", self.transformed.rejected),
+                message: format!(
+                    "{} people were rejected (missing required attributes or duplicate keys)",
+                    self.transformed.rejected
+                ),
                 fix: "see them with: m365-connector sql -c FILE \"SELECT * FROM rejects\"".into(),
             });
         }
@@ -51,18 +54,23 @@ impl RunOutcome {
 }
 
 /// Runs the three stages for `cfg`.
-pub async fn run(cfg: &Config, progress: &Progress, formats: &[ExportFormat]) -> Result<RunOutcome> {
+pub async fn run(
+    cfg: &Config,
+    progress: &Progress,
+    formats: &[ExportFormat],
+) -> Result<RunOutcome> {
     let t = Instant::now();
     let extracted = extract(cfg, progress).await?;
     let extract_seconds = t.elapsed().as_secs_f64();
     let (c, id, f) = (cfg.clone(), extracted.run_id.clone(), formats.to_vec());
-    let (transformed, loaded) = tokio::task::spawn_blocking(move || -> Result<(Transformed, Loaded)> {
-        let transformed = transform(&c, Some(&id))?;
-        let loaded = load(&c, Some(&id), &f)?;
-        Ok((transformed, loaded))
-    })
-    .await
-    .map_err(|e| Error::Internal(format!("the transform task failed: {e}")))??;
+    let (transformed, loaded) =
+        tokio::task::spawn_blocking(move || -> Result<(Transformed, Loaded)> {
+            let transformed = transform(&c, Some(&id))?;
+            let loaded = load(&c, Some(&id), &f)?;
+            Ok((transformed, loaded))
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("the transform task failed: {e}")))??;
     Ok(RunOutcome {
         extracted,
         transformed,

@@ -44,7 +44,9 @@ fn render(batches: &[RecordBatch], format: SqlFormat) -> Result<String> {
         SqlFormat::Csv => {
             let mut out = Vec::new();
             {
-                let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
+                let mut w = arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(&mut out);
                 for b in batches {
                     w.write(b).map_err(fail)?;
                 }

@@ -14,8 +14,14 @@ use crate::manifest::RunManifest;
 
 /// Idempotent DDL, applied on every open, in order.
 pub const META_SQL: &[(&str, &str)] = &[
-    ("meta/001_runs.sql", include_str!("../sql/meta/001_runs.sql")),
-    ("meta/002_macros.sql", include_str!("../sql/meta/002_macros.sql")),
+    (
+        "meta/001_runs.sql",
+        include_str!("../sql/meta/001_runs.sql"),
+    ),
+    (
+        "meta/002_macros.sql",
+        include_str!("../sql/meta/002_macros.sql"),
+    ),
 ];
 
 pub const DB_FILE: &str = "staging.duckdb";
@@ -33,14 +39,20 @@ impl Staging {
         let path = data_dir.join(DB_FILE);
         let conn = Connection::open(&path).map_err(|e| db_error(&path, "opening", e))?;
         for (name, sql) in META_SQL {
-            conn.execute_batch(sql)
-                .map_err(|e| Error::Internal(format!("applying sql/{name} to {}: {e}", path.display())))?;
+            conn.execute_batch(sql).map_err(|e| {
+                Error::Internal(format!("applying sql/{name} to {}: {e}", path.display()))
+            })?;
         }
         Ok(Staging { conn, path })
     }
 
     /// Records the start of an extract: the run row, status `running`.
-    pub fn begin_extract(&self, cfg: &Config, run_id: &str, started_at: DateTime<Utc>) -> Result<()> {
+    pub fn begin_extract(
+        &self,
+        cfg: &Config,
+        run_id: &str,
+        started_at: DateTime<Utc>,
+    ) -> Result<()> {
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO runs (run_id, connector, server, tenant_id, status, extract_status,
@@ -84,12 +96,27 @@ impl Staging {
                     m.run_id,
                 ],
             )?;
-            self.conn.execute("DELETE FROM run_streams WHERE run_id = ?", params![m.run_id])?;
-            self.conn.execute("DELETE FROM landed_files WHERE run_id = ?", params![m.run_id])?;
+            self.conn.execute(
+                "DELETE FROM run_streams WHERE run_id = ?",
+                params![m.run_id],
+            )?;
+            self.conn.execute(
+                "DELETE FROM landed_files WHERE run_id = ?",
+                params![m.run_id],
+            )?;
             for (stream, s) in &m.streams {
                 self.conn.execute(
                     "INSERT INTO run_streams VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    params![m.run_id, stream, s.rows, s.pages, s.calls.requests, s.calls.retries, s.calls.throttled, s.calls.waited_ms],
+                    params![
+                        m.run_id,
+                        stream,
+                        s.rows,
+                        s.pages,
+                        s.calls.requests,
+                        s.calls.retries,
+                        s.calls.throttled,
+                        s.calls.waited_ms
+                    ],
                 )?;
                 for f in &s.files {
                     self.conn.execute(
@@ -116,7 +143,10 @@ impl Staging {
         let sql = format!(
             "UPDATE runs SET status = 'failed', {column} = 'failed', error = ?, finished_at = CAST(? AS TIMESTAMP) WHERE run_id = ?"
         );
-        if let Err(e) = self.conn.execute(&sql, params![error, Utc::now().naive_utc().to_string(), run_id]) {
+        if let Err(e) = self.conn.execute(
+            &sql,
+            params![error, Utc::now().naive_utc().to_string(), run_id],
+        ) {
             tracing::warn!(error = %e, "could not record the failure in the staging database");
         }
     }
@@ -141,7 +171,9 @@ impl Staging {
             .prepare("SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ? ORDER BY column_index")
             .map_err(|e| db_error(&self.path, "inspecting columns", e))?;
         let rows = stmt
-            .query_map(params![table], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .query_map(params![table], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
             .and_then(|rows| rows.collect::<duckdb::Result<Vec<_>>>())
             .map_err(|e| db_error(&self.path, "inspecting columns", e))?;
         Ok(rows)
@@ -153,7 +185,12 @@ impl Staging {
 pub fn config_fingerprint(cfg: &Config) -> String {
     let text = format!(
         "{:?}|{:?}|{}|{:?}|{:?}|{:?}",
-        cfg.connector, cfg.tenant, cfg.date_filter_days, cfg.schedule, cfg.action_credentials, cfg.pipeline
+        cfg.connector,
+        cfg.tenant,
+        cfg.date_filter_days,
+        cfg.schedule,
+        cfg.action_credentials,
+        cfg.pipeline
     );
     crate::land::hex(&Sha256::digest(text.as_bytes()))
 }

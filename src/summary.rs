@@ -6,8 +6,8 @@ use std::time::Duration;
 use crate::extract::Extracted;
 use crate::load::Loaded;
 use crate::pipeline::RunOutcome;
-use crate::transform::Transformed;
 use crate::streams::Report;
+use crate::transform::Transformed;
 
 /// Digits grouped by thousands: 1234567 → "1,234,567".
 pub fn thousands(n: u64) -> String {
@@ -26,10 +26,20 @@ pub fn thousands(n: u64) -> String {
 pub fn extract(run: &Extracted, took: Duration) -> String {
     let m = &run.manifest;
     let mut s = String::new();
-    let _ = writeln!(s, "extract committed run {} in {:.1} s", run.run_id, took.as_secs_f64());
+    let _ = writeln!(
+        s,
+        "extract committed run {} in {:.1} s",
+        run.run_id,
+        took.as_secs_f64()
+    );
     for name in ["users", "organization", "subscribed_skus"] {
         if let Some(st) = m.streams.get(name) {
-            let _ = writeln!(s, "  {name:<34} {:>10} rows  {:>5} pages", thousands(st.rows), st.pages);
+            let _ = writeln!(
+                s,
+                "  {name:<34} {:>10} rows  {:>5} pages",
+                thousands(st.rows),
+                st.pages
+            );
         }
     }
     for r in Report::ALL {
@@ -67,17 +77,36 @@ pub fn transform(t: &Transformed) -> String {
     let _ = writeln!(s, "transform of run {} in {:.1} s", t.run_id, t.seconds);
     let _ = writeln!(s, "  users            {:>10}", thousands(t.users));
     let _ = writeln!(s, "  kept (people)    {:>10}", thousands(t.kept));
-    let _ = writeln!(s, "  filtered out     {:>10}  (date filter)", thousands(t.filtered_out));
-    let _ = writeln!(s, "  rejected         {:>10}  (see the rejects table)", thousands(t.rejected));
+    let _ = writeln!(
+        s,
+        "  filtered out     {:>10}  (date filter)",
+        thousands(t.filtered_out)
+    );
+    let _ = writeln!(
+        s,
+        "  rejected         {:>10}  (see the rejects table)",
+        thousands(t.rejected)
+    );
     if t.concealed {
-        let _ = writeln!(s, "  report names are concealed: activity attributes are empty and the date filter used directory dates only");
+        let _ = writeln!(
+            s,
+            "  report names are concealed: activity attributes are empty and the date filter used directory dates only"
+        );
         let _ = writeln!(s, "    fix: {}", crate::concealment::FIX);
     }
     for (report, reason, rows, why) in &t.unmatched {
-        let _ = writeln!(s, "  {report}: {} rows not joined ({reason}): {why}", thousands(*rows));
+        let _ = writeln!(
+            s,
+            "  {report}: {} rows not joined ({reason}): {why}",
+            thousands(*rows)
+        );
     }
     for (audit, rows) in &t.audit_findings {
-        let _ = writeln!(s, "  warning: sql/{audit}.sql found {} rows", thousands(*rows));
+        let _ = writeln!(
+            s,
+            "  warning: sql/{audit}.sql found {} rows",
+            thousands(*rows)
+        );
     }
     s
 }
@@ -85,9 +114,22 @@ pub fn transform(t: &Transformed) -> String {
 /// The end-of-load summary.
 pub fn load(l: &Loaded) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "exported {} people of run {} in {:.1} s to {}", thousands(l.manifest.people), l.run_id, l.seconds, l.dir.display());
+    let _ = writeln!(
+        s,
+        "exported {} people of run {} in {:.1} s to {}",
+        thousands(l.manifest.people),
+        l.run_id,
+        l.seconds,
+        l.dir.display()
+    );
     for f in &l.manifest.files {
-        let _ = writeln!(s, "  {:<16} {:>12} bytes  sha256 {}", f.file, thousands(f.bytes), &f.sha256[..16]);
+        let _ = writeln!(
+            s,
+            "  {:<16} {:>12} bytes  sha256 {}",
+            f.file,
+            thousands(f.bytes),
+            &f.sha256[..16]
+        );
     }
     s
 }
@@ -97,18 +139,36 @@ pub fn run(o: &RunOutcome) -> String {
     let t = &o.transformed;
     let m = &o.extracted.manifest;
     let mut s = String::new();
-    let _ = writeln!(s, "run {} of {:?} ({})", o.extracted.run_id, m.connector, m.tenant_id);
+    let _ = writeln!(
+        s,
+        "run {} of {:?} ({})",
+        o.extracted.run_id, m.connector, m.tenant_id
+    );
     let _ = writeln!(s, "  users fetched    {:>10}", thousands(t.users));
     let _ = writeln!(s, "  kept (exported)  {:>10}", thousands(t.kept));
-    let _ = writeln!(s, "  filtered out     {:>10}  (no sign of life within {} days)", thousands(t.filtered_out), m.date_filter_days);
+    let _ = writeln!(
+        s,
+        "  filtered out     {:>10}  (no sign of life within {} days)",
+        thousands(t.filtered_out),
+        m.date_filter_days
+    );
     let _ = writeln!(s, "  rejected         {:>10}", thousands(t.rejected));
     for (report, reason, rows, _) in &t.unmatched {
-        let _ = writeln!(s, "  not joined       {:>10}  {report} rows ({reason})", thousands(*rows));
+        let _ = writeln!(
+            s,
+            "  not joined       {:>10}  {report} rows ({reason})",
+            thousands(*rows)
+        );
     }
     let _ = writeln!(
         s,
         "  time             extract {:.1} s, transform {:.1} s, load {:.1} s; {} requests, {} retries, waited {:.1} s",
-        o.extract_seconds, t.seconds, o.loaded.seconds, m.requests, m.retries, m.waited_ms as f64 / 1000.0
+        o.extract_seconds,
+        t.seconds,
+        o.loaded.seconds,
+        m.requests,
+        m.retries,
+        m.waited_ms as f64 / 1000.0
     );
     let _ = writeln!(s, "  raw data         {}", o.extracted.dir.display());
     let _ = writeln!(s, "  exports          {}", o.loaded.dir.display());
@@ -125,7 +185,10 @@ pub fn run(o: &RunOutcome) -> String {
 /// Two queries to paste after the demo.
 pub fn demo_queries(config: &std::path::Path) -> String {
     let c = config.display();
-    let db = config.parent().map(|p| p.join(crate::staging::DB_FILE)).unwrap_or_default();
+    let db = config
+        .parent()
+        .map(|p| p.join(crate::staging::DB_FILE))
+        .unwrap_or_default();
     format!(
         "\ntry:\n  cargo run --release -- sql -c {c} \"SELECT \\\"User.FullName\\\", \\\"User.Licenses\\\", \\\"User.LastActivityDate\\\" FROM people ORDER BY \\\"User.LastActivityDate\\\" DESC NULLS LAST LIMIT 5\"\n  duckdb {} \"SELECT run_id, status, users_fetched, people_kept, filtered_out FROM runs\"   # the duckdb CLI, if installed\n",
         db.display()

@@ -23,31 +23,91 @@ use crate::streams::Report;
 
 /// The models, in the order they run. Names are paths under `sql/`.
 pub const MODELS: &[(&str, &str)] = &[
-    ("staging/stg_graph__users", include_str!("../sql/staging/stg_graph__users.sql")),
-    ("staging/stg_graph__organization", include_str!("../sql/staging/stg_graph__organization.sql")),
-    ("staging/stg_graph__subscribed_skus", include_str!("../sql/staging/stg_graph__subscribed_skus.sql")),
-    ("staging/stg_reports__office365_active_user_detail", include_str!("../sql/staging/stg_reports__office365_active_user_detail.sql")),
-    ("staging/stg_reports__office365_activations_user_detail", include_str!("../sql/staging/stg_reports__office365_activations_user_detail.sql")),
-    ("staging/stg_reports__m365_app_user_detail", include_str!("../sql/staging/stg_reports__m365_app_user_detail.sql")),
-    ("staging/stg_reports__mailbox_usage_detail", include_str!("../sql/staging/stg_reports__mailbox_usage_detail.sql")),
-    ("staging/stg_reports__email_activity_user_detail", include_str!("../sql/staging/stg_reports__email_activity_user_detail.sql")),
-    ("staging/stg_reports__onedrive_usage_account_detail", include_str!("../sql/staging/stg_reports__onedrive_usage_account_detail.sql")),
-    ("staging/stg_reports__sharepoint_activity_user_detail", include_str!("../sql/staging/stg_reports__sharepoint_activity_user_detail.sql")),
-    ("staging/stg_reports__teams_user_activity_user_detail", include_str!("../sql/staging/stg_reports__teams_user_activity_user_detail.sql")),
-    ("intermediate/int_people", include_str!("../sql/intermediate/int_people.sql")),
-    ("intermediate/int_report_rows_unmatched", include_str!("../sql/intermediate/int_report_rows_unmatched.sql")),
-    ("intermediate/int_license_counts", include_str!("../sql/intermediate/int_license_counts.sql")),
+    (
+        "staging/stg_graph__users",
+        include_str!("../sql/staging/stg_graph__users.sql"),
+    ),
+    (
+        "staging/stg_graph__organization",
+        include_str!("../sql/staging/stg_graph__organization.sql"),
+    ),
+    (
+        "staging/stg_graph__subscribed_skus",
+        include_str!("../sql/staging/stg_graph__subscribed_skus.sql"),
+    ),
+    (
+        "staging/stg_reports__office365_active_user_detail",
+        include_str!("../sql/staging/stg_reports__office365_active_user_detail.sql"),
+    ),
+    (
+        "staging/stg_reports__office365_activations_user_detail",
+        include_str!("../sql/staging/stg_reports__office365_activations_user_detail.sql"),
+    ),
+    (
+        "staging/stg_reports__m365_app_user_detail",
+        include_str!("../sql/staging/stg_reports__m365_app_user_detail.sql"),
+    ),
+    (
+        "staging/stg_reports__mailbox_usage_detail",
+        include_str!("../sql/staging/stg_reports__mailbox_usage_detail.sql"),
+    ),
+    (
+        "staging/stg_reports__email_activity_user_detail",
+        include_str!("../sql/staging/stg_reports__email_activity_user_detail.sql"),
+    ),
+    (
+        "staging/stg_reports__onedrive_usage_account_detail",
+        include_str!("../sql/staging/stg_reports__onedrive_usage_account_detail.sql"),
+    ),
+    (
+        "staging/stg_reports__sharepoint_activity_user_detail",
+        include_str!("../sql/staging/stg_reports__sharepoint_activity_user_detail.sql"),
+    ),
+    (
+        "staging/stg_reports__teams_user_activity_user_detail",
+        include_str!("../sql/staging/stg_reports__teams_user_activity_user_detail.sql"),
+    ),
+    (
+        "intermediate/int_people",
+        include_str!("../sql/intermediate/int_people.sql"),
+    ),
+    (
+        "intermediate/int_report_rows_unmatched",
+        include_str!("../sql/intermediate/int_report_rows_unmatched.sql"),
+    ),
+    (
+        "intermediate/int_license_counts",
+        include_str!("../sql/intermediate/int_license_counts.sql"),
+    ),
     // The mapping CSV compiles into `int_people_mapped` here (see `mapping.rs`).
-    ("marts/out_people_checked", include_str!("../sql/marts/out_people_checked.sql")),
-    ("marts/out_people", include_str!("../sql/marts/out_people.sql")),
-    ("marts/out_rejects", include_str!("../sql/marts/out_rejects.sql")),
+    (
+        "marts/out_people_checked",
+        include_str!("../sql/marts/out_people_checked.sql"),
+    ),
+    (
+        "marts/out_people",
+        include_str!("../sql/marts/out_people.sql"),
+    ),
+    (
+        "marts/out_rejects",
+        include_str!("../sql/marts/out_rejects.sql"),
+    ),
 ];
 
 /// Audits: SELECTs returning offending rows; zero rows = pass.
 pub const AUDITS: &[(&str, &str)] = &[
-    ("audits/assert_people__unique_external_id", include_str!("../sql/audits/assert_people__unique_external_id.sql")),
-    ("audits/assert_people__required_present", include_str!("../sql/audits/assert_people__required_present.sql")),
-    ("audits/assert_people__shared_email", include_str!("../sql/audits/assert_people__shared_email.sql")),
+    (
+        "audits/assert_people__unique_external_id",
+        include_str!("../sql/audits/assert_people__unique_external_id.sql"),
+    ),
+    (
+        "audits/assert_people__required_present",
+        include_str!("../sql/audits/assert_people__required_present.sql"),
+    ),
+    (
+        "audits/assert_people__shared_email",
+        include_str!("../sql/audits/assert_people__shared_email.sql"),
+    ),
 ];
 
 /// Audits whose findings are warnings, not failures.
@@ -86,18 +146,33 @@ pub fn transform(cfg: &Config, run_id: Option<&str>) -> Result<Transformed> {
     let raw = cfg.raw_dir();
     let run_id = pick_run(&raw, run_id)?;
     let dir = raw.join(&run_id);
-    let manifest = RunManifest::read(&dir).map_err(|e| Error::io(format!("reading the manifest of run {run_id}"), e))?;
+    let manifest = RunManifest::read(&dir)
+        .map_err(|e| Error::io(format!("reading the manifest of run {run_id}"), e))?;
     // The mapping and the models are checked before any SQL runs.
-    let mapping = Mapping::load(cfg.pipeline.mappings.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
+    let mapping =
+        Mapping::load(cfg.pipeline.mappings.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
     let models = load_models(cfg.pipeline.sql_dir.as_deref())?;
     let sku_names = parse_sku_names(SKU_NAMES)?;
     let sql_hash = sql_sha256(&models);
 
     let staging = Staging::open(&cfg.pipeline.data_dir)?;
     let conn = &staging.conn;
-    let exec = |sql: &str, doing: &str| conn.execute_batch(sql).map_err(|e| db_error(&staging.path, doing, e));
+    let exec = |sql: &str, doing: &str| {
+        conn.execute_batch(sql)
+            .map_err(|e| db_error(&staging.path, doing, e))
+    };
     exec("BEGIN TRANSACTION", "starting the transform")?;
-    let result = run_in_transaction(&staging, &manifest, cfg.date_filter_days, &dir, &mapping, &models, &sku_names, &sql_hash, started);
+    let result = run_in_transaction(
+        &staging,
+        &manifest,
+        cfg.date_filter_days,
+        &dir,
+        &mapping,
+        &models,
+        &sku_names,
+        &sql_hash,
+        started,
+    );
     match result {
         Ok(t) => {
             exec("COMMIT", "committing the transform")?;
@@ -105,7 +180,11 @@ pub fn transform(cfg: &Config, run_id: Option<&str>) -> Result<Transformed> {
         }
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
-            staging.fail(&run_id, "transform", &e.to_string());
+            // Bad input (a mapping error) says nothing about the run: the database stays as it
+            // was. Anything else is a failed transform of this run.
+            if !matches!(e, Error::Usage(_)) {
+                staging.fail(&run_id, "transform", &e.to_string());
+            }
             Err(e)
         }
     }
@@ -146,19 +225,34 @@ fn run_in_transaction(
     let mut run_model = |name: &str, sql: &str| -> Result<u64> {
         let t = Instant::now();
         let table = name.rsplit('/').next().unwrap_or(name);
-        conn.execute_batch(&format!("CREATE OR REPLACE TABLE {} AS\n{}", quote_ident(table), sql))
-            .map_err(|e| Error::Internal(format!("model sql/{name}.sql failed: {e}")))?;
+        conn.execute_batch(&format!(
+            "CREATE OR REPLACE TABLE {} AS\n{}",
+            quote_ident(table),
+            sql
+        ))
+        .map_err(|e| Error::Internal(format!("model sql/{name}.sql failed: {e}")))?;
         let rows: i64 = conn
-            .query_row(&format!("SELECT count(*) FROM {}", quote_ident(table)), [], |r| r.get(0))
+            .query_row(
+                &format!("SELECT count(*) FROM {}", quote_ident(table)),
+                [],
+                |r| r.get(0),
+            )
             .map_err(|e| db_error(path, "counting rows", e))?;
         seq += 1;
-        steps.push((seq, name.to_string(), rows as u64, t.elapsed().as_secs_f64()));
+        steps.push((
+            seq,
+            name.to_string(),
+            rows as u64,
+            t.elapsed().as_secs_f64(),
+        ));
         Ok(rows as u64)
     };
     for m in models {
         if m.name == "marts/out_people_checked" {
             let columns = staging.columns("int_people")?;
-            let select = mapping.compile(&columns).map_err(|e| Error::Usage(e.to_string()))?;
+            let select = mapping
+                .compile(&columns)
+                .map_err(|e| Error::Usage(e.to_string()))?;
             run_model("mapping/int_people_mapped", &select)?;
         }
         run_model(&m.name, &m.sql)?;
@@ -208,15 +302,25 @@ fn run_in_transaction(
             .prepare("SELECT report, reason, rows, explanation FROM int_report_rows_unmatched")
             .map_err(|e| db_error(path, "reading unmatched rows", e))?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)? as u64, r.get::<_, String>(3)?)))
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)? as u64,
+                    r.get::<_, String>(3)?,
+                ))
+            })
             .and_then(|rows| rows.collect::<duckdb::Result<Vec<_>>>())
             .map_err(|e| db_error(path, "reading unmatched rows", e))?;
         unmatched.extend(rows);
     }
 
     let seconds = started.elapsed().as_secs_f64();
-    conn.execute("DELETE FROM run_steps WHERE run_id = ? AND stage = 'transform'", params![run_id])
-        .map_err(|e| db_error(path, "recording steps", e))?;
+    conn.execute(
+        "DELETE FROM run_steps WHERE run_id = ? AND stage = 'transform'",
+        params![run_id],
+    )
+    .map_err(|e| db_error(path, "recording steps", e))?;
     for (seq, name, rows, secs) in &steps {
         conn.execute(
             "INSERT INTO run_steps VALUES (?, ?, 'transform', ?, ?, ?, now()::TIMESTAMP)",
@@ -278,7 +382,8 @@ fn run_in_transaction(
 
 /// The run to transform: the given one (must be committed) or the newest.
 fn pick_run(raw: &Path, wanted: Option<&str>) -> Result<String> {
-    let runs = committed_runs(raw).map_err(|e| Error::io(format!("listing runs in {}", raw.display()), e))?;
+    let runs = committed_runs(raw)
+        .map_err(|e| Error::io(format!("listing runs in {}", raw.display()), e))?;
     match wanted {
         Some(id) if runs.iter().any(|r| r == id) => Ok(id.to_string()),
         Some(id) => Err(Error::Usage(format!(
@@ -300,9 +405,14 @@ fn pick_run(raw: &Path, wanted: Option<&str>) -> Result<String> {
 fn create_raw_views(staging: &Staging, manifest: &RunManifest, dir: &Path) -> Result<()> {
     let mut sql = String::new();
     for (stream, s) in &manifest.streams {
-        let Some(file) = s.files.first() else { continue };
+        let Some(file) = s.files.first() else {
+            continue;
+        };
         let path = dir.join(&file.file);
-        let source = format!("read_parquet({})", quote_literal(&path.display().to_string()));
+        let source = format!(
+            "read_parquet({})",
+            quote_literal(&path.display().to_string())
+        );
         let extra: Vec<String> = match Report::from_stream(stream) {
             Some(r) => {
                 let present = parquet_columns(staging, &source)?;
@@ -359,16 +469,26 @@ pub fn parse_sku_names(text: &str) -> Result<Vec<(String, String, String)>> {
         headers
             .iter()
             .position(|h| h.trim_start_matches('\u{feff}') == name)
-            .ok_or_else(|| Error::Usage(format!("mappings/sku_names.csv:1: the header lacks {name:?}")))
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "mappings/sku_names.csv:1: the header lacks {name:?}"
+                ))
+            })
     };
-    let (name_i, part_i, guid_i) = (idx("Product_Display_Name")?, idx("String_Id")?, idx("GUID")?);
+    let (name_i, part_i, guid_i) = (
+        idx("Product_Display_Name")?,
+        idx("String_Id")?,
+        idx("GUID")?,
+    );
     let mut out: Vec<(String, String, String)> = Vec::new();
     for rec in reader.records() {
         let rec = rec.map_err(|e| Error::Usage(format!("mappings/sku_names.csv: {e}")))?;
         let guid = rec.get(guid_i).unwrap_or("").trim().to_ascii_lowercase();
         if !crate::config::is_guid(&guid) {
             let line = rec.position().map(|p| p.line()).unwrap_or(0);
-            return Err(Error::Usage(format!("mappings/sku_names.csv:{line}: GUID {guid:?} is not a GUID")));
+            return Err(Error::Usage(format!(
+                "mappings/sku_names.csv:{line}: GUID {guid:?} is not a GUID"
+            )));
         }
         if out.iter().any(|(g, _, _)| *g == guid) {
             continue; // one row per service plan in Microsoft's file: keep the first
@@ -395,7 +515,8 @@ fn load_sku_names(staging: &Staging, names: &[(String, String, String)]) -> Resu
         app.append_row(params![g, p, n])
             .map_err(|e| db_error(&staging.path, "loading ref_sku_names", e))?;
     }
-    app.flush().map_err(|e| db_error(&staging.path, "loading ref_sku_names", e))
+    app.flush()
+        .map_err(|e| db_error(&staging.path, "loading ref_sku_names", e))
 }
 
 /// Stores the run's people, rejects, unmatched report rows and licence counts. A mapping
@@ -406,9 +527,15 @@ fn persist(staging: &Staging, run_id: &str) -> Result<()> {
     let path = &staging.path;
     let new_cols = staging.columns("out_people")?;
     if staging.table_exists("people")? {
-        let old: Vec<(String, String)> = staging.columns("people")?.into_iter().filter(|(n, _)| n != "_run_id").collect();
+        let old: Vec<(String, String)> = staging
+            .columns("people")?
+            .into_iter()
+            .filter(|(n, _)| n != "_run_id")
+            .collect();
         if old != new_cols {
-            tracing::warn!("the mapping's attributes changed: the people table is rebuilt; transform older runs again to refill them");
+            tracing::warn!(
+                "the mapping's attributes changed: the people table is rebuilt; transform older runs again to refill them"
+            );
             conn.execute_batch("DROP TABLE people")
                 .map_err(|e| db_error(path, "replacing the people table", e))?;
         }
@@ -430,7 +557,8 @@ fn persist(staging: &Staging, run_id: &str) -> Result<()> {
             prepaid_enabled, consumed_units, assigned_users FROM int_license_counts;
     ";
     let _ = run_id;
-    conn.execute_batch(sql).map_err(|e| db_error(path, "storing the run's people", e))
+    conn.execute_batch(sql)
+        .map_err(|e| db_error(path, "storing the run's people", e))
 }
 
 /// The models to run: built in, or the same file names under `sql_dir`.
@@ -474,17 +602,39 @@ mod tests {
     fn shipped_sku_names_parse() {
         let names = parse_sku_names(SKU_NAMES).unwrap();
         assert!(names.len() >= 25);
-        let e3 = names.iter().find(|(g, _, _)| g == "05e9a617-0261-4cee-bb44-138d3ef5d965").unwrap();
-        assert_eq!((e3.1.as_str(), e3.2.as_str()), ("SPE_E3", "Microsoft 365 E3"));
+        let e3 = names
+            .iter()
+            .find(|(g, _, _)| g == "05e9a617-0261-4cee-bb44-138d3ef5d965")
+            .unwrap();
+        assert_eq!(
+            (e3.1.as_str(), e3.2.as_str()),
+            ("SPE_E3", "Microsoft 365 E3")
+        );
     }
 
     #[test]
     fn every_model_is_one_select() {
         for (name, sql) in MODELS.iter().chain(AUDITS) {
-            let body: String = sql.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
-            let first = body.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
-            assert!(first == "SELECT" || first == "WITH", "{name} starts with {first}");
-            assert!(!body.trim_end().trim_end_matches(';').contains(';'), "{name} has several statements");
+            let body: String = sql
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let first = body
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_uppercase();
+            assert!(
+                first == "SELECT" || first == "WITH",
+                "{name} starts with {first}"
+            );
+            // Semicolons inside string literals are text, not statement ends.
+            let code: String = body.split('\'').step_by(2).collect();
+            assert!(
+                !code.trim_end().trim_end_matches(';').contains(';'),
+                "{name} has several statements"
+            );
         }
     }
 }

@@ -8,11 +8,15 @@ use serde::Deserialize;
 
 use super::error::{LoginErrorBody, login_advice};
 use super::retry::{Verdict, classify_status};
-use super::{CallStats, GraphClient, GraphError, RequestIds, describe, retry_after};
+use super::{GraphClient, GraphError, RequestIds, describe, retry_after};
 use crate::config::Secret;
 
 /// Application permissions the connector needs (graph-api.md §0).
-pub const REQUIRED_ROLES: &[&str] = &["Directory.Read.All", "Organization.Read.All", "Reports.Read.All"];
+pub const REQUIRED_ROLES: &[&str] = &[
+    "Directory.Read.All",
+    "Organization.Read.All",
+    "Reports.Read.All",
+];
 
 /// Renew this long before `expires_in` runs out, so a page never starts with a dying token.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(300);
@@ -45,9 +49,16 @@ impl GraphClient {
         Ok(token)
     }
 
-    /// Drops the cached token (after a 401 from Graph).
-    pub async fn invalidate_token(&self) {
-        *self.token.lock().await = None;
+    /// Drops the cached token after Graph rejected `rejected`, unless another request has
+    /// already replaced it (concurrent 401s then cause one sign-in, not many).
+    pub async fn invalidate_token(&self, rejected: &Secret) {
+        let mut cache = self.token.lock().await;
+        if cache
+            .as_ref()
+            .is_some_and(|t| t.token.expose() == rejected.expose())
+        {
+            *cache = None;
+        }
     }
 
     /// Roles granted to the app, from the token's `roles` claim. `None` when the token is
@@ -87,7 +98,9 @@ impl GraphClient {
                 client_request_id: crate::random::guid(),
                 request_id: None,
             };
-            stats.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            stats
+                .requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let sent = self
                 .http
                 .post(&url)
@@ -101,7 +114,10 @@ impl GraphClient {
                 Err(e) => {
                     let problem = describe(&e);
                     match &parsed_url {
-                        Some(u) => self.wait_transient(u, &problem, attempt, stats, &ids).await?,
+                        Some(u) => {
+                            self.wait_transient(u, &problem, attempt, stats, &ids)
+                                .await?
+                        }
                         None => {
                             return Err(GraphError::Transport {
                                 url: url_for_errors,
@@ -121,7 +137,8 @@ impl GraphClient {
                 Ok(b) => b,
                 Err(e) => {
                     if let Some(u) = &parsed_url {
-                        self.wait_transient(u, &describe(&e), attempt, stats, &ids).await?;
+                        self.wait_transient(u, &describe(&e), attempt, stats, &ids)
+                            .await?;
                     }
                     attempt += 1;
                     continue;
@@ -137,7 +154,10 @@ impl GraphClient {
                 let lifetime = parsed
                     .expires_in
                     .as_ref()
-                    .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+                    .and_then(|v| {
+                        v.as_u64()
+                            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                    })
                     .unwrap_or(3599);
                 let renew_in = Duration::from_secs(lifetime)
                     .checked_sub(EXPIRY_MARGIN)
@@ -156,9 +176,13 @@ impl GraphClient {
                 attempt += 1;
                 continue;
             }
-            let (code, summary, fix) = login_advice(&err, &self.tenant_id, &self.client_id, self.cloud);
+            let (code, summary, fix) =
+                login_advice(&err, &self.tenant_id, &self.client_id, self.cloud);
             let summary = if err.error.is_empty() && err.error_description.is_empty() {
-                format!("HTTP {status} from {url_for_errors}: {}", super::snippet(&body))
+                format!(
+                    "HTTP {status} from {url_for_errors}: {}",
+                    super::snippet(&body)
+                )
             } else {
                 summary
             };
@@ -189,7 +213,11 @@ pub fn roles_claim(token: &str) -> Option<Vec<String>> {
         claims
             .get("roles")
             .and_then(|r| r.as_array())
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default(),
     )
 }
@@ -197,7 +225,11 @@ pub fn roles_claim(token: &str) -> Option<Vec<String>> {
 /// Required roles not in `granted`. Directory.Read.All also covers Organization.Read.All
 /// for what the connector reads, and the ReadWrite variants cover the read ones.
 pub fn missing_roles(granted: &[String]) -> Vec<String> {
-    let has = |r: &str| granted.iter().any(|g| g == r || *g == r.replace(".Read.", ".ReadWrite."));
+    let has = |r: &str| {
+        granted
+            .iter()
+            .any(|g| g == r || *g == r.replace(".Read.", ".ReadWrite."))
+    };
     REQUIRED_ROLES
         .iter()
         .filter(|r| match **r {
@@ -215,13 +247,20 @@ mod tests {
 
     fn jwt(payload: &str) -> String {
         let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        format!("{}.{}.sig", e.encode("{\"alg\":\"none\"}"), e.encode(payload))
+        format!(
+            "{}.{}.sig",
+            e.encode("{\"alg\":\"none\"}"),
+            e.encode(payload)
+        )
     }
 
     #[test]
     fn roles_from_token() {
         let t = jwt(r#"{"roles":["Reports.Read.All","Directory.Read.All"]}"#);
-        assert_eq!(roles_claim(&t).unwrap(), vec!["Reports.Read.All", "Directory.Read.All"]);
+        assert_eq!(
+            roles_claim(&t).unwrap(),
+            vec!["Reports.Read.All", "Directory.Read.All"]
+        );
         assert!(missing_roles(&roles_claim(&t).unwrap()).is_empty());
         let none = jwt(r#"{"aud":"x"}"#);
         assert_eq!(missing_roles(&roles_claim(&none).unwrap()).len(), 3);

@@ -66,7 +66,9 @@ pub enum GraphError {
         ids: RequestIds,
     },
     /// Network-level failure that outlasted the retry budget.
-    #[error("{url}: {problem}\n  fix: check network access to the host (proxy, firewall, DNS); the run waited {waited_s:.1} s in total\n  ({ids})")]
+    #[error(
+        "{url}: {problem}\n  fix: check network access to the host (proxy, firewall, DNS); the run waited {waited_s:.1} s in total\n  ({ids})"
+    )]
     Transport {
         url: String,
         problem: String,
@@ -74,7 +76,9 @@ pub enum GraphError {
         ids: RequestIds,
     },
     /// Throttling or backoff would exceed `pipeline.max_wait_seconds`.
-    #[error("{url}: still throttled or failing (HTTP {status}) after waiting {waited_s:.1} s in total; the cap is {cap_s} s\n  fix: run again later (Microsoft throttles per app and tenant), or raise [pipeline] max_wait_seconds\n  ({ids})")]
+    #[error(
+        "{url}: still throttled or failing (HTTP {status}) after waiting {waited_s:.1} s in total; the cap is {cap_s} s\n  fix: run again later (Microsoft throttles per app and tenant), or raise [pipeline] max_wait_seconds\n  ({ids})"
+    )]
     WaitCapExceeded {
         url: String,
         status: u16,
@@ -83,17 +87,23 @@ pub enum GraphError {
         ids: RequestIds,
     },
     /// `@odata.nextLink` pointed somewhere we must not send the token.
-    #[error("refusing to follow @odata.nextLink to {link:?}: it leaves the Graph host {graph_host}, and the bearer token is only ever sent to Graph\n  fix: this is a Graph or proxy fault; report it with the request id ({ids})")]
+    #[error(
+        "refusing to follow @odata.nextLink to {link:?}: it leaves the Graph host {graph_host}, and the bearer token is only ever sent to Graph\n  fix: this is a Graph or proxy fault; report it with the request id ({ids})"
+    )]
     ForeignNextLink {
         link: String,
         graph_host: String,
         ids: RequestIds,
     },
     /// The same `@odata.nextLink` came back twice.
-    #[error("@odata.nextLink {link:?} was returned twice: stopping instead of looping forever\n  fix: run again; if it repeats, report it to Microsoft with the request id ({ids})")]
+    #[error(
+        "@odata.nextLink {link:?} was returned twice: stopping instead of looping forever\n  fix: run again; if it repeats, report it to Microsoft with the request id ({ids})"
+    )]
     NextLinkLoop { link: String, ids: RequestIds },
     /// A report's download URL no longer works (expired); the report must be requested again.
-    #[error("report download {url} failed with HTTP {status}: the pre-authenticated URL has expired or is invalid")]
+    #[error(
+        "report download {url} failed with HTTP {status}: the pre-authenticated URL has expired or is invalid"
+    )]
     DownloadExpired { url: String, status: u16 },
     /// Local I/O while streaming a download.
     #[error("writing {path}: {source}")]
@@ -121,7 +131,12 @@ pub struct LoginErrorBody {
 
 /// Summary and fix for a refused sign-in. `tenant` and `client_id` are echoed (they are
 /// identifiers, not secrets); the secret never is.
-pub fn login_advice(body: &LoginErrorBody, tenant: &str, client_id: &str, cloud: &str) -> (Option<String>, String, String) {
+pub fn login_advice(
+    body: &LoginErrorBody,
+    tenant: &str,
+    client_id: &str,
+    cloud: &str,
+) -> (Option<String>, String, String) {
     let code = body
         .error_codes
         .first()
@@ -229,7 +244,9 @@ mod tests {
 
     #[test]
     fn secret_id_hint() {
-        let b = body(r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.\r\nTrace ID: 1\r\nCorrelation ID: 2","error_codes":[7000215]}"#);
+        let b = body(
+            r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.\r\nTrace ID: 1\r\nCorrelation ID: 2","error_codes":[7000215]}"#,
+        );
         let (code, summary, fix) = login_advice(&b, "t", "c", "global");
         assert_eq!(code.as_deref(), Some("AADSTS7000215"));
         assert!(summary.starts_with("AADSTS7000215: Invalid client secret"));
@@ -245,7 +262,9 @@ mod tests {
             (90002, "was not found in the global cloud"),
             (900023, "not a valid tenant identifier"),
         ] {
-            let b = body(&format!(r#"{{"error":"x","error_description":"AADSTS{code}: text","error_codes":[{code}]}}"#));
+            let b = body(&format!(
+                r#"{{"error":"x","error_description":"AADSTS{code}: text","error_codes":[{code}]}}"#
+            ));
             let (_, _, fix) = login_advice(&b, "t", "c", "global");
             assert!(fix.contains(needle), "{code}: {fix}");
         }
@@ -253,7 +272,9 @@ mod tests {
 
     #[test]
     fn graph_codes() {
-        assert!(graph_fix(403, "Authorization_RequestDenied", "users").contains("Directory.Read.All"));
+        assert!(
+            graph_fix(403, "Authorization_RequestDenied", "users").contains("Directory.Read.All")
+        );
         assert!(graph_fix(401, "S2SUnauthorized", "reports").contains("Reports.Read.All"));
         let b = GraphErrorBody::parse(br#"{"error":{"code":"Authorization_RequestDenied","message":"Insufficient privileges to complete the operation.","innerError":{"request-id":"abc"}}}"#);
         assert_eq!(b.error.code, "Authorization_RequestDenied");

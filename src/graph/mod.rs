@@ -55,6 +55,9 @@ impl CallStats {
     }
 }
 
+/// Fresh tokens tried for one request after `401 InvalidAuthenticationToken`.
+const MAX_TOKEN_REFRESHES: u32 = 3;
+
 /// A complete response: status, headers and the whole body (pages are ~1 MB at most).
 #[derive(Debug)]
 pub struct Reply {
@@ -87,15 +90,6 @@ impl std::fmt::Debug for GraphClient {
             .field("tenant_id", &self.tenant_id)
             .finish_non_exhaustive()
     }
-}
-
-/// How a request authenticates and how its errors read.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// Graph API call with the bearer token.
-    Graph,
-    /// Report download host: no Authorization header, ever.
-    Download,
 }
 
 impl GraphClient {
@@ -164,7 +158,7 @@ impl GraphClient {
         what: &str,
         accept: impl Fn(Reply) -> Result<T, (String, RequestIds)>,
     ) -> Result<T, GraphError> {
-        self.execute(Kind::Graph, url, stats, what, accept).await
+        self.execute(url, stats, what, accept).await
     }
 
     /// GET a pre-authenticated download URL (never with the token).
@@ -183,7 +177,8 @@ impl GraphClient {
             let sent = self.http.get(url.clone()).send().await;
             match sent {
                 Err(e) => {
-                    self.wait_transient(url, &e.to_string(), attempt, stats, &ids).await?;
+                    self.wait_transient(url, &e.to_string(), attempt, stats, &ids)
+                        .await?;
                 }
                 Ok(resp) => {
                     let status = resp.status().as_u16();
@@ -208,7 +203,8 @@ impl GraphClient {
                         });
                     }
                     let ra = retry_after(resp.headers());
-                    self.wait_status(url, status, ra, attempt, stats, &ids).await?;
+                    self.wait_status(url, status, ra, attempt, stats, &ids)
+                        .await?;
                 }
             }
             attempt += 1;
@@ -218,35 +214,34 @@ impl GraphClient {
 
     async fn execute<T>(
         &self,
-        kind: Kind,
         url: &Url,
         stats: &CallStats,
         what: &str,
         accept: impl Fn(Reply) -> Result<T, (String, RequestIds)>,
     ) -> Result<T, GraphError> {
         let mut attempt = 0u32;
-        let mut refreshed = false;
+        let mut refreshes = 0u32;
         let mut bad_bodies = 0u32;
         loop {
             let mut ids = RequestIds {
                 client_request_id: crate::random::guid(),
                 request_id: None,
             };
-            let mut req = self
+            let req = self
                 .http
                 .get(url.clone())
                 .header("client-request-id", &ids.client_request_id)
                 .header("return-client-request-id", "true")
                 .header("x-ms-throttle-priority", "Low");
-            if kind == Kind::Graph {
-                let token = self.token().await?;
-                req = req.bearer_auth(token.expose());
-            }
+            let token = self.token().await?;
+            let req = req.bearer_auth(token.expose());
+            let sent_token = token;
             CallStats::bump(&stats.requests, 1);
             let resp = match req.send().await {
                 Ok(r) => r,
                 Err(e) => {
-                    self.wait_transient(url, &describe(&e), attempt, stats, &ids).await?;
+                    self.wait_transient(url, &describe(&e), attempt, stats, &ids)
+                        .await?;
                     attempt += 1;
                     CallStats::bump(&stats.retries, 1);
                     continue;
@@ -262,7 +257,8 @@ impl GraphClient {
                 Ok(b) => b,
                 Err(e) => {
                     // Connection reset or timeout mid-body: the whole request is retried.
-                    self.wait_transient(url, &describe(&e), attempt, stats, &ids).await?;
+                    self.wait_transient(url, &describe(&e), attempt, stats, &ids)
+                        .await?;
                     attempt += 1;
                     CallStats::bump(&stats.retries, 1);
                     continue;
@@ -288,7 +284,8 @@ impl GraphClient {
                             });
                         }
                         tracing::warn!(url = %redact_query(url), %problem, "unusable response body; retrying");
-                        self.wait_transient(url, &problem, attempt, stats, &ids).await?;
+                        self.wait_transient(url, &problem, attempt, stats, &ids)
+                            .await?;
                         attempt += 1;
                         CallStats::bump(&stats.retries, 1);
                         continue;
@@ -299,17 +296,19 @@ impl GraphClient {
             if ids.request_id.is_none() {
                 ids.request_id = err.request_id();
             }
-            if status == 401 && kind == Kind::Graph && !refreshed {
-                // An expired or revoked token: one fresh token, one more try.
+            if status == 401 && refreshes < MAX_TOKEN_REFRESHES {
+                // An expired or revoked token: a fresh token and another try. A token that is
+                // rejected again and again is a real problem (wrong tenant or cloud): give up.
                 tracing::info!(url = %redact_query(url), code = %err.error.code, "401 from Graph; fetching a fresh token");
-                self.invalidate_token().await;
-                refreshed = true;
+                self.invalidate_token(&sent_token).await;
+                refreshes += 1;
                 CallStats::bump(&stats.retries, 1);
                 continue;
             }
             if classify_status(status) == Verdict::Retry {
                 let ra = retry_after(&headers);
-                self.wait_status(url, status, ra, attempt, stats, &ids).await?;
+                self.wait_status(url, status, ra, attempt, stats, &ids)
+                    .await?;
                 attempt += 1;
                 CallStats::bump(&stats.retries, 1);
                 continue;

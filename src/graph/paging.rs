@@ -58,7 +58,10 @@ impl Page {
             let text = v.get();
             if !text.starts_with('{') {
                 return Err((
-                    format!("a `value` element is not an object: {}", &text[..text.len().min(80)]),
+                    format!(
+                        "a `value` element is not an object: {}",
+                        &text[..text.len().min(80)]
+                    ),
                     ids,
                 ));
             }
@@ -175,12 +178,16 @@ mod tests {
 
     #[test]
     fn bad_bodies_are_described() {
-        let html = Page::parse(Bytes::from_static(b"<html><body>Service Unavailable</body></html>"), ids())
-            .unwrap_err();
+        let html = Page::parse(
+            Bytes::from_static(b"<html><body>Service Unavailable</body></html>"),
+            ids(),
+        )
+        .unwrap_err();
         assert!(html.0.contains("HTML page"), "{}", html.0);
         let novalue = Page::parse(Bytes::from_static(br#"{"error":"x"}"#), ids()).unwrap_err();
         assert!(novalue.0.contains("without a `value`"));
-        let cut = Page::parse(Bytes::from_static(br#"{"value":[{"id":"1"},{"id""#), ids()).unwrap_err();
+        let cut =
+            Page::parse(Bytes::from_static(br#"{"value":[{"id":"1"},{"id""#), ids()).unwrap_err();
         assert!(cut.0.contains("invalid JSON"));
         let scalar = Page::parse(Bytes::from_static(br#"{"value":[1]}"#), ids()).unwrap_err();
         assert!(scalar.0.contains("not an object"));
@@ -193,7 +200,10 @@ mod tests {
         let mut p = Pager::new(first, &graph);
         let ok = "https://graph.microsoft.com/v1.0/users?$skiptoken=abc";
         assert_eq!(p.check_link(ok, &ids()).unwrap().as_str(), ok);
-        assert!(matches!(p.check_link(ok, &ids()), Err(GraphError::NextLinkLoop { .. })));
+        assert!(matches!(
+            p.check_link(ok, &ids()),
+            Err(GraphError::NextLinkLoop { .. })
+        ));
         for bad in [
             "https://evil.example.com/v1.0/users?$skiptoken=1",
             "http://graph.microsoft.com/v1.0/users?$skiptoken=2",
@@ -202,7 +212,10 @@ mod tests {
             "/v1.0/users?$skiptoken=3",
         ] {
             assert!(
-                matches!(p.check_link(bad, &ids()), Err(GraphError::ForeignNextLink { .. })),
+                matches!(
+                    p.check_link(bad, &ids()),
+                    Err(GraphError::ForeignNextLink { .. })
+                ),
                 "{bad}"
             );
         }

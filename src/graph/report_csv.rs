@@ -74,10 +74,18 @@ impl ReportReader {
     pub fn next_batch(&mut self, max: usize) -> std::io::Result<Vec<CsvRow>> {
         let mut rows = Vec::with_capacity(max.min(4096));
         while rows.len() < max {
-            if !self.reader.read_byte_record(&mut self.record).map_err(csv_io)? {
+            if !self
+                .reader
+                .read_byte_record(&mut self.record)
+                .map_err(csv_io)?
+            {
                 break;
             }
-            self.line = self.record.position().map(|p| p.line()).unwrap_or(self.line);
+            self.line = self
+                .record
+                .position()
+                .map(|p| p.line())
+                .unwrap_or(self.line);
             if is_blank(&self.record) {
                 continue;
             }
@@ -103,7 +111,7 @@ impl ReportReader {
 }
 
 fn is_blank(r: &csv::ByteRecord) -> bool {
-    r.len() == 0 || (r.len() == 1 && r[0].iter().all(|b| b.is_ascii_whitespace()))
+    r.is_empty() || (r.len() == 1 && r[0].iter().all(|b| b.is_ascii_whitespace()))
 }
 
 fn decode(bytes: &[u8], invalid: &mut u64) -> String {
@@ -182,7 +190,10 @@ mod tests {
     fn bom_crlf_blank_lines_and_quotes() {
         let data = "\u{feff}Report Refresh Date,User Principal Name,Display Name\r\n\r\n2026-11-26,a@x.com,\"Doe, Jane \"\"JJ\"\"\"\r\n2026-11-26,b@x.com,\"two\r\nlines\"\r\n\r\n\r\n";
         let (_t, mut r) = reader(data.as_bytes());
-        assert_eq!(r.header(), ["Report Refresh Date", "User Principal Name", "Display Name"]);
+        assert_eq!(
+            r.header(),
+            ["Report Refresh Date", "User Principal Name", "Display Name"]
+        );
         let rows = r.next_batch(10).unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].cells[2].as_deref(), Some("Doe, Jane \"JJ\""));
@@ -194,7 +205,10 @@ mod tests {
     fn short_and_long_rows_lose_nothing() {
         let (_t, mut r) = reader(b"A,B,C\n1,2\n1,2,3,4,5\n");
         let rows = r.next_batch(10).unwrap();
-        assert_eq!(rows[0].cells, vec![Some("1".into()), Some("2".into()), None]);
+        assert_eq!(
+            rows[0].cells,
+            vec![Some("1".into()), Some("2".into()), None]
+        );
         assert_eq!(rows[1].extra, vec!["4".to_string(), "5".to_string()]);
         assert_eq!(r.ragged_rows, 2);
     }

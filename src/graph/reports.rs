@@ -46,7 +46,9 @@ pub async fn download_report(
         };
         match stream_to_file(client, &location, dest, stats).await {
             Ok(n) => return Ok(n),
-            Err(GraphError::DownloadExpired { url, status }) if requests < MAX_REQUESTS_PER_REPORT => {
+            Err(GraphError::DownloadExpired { url, status })
+                if requests < MAX_REQUESTS_PER_REPORT =>
+            {
                 tracing::warn!(report = %report, %url, status, "report download URL expired; requesting the report again");
             }
             Err(e) => return Err(e),
@@ -59,9 +61,16 @@ fn redirect_target(r: Reply) -> Result<Answer, (String, RequestIds)> {
         return Ok(Answer::Inline(r.body));
     }
     if !(300..400).contains(&r.status) {
-        return Err((format!("HTTP {} where a 302 redirect was expected", r.status), r.ids));
+        return Err((
+            format!("HTTP {} where a 302 redirect was expected", r.status),
+            r.ids,
+        ));
     }
-    let Some(loc) = r.headers.get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()) else {
+    let Some(loc) = r
+        .headers
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+    else {
         return Err(("a redirect without a Location header".into(), r.ids));
     };
     let url = match Url::parse(loc) {
@@ -120,10 +129,18 @@ async fn stream_to_file(
                 };
                 tracing::warn!(url = %redact_query(url), %problem, "report download interrupted; retrying");
                 client
-                    .wait_transient(url, &format!("download interrupted: {problem}"), attempt, stats, &ids)
+                    .wait_transient(
+                        url,
+                        &format!("download interrupted: {problem}"),
+                        attempt,
+                        stats,
+                        &ids,
+                    )
                     .await?;
                 attempt += 1;
-                stats.retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                stats
+                    .retries
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
     }

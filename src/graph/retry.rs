@@ -32,7 +32,8 @@ pub fn classify_status(status: u16) -> Verdict {
 pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let v = value.trim();
     if let Ok(secs) = v.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)));
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs.min(86_400.0)));
     }
     let when = DateTime::parse_from_rfc2822(v).ok()?.with_timezone(&Utc);
     Some((when - now).to_std().unwrap_or(Duration::ZERO))
@@ -93,12 +94,18 @@ mod tests {
     fn retry_after_forms() {
         let now = Utc.with_ymd_and_hms(2026, 11, 28, 2, 0, 0).unwrap();
         assert_eq!(parse_retry_after("10", now), Some(Duration::from_secs(10)));
-        assert_eq!(parse_retry_after(" 2.128 ", now), Some(Duration::from_millis(2128)));
+        assert_eq!(
+            parse_retry_after(" 2.128 ", now),
+            Some(Duration::from_millis(2128))
+        );
         assert_eq!(
             parse_retry_after("Sat, 28 Nov 2026 02:00:07 GMT", now),
             Some(Duration::from_secs(7))
         );
-        assert_eq!(parse_retry_after("Sat, 28 Nov 2026 01:00:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Sat, 28 Nov 2026 01:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("-1", now), None);
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("NaN", now), None);

@@ -18,7 +18,11 @@ fn run(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Output {
     cmd.output().unwrap()
 }
 
-async fn run_async(args: Vec<String>, cwd: std::path::PathBuf, env: Vec<(String, String)>) -> Output {
+async fn run_async(
+    args: Vec<String>,
+    cwd: std::path::PathBuf,
+    env: Vec<(String, String)>,
+) -> Output {
     tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -29,7 +33,11 @@ async fn run_async(args: Vec<String>, cwd: std::path::PathBuf, env: Vec<(String,
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[test]
@@ -38,7 +46,11 @@ fn init_template_validates() {
     let out = run(&["init"], dir.path(), &[]);
     assert!(out.status.success());
     std::fs::write(dir.path().join("c.toml"), &out.stdout).unwrap();
-    let out = run(&["validate", "-c", "c.toml"], dir.path(), &[("M365_CLIENT_SECRET", "x")]);
+    let out = run(
+        &["validate", "-c", "c.toml"],
+        dir.path(),
+        &[("M365_CLIENT_SECRET", "x")],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("valid"));
 }
@@ -47,7 +59,10 @@ fn init_template_validates() {
 fn bad_config_exits_2_naming_file_line_and_key() {
     let dir = TempDir::new("badcfg");
     let cases = [
-        ("[connector]\nname = \"x\"\ncolor = 1\n", "c.toml:3: color: unknown field `color`"),
+        (
+            "[connector]\nname = \"x\"\ncolor = 1\n",
+            "c.toml:3: color: unknown field `color`",
+        ),
         (
             "[connector]\nname = \"x\"\n[tenant]\ntenant_id = \"72f988bf-86f1-41af-91ab-2d7cd011db47\"\nclient_id = \"nope\"\nclient_secret_env = \"S\"\n",
             "c.toml:5: tenant.client_id: \"nope\" is not a GUID",
@@ -77,7 +92,11 @@ fn missing_config_file_says_how_to_make_one() {
     let dir = TempDir::new("nocfg");
     let out = run(&["extract", "-c", "nope.toml"], dir.path(), &[]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).contains("m365-connector init > nope.toml"), "{}", text(&out));
+    assert!(
+        text(&out).contains("m365-connector init > nope.toml"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,37 +115,65 @@ async fn wrong_secret_exits_1_with_advice_and_writes_nothing() {
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(t.contains("AADSTS7000215"), "{t}");
     assert!(t.contains("NOT its *Secret ID*"), "{t}");
-    assert!(!t.contains("b4c9f2d1-this-is-the-secret-ID"), "secret echoed: {t}");
-    assert!(files_under(&dir.path().join("data")).is_empty(), "something was written");
+    assert!(
+        !t.contains("b4c9f2d1-this-is-the-secret-ID"),
+        "secret echoed: {t}"
+    );
+    assert!(
+        files_under(&dir.path().join("data")).is_empty(),
+        "something was written"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secret_and_token_never_reach_files_or_logs() {
     let mut opts = sim_options(1_500, 4);
     opts.client_secret = "Zq8~s3cr3t.VALUE-that_must-not.leak".into();
-    opts.faults = "429=0.1,token-expiry=3,retry-after-secs=0.05".parse().unwrap();
+    opts.faults = "429=0.1,token-expiry=5,retry-after-secs=0.05"
+        .parse()
+        .unwrap();
     let sim = Simulator::start(opts.clone()).await.unwrap();
     let dir = TempDir::new("leak");
     connector_file(dir.path(), &sim, &opts, &opts.client_secret);
     let out = run_async(
-        vec!["-vv".into(), "extract".into(), "-c".into(), "connector.toml".into()],
+        vec![
+            "-vv".into(),
+            "extract".into(),
+            "-c".into(),
+            "connector.toml".into(),
+        ],
         dir.path().to_path_buf(),
         vec![("RUST_LOG".into(), "trace".into())],
     )
     .await;
     let t = text(&out);
-    assert!(out.status.success(), "{t}");
-    assert!(t.contains("extract committed run"), "{t}");
+    // Exit 3: success with a warning (the injected throttling).
+    assert_eq!(out.status.code(), Some(3), "{t}");
+    assert!(
+        t.contains("extract committed run") && t.contains("throttled"),
+        "{t}"
+    );
     assert!(t.lines().count() > 5, "expected verbose logs: {t}");
     let secret = opts.client_secret.as_bytes();
-    assert!(!t.as_bytes().windows(secret.len()).any(|w| w == secret), "secret in logs");
+    assert!(
+        !t.as_bytes().windows(secret.len()).any(|w| w == secret),
+        "secret in logs"
+    );
     assert!(!t.contains("eyJ"), "a JWT-looking token in logs");
     let files = files_under(&dir.path().join("data"));
     assert!(files.len() >= 12, "{files:?}");
     for f in files {
         let bytes = std::fs::read(&f).unwrap();
-        assert!(!bytes.windows(secret.len()).any(|w| w == secret), "secret in {}", f.display());
-        assert!(!bytes.windows(4).any(|w| w == b"eyJ0"), "token in {}", f.display());
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret),
+            "secret in {}",
+            f.display()
+        );
+        assert!(
+            !bytes.windows(4).any(|w| w == b"eyJ0"),
+            "token in {}",
+            f.display()
+        );
     }
     assert_eq!(sim.stats().download_authorization_headers, 0);
 }

@@ -6,8 +6,8 @@ use std::path::Path;
 use m365_connector::config::Config;
 use m365_connector::extract::{Extracted, extract};
 use m365_connector::output::Progress;
-use m365_connector::sim::{Faults, SimOptions, Simulator};
 use m365_connector::sim::Tenant;
+use m365_connector::sim::{Faults, SimOptions, Simulator};
 use m365_connector::streams::{Report, USER_SELECT};
 
 use crate::util::{TempDir, connector_file, duck, lit, sim_options};
@@ -22,7 +22,11 @@ async fn run_extract(opts: SimOptions, tag: &str) -> (TempDir, Simulator, Extrac
 }
 
 fn parquet(run: &Extracted, stream: &str) -> String {
-    lit(&run.dir.join(format!("{stream}.parquet")).display().to_string())
+    lit(&run
+        .dir
+        .join(format!("{stream}.parquet"))
+        .display()
+        .to_string())
 }
 
 /// Users as (id, raw record) sorted by id.
@@ -38,7 +42,10 @@ fn landed_users(run: &Extracted) -> Vec<(String, String)> {
 
 /// A report's rows in landing order, cells by the served header.
 fn landed_report(run: &Extracted, report: Report, header: &[String]) -> Vec<Vec<Option<String>>> {
-    let cols: Vec<String> = header.iter().map(|h| format!("\"{}\"", h.replace('"', "\"\""))).collect();
+    let cols: Vec<String> = header
+        .iter()
+        .map(|h| format!("\"{}\"", h.replace('"', "\"\"")))
+        .collect();
     duck(&format!(
         "SELECT {} FROM read_parquet({}) ORDER BY _row",
         cols.join(", "),
@@ -51,7 +58,12 @@ async fn lands_exactly_the_simulators_users_with_select_honoured() {
     let opts = sim_options(2_500, 7);
     let (_dir, sim, run) = run_extract(opts.clone(), "users").await;
 
-    let tenant = Tenant { seed: opts.seed, users: opts.users, today: opts.today, concealed: false };
+    let tenant = Tenant {
+        seed: opts.seed,
+        users: opts.users,
+        today: opts.today,
+        concealed: false,
+    };
     let expected: BTreeSet<String> = (0..opts.users)
         .map(|i| tenant.user(i)["id"].as_str().unwrap().to_string())
         .collect();
@@ -86,7 +98,10 @@ async fn lands_exactly_the_simulators_users_with_select_honoured() {
         assert_eq!(stats.requests.get(r.stream()).copied(), Some(1), "{r}");
     }
     assert_eq!(stats.download_authorization_headers, 0);
-    assert_eq!(stats.tokens_issued, 1, "the token is cached for the whole run");
+    assert_eq!(
+        stats.tokens_issued, 1,
+        "the token is cached for the whole run"
+    );
     // No partial directory is left behind.
     let raw = run.dir.parent().unwrap();
     let leftovers: Vec<_> = std::fs::read_dir(raw)
@@ -101,10 +116,19 @@ async fn lands_exactly_the_simulators_users_with_select_honoured() {
 async fn report_rows_round_trip_byte_exact() {
     let opts = sim_options(600, 11);
     let (_dir, _sim, run) = run_extract(opts.clone(), "nasty").await;
-    let tenant = Tenant { seed: opts.seed, users: opts.users, today: opts.today, concealed: false };
+    let tenant = Tenant {
+        seed: opts.seed,
+        users: opts.users,
+        today: opts.today,
+        concealed: false,
+    };
     for report in Report::ALL {
         let header = tenant.report_header(report);
-        assert_eq!(run.manifest.streams[report.stream()].columns, header, "{report}");
+        assert_eq!(
+            run.manifest.streams[report.stream()].columns,
+            header,
+            "{report}"
+        );
         let expected: Vec<Vec<Option<String>>> = tenant
             .report_rows(report)
             .map(|row| row.into_iter().map(Some).collect())
@@ -121,10 +145,21 @@ async fn report_rows_round_trip_byte_exact() {
         .map(|r| r[2].clone())
         .collect();
     for needle in [",", "\"", "\n"] {
-        assert!(names.iter().any(|n| n.contains(needle)), "no display name with {needle:?}");
+        assert!(
+            names.iter().any(|n| n.contains(needle)),
+            "no display name with {needle:?}"
+        );
     }
-    assert!(names.iter().any(|n| n.chars().any(|c| c as u32 > 0x1F000)), "no emoji");
-    assert!(names.iter().any(|n| n.chars().any(|c| ('\u{0590}'..='\u{06FF}').contains(&c))), "no RTL");
+    assert!(
+        names.iter().any(|n| n.chars().any(|c| c as u32 > 0x1F000)),
+        "no emoji"
+    );
+    assert!(
+        names
+            .iter()
+            .any(|n| n.chars().any(|c| ('\u{0590}'..='\u{06FF}').contains(&c))),
+        "no RTL"
+    );
     assert!(!run.manifest.concealment.concealed());
 }
 
@@ -134,13 +169,19 @@ async fn faults_give_the_same_landed_rows_as_a_clean_run() {
     let (_d1, _s1, clean_run) = run_extract(clean.clone(), "clean").await;
 
     let mut faulty = clean.clone();
-    faulty.faults = "429=0.1,503=0.05,reset=0.05,token-expiry=4,retry-after=mixed,retry-after-secs=0.05"
-        .parse::<Faults>()
-        .unwrap();
+    faulty.faults =
+        "429=0.1,503=0.05,reset=0.05,token-expiry=6,retry-after=mixed,retry-after-secs=0.05"
+            .parse::<Faults>()
+            .unwrap();
     let (_d2, sim, faulty_run) = run_extract(faulty, "faulty").await;
 
     assert_eq!(landed_users(&clean_run), landed_users(&faulty_run));
-    let tenant = Tenant { seed: clean.seed, users: clean.users, today: clean.today, concealed: false };
+    let tenant = Tenant {
+        seed: clean.seed,
+        users: clean.users,
+        today: clean.today,
+        concealed: false,
+    };
     for report in Report::ALL {
         let header = tenant.report_header(report);
         assert_eq!(
@@ -153,9 +194,18 @@ async fn faults_give_the_same_landed_rows_as_a_clean_run() {
     let injected = stats.status_429 + stats.status_503 + stats.resets + stats.token_expired_401;
     assert!(injected > 0, "no fault was injected: {stats:?}");
     assert!(faulty_run.manifest.retries > 0);
-    assert!(stats.tokens_issued > 1, "token expiry should force a fresh token");
+    assert!(
+        stats.tokens_issued > 1,
+        "token expiry should force a fresh token"
+    );
     assert_eq!(stats.download_authorization_headers, 0);
-    assert!(faulty_run.manifest.warnings.iter().any(|w| w.code == "throttled"));
+    assert!(
+        faulty_run
+            .manifest
+            .warnings
+            .iter()
+            .any(|w| w.code == "throttled")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,9 +215,20 @@ async fn concealed_reports_are_detected_with_the_admin_fix() {
     let (_dir, _sim, run) = run_extract(opts, "concealed").await;
     let c = &run.manifest.concealment;
     assert!(c.concealed());
-    assert!(c.concealed_reports.contains(&"office365_active_user_detail".to_string()));
-    let w = run.manifest.warnings.iter().find(|w| w.code == "concealed_names").unwrap();
-    assert!(w.fix.contains("Settings > Org settings > Services > Reports"));
+    assert!(
+        c.concealed_reports
+            .contains(&"office365_active_user_detail".to_string())
+    );
+    let w = run
+        .manifest
+        .warnings
+        .iter()
+        .find(|w| w.code == "concealed_names")
+        .unwrap();
+    assert!(
+        w.fix
+            .contains("Settings > Org settings > Services > Reports")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,9 +237,21 @@ async fn missing_consent_fails_before_landing_anything() {
     opts.roles = vec!["Directory.Read.All".into()];
     let dir = TempDir::new("roles");
     let sim = Simulator::start(opts.clone()).await.unwrap();
-    let cfg = Config::load(&connector_file(dir.path(), &sim, &opts, &opts.client_secret)).unwrap();
-    let err = extract(&cfg, &Progress::hidden()).await.unwrap_err().to_string();
-    assert!(err.contains("Reports.Read.All") && err.contains("Grant admin consent"), "{err}");
+    let cfg = Config::load(&connector_file(
+        dir.path(),
+        &sim,
+        &opts,
+        &opts.client_secret,
+    ))
+    .unwrap();
+    let err = extract(&cfg, &Progress::hidden())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("Reports.Read.All") && err.contains("Grant admin consent"),
+        "{err}"
+    );
     assert!(!dir.path().join("data/raw").exists());
 }
 
@@ -187,11 +260,20 @@ async fn a_failing_stream_commits_nothing_and_keeps_earlier_runs() {
     let opts = sim_options(200, 9);
     let dir = TempDir::new("fail");
     let sim = Simulator::start(opts.clone()).await.unwrap();
-    let cfg = Config::load(&connector_file(dir.path(), &sim, &opts, &opts.client_secret)).unwrap();
+    let cfg = Config::load(&connector_file(
+        dir.path(),
+        &sim,
+        &opts,
+        &opts.client_secret,
+    ))
+    .unwrap();
     let first = extract(&cfg, &Progress::hidden()).await.unwrap();
     // Every JSON page is now an HTML error page with status 200.
     sim.set_faults("html200=1.0".parse().unwrap());
-    let err = extract(&cfg, &Progress::hidden()).await.unwrap_err().to_string();
+    let err = extract(&cfg, &Progress::hidden())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("HTML page"), "{err}");
     let raw = dir.path().join("data/raw");
     let entries: Vec<String> = std::fs::read_dir(&raw)
@@ -199,7 +281,11 @@ async fn a_failing_stream_commits_nothing_and_keeps_earlier_runs() {
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(entries, vec![first.run_id.clone()], "only the first run remains");
+    assert_eq!(
+        entries,
+        vec![first.run_id.clone()],
+        "only the first run remains"
+    );
     assert!(first.dir.join("manifest.json").is_file());
     assert_eq!(
         m365_connector::manifest::committed_runs(&raw).unwrap(),
@@ -213,7 +299,10 @@ async fn plain_duckdb_reads_the_raw_layout() {
     let opts = sim_options(1_200, 13);
     let (dir, _sim, _run) = run_extract(opts, "layout").await;
     let glob = dir.path().join("data/raw/*/users*.parquet");
-    let rows = duck(&format!("SELECT count(*)::VARCHAR FROM {}", lit(&glob.display().to_string())));
+    let rows = duck(&format!(
+        "SELECT count(*)::VARCHAR FROM {}",
+        lit(&glob.display().to_string())
+    ));
     assert_eq!(rows[0][0].as_deref(), Some("1200"));
     assert!(Path::new(&dir.path().join("data/raw")).is_dir());
 }

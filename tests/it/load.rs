@@ -45,23 +45,39 @@ fn check_export(dir: &Path, cfg: &Config, run_id: &str) -> ExportManifest {
         assert_eq!(std::fs::metadata(&path).unwrap().len(), f.bytes);
         assert_eq!(f.rows, manifest.people);
     }
-    // JSON Lines: one object per person, attribute keys in order plus _source.
-    let jsonl: Vec<Value> = std::fs::read_to_string(dir.join("people.jsonl"))
-        .unwrap()
+    // JSON Lines: one object per person, attribute keys in mapping order, then _source.
+    let text = std::fs::read_to_string(dir.join("people.jsonl")).unwrap();
+    let jsonl: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(jsonl.len() as u64, manifest.people);
-    for p in &jsonl {
-        let keys: Vec<&String> = p.as_object().unwrap().keys().collect();
-        let mut want: Vec<&String> = manifest.attributes.iter().collect();
-        let source = "_source".to_string();
-        want.push(&source);
-        assert_eq!(keys, want);
+    for (line, p) in text.lines().zip(&jsonl) {
+        let mut keys: Vec<&str> = manifest.attributes.iter().map(String::as_str).collect();
+        keys.push("_source");
+        assert_eq!(
+            p.as_object().unwrap().len(),
+            keys.len(),
+            "every attribute present, nulls included"
+        );
+        let positions: Vec<usize> = keys
+            .iter()
+            .map(|k| {
+                line.find(&format!("\"{k}\":"))
+                    .unwrap_or_else(|| panic!("{k} missing in {line}"))
+            })
+            .collect();
+        assert!(
+            positions.windows(2).all(|w| w[0] < w[1]),
+            "keys out of order: {line}"
+        );
         assert_eq!(p["_source"]["run_id"], run_id);
         assert_eq!(p["_source"]["tenant_id"].as_str().unwrap().len(), 36);
     }
-    let ids: Vec<String> = jsonl.iter().map(|p| p["User.ExternalId"].as_str().unwrap().to_string()).collect();
+    let ids: Vec<String> = jsonl
+        .iter()
+        .map(|p| p["User.ExternalId"].as_str().unwrap().to_string())
+        .collect();
     let mut sorted = ids.clone();
     sorted.sort();
     assert_eq!(ids, sorted, "rows sorted by User.ExternalId");
@@ -70,13 +86,23 @@ fn check_export(dir: &Path, cfg: &Config, run_id: &str) -> ExportManifest {
     let bytes = std::fs::read(dir.join("people.csv")).unwrap();
     assert!(bytes.windows(2).any(|w| w == b"\r\n"));
     let mut reader = csv::Reader::from_reader(bytes.as_slice());
-    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_string).collect();
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_string)
+        .collect();
     assert_eq!(header, manifest.attributes);
     let mut n = 0;
     for (rec, p) in reader.records().zip(&jsonl) {
         let rec = rec.unwrap();
         for (i, attr) in header.iter().enumerate() {
-            assert_eq!(rec[i], csv_text(&p[attr]), "{} {attr}", p["User.ExternalId"]);
+            assert_eq!(
+                rec[i],
+                csv_text(&p[attr]),
+                "{} {attr}",
+                p["User.ExternalId"]
+            );
         }
         n += 1;
     }
@@ -111,18 +137,36 @@ async fn run_exports_agree_and_load_is_repeatable() {
     let opts = sim_options(1_500, 44);
     let dir = TempDir::new("run");
     let sim = Simulator::start(opts.clone()).await.unwrap();
-    let cfg = Config::load(&connector_file(dir.path(), &sim, &opts, &opts.client_secret)).unwrap();
-    let outcome = pipeline::run(&cfg, &Progress::hidden(), &ExportFormat::ALL).await.unwrap();
+    let cfg = Config::load(&connector_file(
+        dir.path(),
+        &sim,
+        &opts,
+        &opts.client_secret,
+    ))
+    .unwrap();
+    let outcome = pipeline::run(&cfg, &Progress::hidden(), &ExportFormat::ALL)
+        .await
+        .unwrap();
     let run_id = outcome.extracted.run_id.clone();
     assert!(outcome.transformed.kept > 0);
     let m = check_export(&outcome.loaded.dir, &cfg, &run_id);
     assert_eq!(m.people, outcome.transformed.kept);
 
     // Loading again gives identical bytes.
-    let before: BTreeMap<String, Vec<u8>> = ["people.jsonl", "people.csv", "people.parquet", "manifest.json"]
-        .iter()
-        .map(|f| (f.to_string(), std::fs::read(outcome.loaded.dir.join(f)).unwrap()))
-        .collect();
+    let before: BTreeMap<String, Vec<u8>> = [
+        "people.jsonl",
+        "people.csv",
+        "people.parquet",
+        "manifest.json",
+    ]
+    .iter()
+    .map(|f| {
+        (
+            f.to_string(),
+            std::fs::read(outcome.loaded.dir.join(f)).unwrap(),
+        )
+    })
+    .collect();
     let again = tokio::task::spawn_blocking({
         let cfg = cfg.clone();
         let id = run_id.clone();
@@ -131,11 +175,25 @@ async fn run_exports_agree_and_load_is_repeatable() {
     .await
     .unwrap();
     for (f, bytes) in &before {
-        assert_eq!(&std::fs::read(again.dir.join(f)).unwrap(), bytes, "{f} changed");
+        assert_eq!(
+            &std::fs::read(again.dir.join(f)).unwrap(),
+            bytes,
+            "{f} changed"
+        );
     }
-    let exports = query(&cfg.pipeline.data_dir, "SELECT count(*) FROM exports", SqlFormat::Csv).unwrap();
+    let exports = query(
+        &cfg.pipeline.data_dir,
+        "SELECT count(*) FROM exports",
+        SqlFormat::Csv,
+    )
+    .unwrap();
     assert_eq!(exports.lines().nth(1), Some("3"));
-    let status = query(&cfg.pipeline.data_dir, &format!("SELECT status, load_status FROM runs WHERE run_id = '{run_id}'"), SqlFormat::Csv).unwrap();
+    let status = query(
+        &cfg.pipeline.data_dir,
+        &format!("SELECT status, load_status FROM runs WHERE run_id = '{run_id}'"),
+        SqlFormat::Csv,
+    )
+    .unwrap();
     assert_eq!(status.lines().nth(1), Some("succeeded,succeeded"));
 }
 
@@ -146,7 +204,9 @@ async fn a_killed_load_never_leaves_a_half_export() {
     let sim = Simulator::start(opts.clone()).await.unwrap();
     let cfg_path = connector_file(dir.path(), &sim, &opts, &opts.client_secret);
     let cfg = Config::load(&cfg_path).unwrap();
-    let outcome = pipeline::run(&cfg, &Progress::hidden(), &ExportFormat::ALL).await.unwrap();
+    let outcome = pipeline::run(&cfg, &Progress::hidden(), &ExportFormat::ALL)
+        .await
+        .unwrap();
     let run_id = outcome.extracted.run_id.clone();
     let out = outcome.loaded.dir.clone();
     std::fs::remove_dir_all(&out).unwrap();
@@ -168,8 +228,15 @@ async fn a_killed_load_never_leaves_a_half_export() {
     }
     let _ = completed_once;
     // The next load succeeds and cleans up what killed loads left.
-    let done = Command::new(BIN).args(["-q", "load", "-c", &cfg_arg, "--run", &run_id]).output().unwrap();
-    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let done = Command::new(BIN)
+        .args(["-q", "load", "-c", &cfg_arg, "--run", &run_id])
+        .output()
+        .unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
     check_export(&out, &cfg, &run_id);
     let leftovers: Vec<String> = std::fs::read_dir(out.parent().unwrap())
         .unwrap()
@@ -184,15 +251,30 @@ async fn a_killed_load_never_leaves_a_half_export() {
 fn demo_runs_offline_twice() {
     let dir = TempDir::new("demo");
     for round in 1..=2 {
-        let out = Command::new(BIN).args(["demo", "--users", "400"]).current_dir(dir.path()).output().unwrap();
+        let out = Command::new(BIN)
+            .args(["demo", "--users", "400"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         let expected = if stdout.contains("warnings:") { 3 } else { 0 };
-        assert_eq!(out.status.code(), Some(expected), "round {round}: {stdout}{stderr}");
+        assert_eq!(
+            out.status.code(),
+            Some(expected),
+            "round {round}: {stdout}{stderr}"
+        );
         assert!(stdout.contains("users fetched           400"), "{stdout}");
         assert!(stdout.contains("kept (exported)"));
-        assert!(stdout.contains("m365-connector sql -c data/demo/connector.toml") || stdout.contains("-- sql -c data/demo/connector.toml"), "{stdout}");
-        assert!(stdout.contains("duckdb data/demo/staging.duckdb"), "{stdout}");
+        assert!(
+            stdout.contains("m365-connector sql -c data/demo/connector.toml")
+                || stdout.contains("-- sql -c data/demo/connector.toml"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("duckdb data/demo/staging.duckdb"),
+            "{stdout}"
+        );
     }
     let runs = Command::new(BIN)
         .args(["runs", "-c", "data/demo/connector.toml"])
@@ -201,5 +283,9 @@ fn demo_runs_offline_twice() {
         .unwrap();
     let text = String::from_utf8_lossy(&runs.stdout);
     assert!(runs.status.success());
-    assert_eq!(text.matches("succeeded").count(), 2 * 3, "two runs, three stage columns each: {text}");
+    assert_eq!(
+        text.matches("succeeded").count(),
+        2 * 3,
+        "two runs, three stage columns each: {text}"
+    );
 }

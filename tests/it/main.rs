@@ -5,5 +5,5 @@ mod util;
 
 mod cli;
 mod extract;
-mod transform;
 mod load;
+mod transform;

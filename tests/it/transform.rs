@@ -32,7 +32,13 @@ async fn setup(opts: SimOptions, tag: &str) -> Setup {
     let cfg_path = connector_file(dir.path(), &sim, &opts, &opts.client_secret);
     let cfg = Config::load(&cfg_path).unwrap();
     let run = extract(&cfg, &Progress::hidden()).await.unwrap();
-    Setup { dir, sim, opts, cfg_path, run }
+    Setup {
+        dir,
+        sim,
+        opts,
+        cfg_path,
+        run,
+    }
 }
 
 /// The connector file with extra `[filter]`/`[pipeline]` lines appended.
@@ -85,11 +91,15 @@ fn expected_last_seen(t: &Tenant, concealed: bool) -> HashMap<String, Option<Nai
             let col = |name: &str| header.iter().position(|h| h == name);
             let user_col = col(r.user_column()).unwrap();
             let deleted = col("Is Deleted");
-            let id_col = (r == Report::TeamsUserActivityUserDetail).then(|| col("User Id")).flatten();
+            let id_col = (r == Report::TeamsUserActivityUserDetail)
+                .then(|| col("User Id"))
+                .flatten();
             let date_cols: Vec<usize> = header
                 .iter()
                 .enumerate()
-                .filter(|(_, h)| h.ends_with("Last Activity Date") || h.ends_with("License Assign Date"))
+                .filter(|(_, h)| {
+                    h.ends_with("Last Activity Date") || h.ends_with("License Assign Date")
+                })
                 .map(|(i, _)| i)
                 .collect();
             for row in t.report_rows(r) {
@@ -120,7 +130,12 @@ fn expected_last_seen(t: &Tenant, concealed: bool) -> HashMap<String, Option<Nai
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn people_equal_the_date_filter_rule_at_the_exact_cutoff() {
     let s = setup(sim_options(2_000, 31), "cutoff").await;
-    let tenant = Tenant { seed: s.opts.seed, users: s.opts.users, today: s.opts.today, concealed: false };
+    let tenant = Tenant {
+        seed: s.opts.seed,
+        users: s.opts.users,
+        today: s.opts.today,
+        concealed: false,
+    };
     let seen = expected_last_seen(&tenant, false);
     let run_date = s.run.manifest.run_date;
     // A cutoff with a user exactly on it and one the day before.
@@ -128,7 +143,9 @@ async fn people_equal_the_date_filter_rule_at_the_exact_cutoff() {
     let cutoff = dates
         .iter()
         .rev()
-        .find(|d| **d < run_date - chrono::Days::new(3) && dates.contains(&(**d - chrono::Days::new(1))))
+        .find(|d| {
+            **d < run_date - chrono::Days::new(3) && dates.contains(&(**d - chrono::Days::new(1)))
+        })
         .copied()
         .expect("the generator spreads dates enough");
     let days = (run_date - cutoff).num_days() as u32;
@@ -142,15 +159,28 @@ async fn people_equal_the_date_filter_rule_at_the_exact_cutoff() {
         .collect();
     let got = people(&cfg, &t.run_id);
     let got_ids: BTreeSet<String> = got.keys().cloned().collect();
-    assert_eq!(got_ids, expected, "people differ from the DESIGN.md rule (cutoff {cutoff})");
-    assert!(seen.values().any(|d| *d == Some(cutoff)), "nobody on the cutoff day");
-    assert!(seen.values().any(|d| *d == Some(cutoff - chrono::Days::new(1))), "nobody the day before");
+    assert_eq!(
+        got_ids, expected,
+        "people differ from the DESIGN.md rule (cutoff {cutoff})"
+    );
+    assert!(
+        seen.values().any(|d| *d == Some(cutoff)),
+        "nobody on the cutoff day"
+    );
+    assert!(
+        seen.values()
+            .any(|d| *d == Some(cutoff - chrono::Days::new(1))),
+        "nobody the day before"
+    );
     for (id, d) in &seen {
         if *d == Some(cutoff) {
             assert!(got.contains_key(id), "{id} on the cutoff day was dropped");
         }
         if *d == Some(cutoff - chrono::Days::new(1)) {
-            assert!(!got.contains_key(id), "{id} the day before the cutoff was kept");
+            assert!(
+                !got.contains_key(id),
+                "{id} the day before the cutoff was kept"
+            );
         }
     }
     assert_eq!(t.kept as usize, expected.len());
@@ -186,14 +216,25 @@ async fn people_equal_the_date_filter_rule_at_the_exact_cutoff() {
             ("User.AccountEnabled", "accountEnabled"),
         ] {
             let want = u.get(source).cloned().unwrap_or(Value::Null);
-            assert_eq!(p.get(target).cloned().unwrap_or(Value::Null), want, "{id} {target}");
+            assert_eq!(
+                p.get(target).cloned().unwrap_or(Value::Null),
+                want,
+                "{id} {target}"
+            );
         }
         let name = |k: &str| u.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
         let full = name("displayName").map(str::to_string).or_else(|| {
-            let parts: Vec<&str> = [name("givenName"), name("surname")].into_iter().flatten().collect();
+            let parts: Vec<&str> = [name("givenName"), name("surname")]
+                .into_iter()
+                .flatten()
+                .collect();
             (!parts.is_empty()).then(|| parts.join(" "))
         });
-        assert_eq!(p["User.FullName"].as_str(), full.as_deref(), "{id} FullName");
+        assert_eq!(
+            p["User.FullName"].as_str(),
+            full.as_deref(),
+            "{id} FullName"
+        );
         assert_eq!(p["User.BusinessPhone"], u["businessPhones"], "{id} phones");
         assert_eq!(
             p["User.CreatedDate"].as_str(),
@@ -206,8 +247,14 @@ async fn people_equal_the_date_filter_rule_at_the_exact_cutoff() {
             "{id} LastSeenDate"
         );
         let licences = p["User.Licenses"].as_array().unwrap();
-        assert_eq!(licences.len(), u["assignedLicenses"].as_array().unwrap().len(), "{id}");
-        friendly |= licences.iter().any(|l| l == "Microsoft 365 E3" || l == "Office 365 E3");
+        assert_eq!(
+            licences.len(),
+            u["assignedLicenses"].as_array().unwrap().len(),
+            "{id}"
+        );
+        friendly |= licences
+            .iter()
+            .any(|l| l == "Microsoft 365 E3" || l == "Office 365 E3");
     }
     assert!(friendly, "no friendly licence name");
 }
@@ -223,20 +270,47 @@ async fn transform_twice_is_identical_and_never_calls_graph() {
     assert_eq!(a.people_sha256.len(), 64);
     assert_eq!(a.kept, b.kept);
     assert!(a.kept > 0);
-    assert_eq!(s.sim.stats().total_requests, before, "transform made Graph requests");
+    assert_eq!(
+        s.sim.stats().total_requests,
+        before,
+        "transform made Graph requests"
+    );
     // Exactly one copy of the run's people is stored.
     let n = query(
         &cfg.pipeline.data_dir,
-        &format!("SELECT count(*) AS n FROM people WHERE _run_id = '{}'", a.run_id),
+        &format!(
+            "SELECT count(*) AS n FROM people WHERE _run_id = '{}'",
+            a.run_id
+        ),
         SqlFormat::Csv,
     )
     .unwrap();
     assert_eq!(n.lines().nth(1).unwrap(), a.kept.to_string());
     // Reports rows for deleted accounts and report-only users are explained, not dropped.
-    assert!(a.unmatched.iter().any(|(_, reason, n, _)| reason == "deleted account" && *n > 0), "{:?}", a.unmatched);
-    assert!(a.unmatched.iter().any(|(_, reason, n, _)| reason == "not in directory" && *n > 0), "{:?}", a.unmatched);
-    let runs = query(&cfg.pipeline.data_dir, m365_connector::query::RUNS_SQL, SqlFormat::Csv).unwrap();
-    assert!(runs.contains(&a.run_id) && runs.contains("succeeded"), "{runs}");
+    assert!(
+        a.unmatched
+            .iter()
+            .any(|(_, reason, n, _)| reason == "deleted account" && *n > 0),
+        "{:?}",
+        a.unmatched
+    );
+    assert!(
+        a.unmatched
+            .iter()
+            .any(|(_, reason, n, _)| reason == "not in directory" && *n > 0),
+        "{:?}",
+        a.unmatched
+    );
+    let runs = query(
+        &cfg.pipeline.data_dir,
+        m365_connector::query::RUNS_SQL,
+        SqlFormat::Csv,
+    )
+    .unwrap();
+    assert!(
+        runs.contains(&a.run_id) && runs.contains("succeeded"),
+        "{runs}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,22 +331,48 @@ async fn hostile_mappings_fail_with_file_line_and_change_nothing() {
     let before = snapshot(&cfg);
     let evil = "\"; DROP TABLE runs; --";
     let cases: Vec<(String, usize, &str)> = vec![
-        ("target,source\nUser.ExternalId,id\nUser.FullName,dispaly_name\n".into(), 3, "did you mean \"display_name\""),
-        ("target,source,transform\nUser.ExternalId,id,shout\n".into(), 2, "unknown transform"),
-        ("target,source\nUser.ExternalId,id\nUser.ExternalId,mail\n".into(), 3, "duplicate target"),
-        ("".into(), 1, "empty"),
-        ("\u{feff}target;source\nUser.ExternalId;id\n".into(), 1, "';' or tabs"),
         (
-            format!("target,source,transform,required,description\n{e},{e},{e},{e},{e}\n", e = format!("\"{}\"", evil.replace('"', "\"\""))),
+            "target,source\nUser.ExternalId,id\nUser.FullName,dispaly_name\n".into(),
+            3,
+            "did you mean \"display_name\"",
+        ),
+        (
+            "target,source,transform\nUser.ExternalId,id,shout\n".into(),
+            2,
+            "unknown transform",
+        ),
+        (
+            "target,source\nUser.ExternalId,id\nUser.ExternalId,mail\n".into(),
+            3,
+            "duplicate target",
+        ),
+        ("".into(), 1, "empty"),
+        (
+            "\u{feff}target;source\nUser.ExternalId;id\n".into(),
+            1,
+            "';' or tabs",
+        ),
+        (
+            format!(
+                "target,source,transform,required,description\n{e},{e},{e},{e},{e}\n",
+                e = format!("\"{}\"", evil.replace('"', "\"\""))
+            ),
             2,
             "is not a column name",
         ),
         (
-            format!("target,source,transform\nUser.ExternalId,id,\"{}\"\n", evil.replace('"', "\"\"")),
+            format!(
+                "target,source,transform\nUser.ExternalId,id,\"{}\"\n",
+                evil.replace('"', "\"\"")
+            ),
             2,
             "unknown transform",
         ),
-        ("target,source\nUser.ExternalId,licenses + id\n".into(), 2, "is a list"),
+        (
+            "target,source\nUser.ExternalId,licenses + id\n".into(),
+            2,
+            "is a list",
+        ),
     ];
     for (i, (text, line, needle)) in cases.iter().enumerate() {
         let file = s.dir.path().join(format!("bad{i}.csv"));
@@ -280,17 +380,32 @@ async fn hostile_mappings_fail_with_file_line_and_change_nothing() {
         let bad = config_with(&s, 30, &format!("mappings = \"{}\"", file.display()));
         let err = transform(&bad, None).unwrap_err().to_string();
         let prefix = format!("{}:{line}: ", file.display());
-        assert!(err.starts_with(&prefix), "case {i}: expected {prefix:?}, got {err}");
+        assert!(
+            err.starts_with(&prefix),
+            "case {i}: expected {prefix:?}, got {err}"
+        );
         assert!(err.contains(needle), "case {i}: {err}");
         assert_eq!(snapshot(&cfg), before, "case {i} changed the database");
     }
     // A hostile but valid target name is quoted, never executed.
     let file = s.dir.path().join("evil-target.csv");
-    std::fs::write(&file, format!("target,source\nUser.ExternalId,id\n\"{}\",display_name\n", evil.replace('"', "\"\""))).unwrap();
+    std::fs::write(
+        &file,
+        format!(
+            "target,source\nUser.ExternalId,id\n\"{}\",display_name\n",
+            evil.replace('"', "\"\"")
+        ),
+    )
+    .unwrap();
     let ok = config_with(&s, 30, &format!("mappings = \"{}\"", file.display()));
     let t = transform(&ok, None).unwrap();
     assert_eq!(t.kept, good.kept);
-    let cols = query(&ok.pipeline.data_dir, "SELECT column_name FROM duckdb_columns() WHERE table_name = 'people'", SqlFormat::Csv).unwrap();
+    let cols = query(
+        &ok.pipeline.data_dir,
+        "SELECT column_name FROM duckdb_columns() WHERE table_name = 'people'",
+        SqlFormat::Csv,
+    )
+    .unwrap();
     assert!(cols.contains("DROP TABLE runs"), "{cols}");
     assert!(snapshot(&cfg).contains(&good.run_id));
 }
@@ -306,22 +421,49 @@ async fn concealed_runs_never_import_hashed_names() {
     let got = people(&cfg, &t.run_id);
     assert_eq!(got.len(), 500, "date filter 0 keeps every directory user");
     for p in got.values() {
-        for attr in ["User.LastActivityDate", "User.ExchangeLastActivityDate", "User.TeamsLastActivityDate", "User.OfficeActivationsWindows"] {
-            assert!(p[attr].is_null(), "{attr} should be empty in a concealed run: {p}");
+        for attr in [
+            "User.LastActivityDate",
+            "User.ExchangeLastActivityDate",
+            "User.TeamsLastActivityDate",
+            "User.OfficeActivationsWindows",
+        ] {
+            assert!(
+                p[attr].is_null(),
+                "{attr} should be empty in a concealed run: {p}"
+            );
         }
         let upn = p["User.UserPrincipalName"].as_str().unwrap();
         assert!(upn.contains('@'), "a hashed name became a person: {upn}");
     }
-    assert!(t.unmatched.iter().all(|(_, reason, _, _)| reason == "concealed name"), "{:?}", t.unmatched);
+    assert!(
+        t.unmatched
+            .iter()
+            .all(|(_, reason, _, _)| reason == "concealed name"),
+        "{:?}",
+        t.unmatched
+    );
     // With a filter, only directory dates count.
-    let tenant = Tenant { seed: s.opts.seed, users: s.opts.users, today: s.opts.today, concealed: true };
+    let tenant = Tenant {
+        seed: s.opts.seed,
+        users: s.opts.users,
+        today: s.opts.today,
+        concealed: true,
+    };
     let seen = expected_last_seen(&tenant, true);
     let cfg = config_with(&s, 60, "");
     let t = transform(&cfg, None).unwrap();
     let cutoff = s.run.manifest.run_date - chrono::Days::new(60);
-    let expected = seen.values().filter(|d| d.is_some_and(|d| d >= cutoff)).count();
+    let expected = seen
+        .values()
+        .filter(|d| d.is_some_and(|d| d >= cutoff))
+        .count();
     assert_eq!(t.kept as usize, expected);
-    let runs = query(&cfg.pipeline.data_dir, "SELECT warnings FROM runs", SqlFormat::Csv).unwrap();
+    let runs = query(
+        &cfg.pipeline.data_dir,
+        "SELECT warnings FROM runs",
+        SqlFormat::Csv,
+    )
+    .unwrap();
     assert!(runs.contains("concealed_names"), "{runs}");
     let _ = Path::new("");
 }
