@@ -138,6 +138,8 @@ pub struct ScheduleSection {
     pub repeats: String,
     pub start_time: NaiveTime,
     pub timezone: String,
+    /// The validated schedule: computes next run times.
+    pub plan: crate::schedule::Schedule,
 }
 
 #[derive(Debug, Clone)]
@@ -374,10 +376,32 @@ impl Config {
             Some(t) => t.get_ref().trim().to_string(),
             None => "UTC".to_string(),
         };
+        // Parsed once here for an error at the `repeats` line; after that only the time zone
+        // can make `Schedule::new` fail.
+        repeats.parse::<crate::schedule::Repeats>().map_err(|e| {
+            let span = raw
+                .schedule
+                .repeats
+                .as_ref()
+                .map(|r| r.span())
+                .unwrap_or(0..0);
+            ctx.err(span, "schedule.repeats", &e.message)
+        })?;
+        let plan =
+            crate::schedule::Schedule::new(&repeats, start_time, &timezone).map_err(|e| {
+                let span = raw
+                    .schedule
+                    .timezone
+                    .as_ref()
+                    .map(|t| t.span())
+                    .unwrap_or(0..0);
+                ctx.err(span, "schedule.timezone", &e.message)
+            })?;
         let schedule = ScheduleSection {
             repeats,
             start_time,
             timezone,
+            plan,
         };
 
         let pipeline = ctx.pipeline(raw.pipeline, &base)?;
@@ -943,6 +967,18 @@ client_secret_env = "M365_TEST_SECRET_X"
         assert_eq!((e.key.as_str(), e.line), ("schedule.start_time", Some(9)));
         let e = parse(&format!("{GOOD}[pipeline]\nreport_period = \"D31\"\n")).unwrap_err();
         assert_eq!(e.key, "pipeline.report_period");
+        let e = parse(&format!(
+            "{GOOD}[schedule]\nrepeats = \"weekly on mnday\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("schedule.repeats", Some(9)));
+        assert!(e.message.contains("mnday"), "{e}");
+        let e = parse(&format!(
+            "{GOOD}[schedule]\ntimezone = \"Europe/Amsterdm\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("schedule.timezone", Some(9)));
+        assert!(e.message.contains("Europe/Amsterdam"), "{e}");
     }
 
     #[test]

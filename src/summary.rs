@@ -71,6 +71,21 @@ pub fn extract(run: &Extracted, took: Duration) -> String {
     s
 }
 
+/// Report rows that became no person, summed per reason: (reason, rows, reports, why).
+fn unmatched_by_reason(t: &Transformed) -> Vec<(String, u64, usize, String)> {
+    let mut out: Vec<(String, u64, usize, String)> = Vec::new();
+    for (_, reason, rows, why) in &t.unmatched {
+        match out.iter_mut().find(|(r, ..)| r == reason) {
+            Some(e) => {
+                e.1 += rows;
+                e.2 += 1;
+            }
+            None => out.push((reason.clone(), *rows, 1, why.clone())),
+        }
+    }
+    out
+}
+
 /// The end-of-transform summary.
 pub fn transform(t: &Transformed) -> String {
     let mut s = String::new();
@@ -94,11 +109,11 @@ pub fn transform(t: &Transformed) -> String {
         );
         let _ = writeln!(s, "    fix: {}", crate::concealment::FIX);
     }
-    for (report, reason, rows, why) in &t.unmatched {
+    for (reason, rows, reports, why) in unmatched_by_reason(t) {
         let _ = writeln!(
             s,
-            "  {report}: {} rows not joined ({reason}): {why}",
-            thousands(*rows)
+            "  not joined       {:>10}  report rows in {reports} reports: {reason} ({why})",
+            thousands(rows)
         );
     }
     for (audit, rows) in &t.audit_findings {
@@ -153,11 +168,11 @@ pub fn run(o: &RunOutcome) -> String {
         m.date_filter_days
     );
     let _ = writeln!(s, "  rejected         {:>10}", thousands(t.rejected));
-    for (report, reason, rows, _) in &t.unmatched {
+    for (reason, rows, reports, _) in unmatched_by_reason(t) {
         let _ = writeln!(
             s,
-            "  not joined       {:>10}  {report} rows ({reason})",
-            thousands(*rows)
+            "  not joined       {:>10}  report rows in {reports} reports: {reason}",
+            thousands(rows)
         );
     }
     let _ = writeln!(

@@ -1,31 +1,49 @@
 -- Users of the run, typed from the raw Graph JSON. `record` in the raw Parquet keeps every
--- field Graph sent; this model only renames and casts.
+-- field Graph sent; this model only renames and casts. Each record is parsed once
+-- (json_transform); a value of an unexpected type becomes NULL instead of failing the run.
+WITH parsed AS (
+    SELECT
+        json_transform(record, '{
+            "id": "VARCHAR", "userPrincipalName": "VARCHAR", "displayName": "VARCHAR",
+            "givenName": "VARCHAR", "surname": "VARCHAR", "mail": "VARCHAR",
+            "accountEnabled": "BOOLEAN", "userType": "VARCHAR", "createdDateTime": "VARCHAR",
+            "department": "VARCHAR", "jobTitle": "VARCHAR", "officeLocation": "VARCHAR",
+            "companyName": "VARCHAR", "employeeId": "VARCHAR", "mobilePhone": "VARCHAR",
+            "businessPhones": "VARCHAR[]", "city": "VARCHAR", "state": "VARCHAR",
+            "country": "VARCHAR", "usageLocation": "VARCHAR", "onPremisesSyncEnabled": "BOOLEAN",
+            "lastPasswordChangeDateTime": "VARCHAR", "assignedLicenses": "STRUCT(skuId VARCHAR)[]"
+        }') AS u,
+        _page,
+        _row,
+        _extracted_at
+    FROM raw_users
+)
 SELECT
-    json_extract_string(record, '$.id')                         AS id,
-    json_extract_string(record, '$.userPrincipalName')          AS user_principal_name,
-    lower(json_extract_string(record, '$.userPrincipalName'))   AS upn_key,
-    json_extract_string(record, '$.displayName')                AS display_name,
-    json_extract_string(record, '$.givenName')                  AS given_name,
-    json_extract_string(record, '$.surname')                    AS surname,
-    json_extract_string(record, '$.mail')                       AS mail,
-    TRY_CAST(json_extract_string(record, '$.accountEnabled') AS BOOLEAN) AS account_enabled,
-    json_extract_string(record, '$.userType')                   AS user_type,
-    m365_ts(json_extract_string(record, '$.createdDateTime'))   AS created_at,
-    json_extract_string(record, '$.department')                 AS department,
-    json_extract_string(record, '$.jobTitle')                   AS job_title,
-    json_extract_string(record, '$.officeLocation')             AS office_location,
-    json_extract_string(record, '$.companyName')                AS company_name,
-    json_extract_string(record, '$.employeeId')                 AS employee_id,
-    json_extract_string(record, '$.mobilePhone')                AS mobile_phone,
-    coalesce(json_extract_string(record, '$.businessPhones[*]'), []::VARCHAR[]) AS business_phones,
-    json_extract_string(record, '$.city')                       AS city,
-    json_extract_string(record, '$.state')                      AS state,
-    json_extract_string(record, '$.country')                    AS country,
-    json_extract_string(record, '$.usageLocation')              AS usage_location,
-    TRY_CAST(json_extract_string(record, '$.onPremisesSyncEnabled') AS BOOLEAN) AS on_premises_sync_enabled,
-    m365_ts(json_extract_string(record, '$.lastPasswordChangeDateTime')) AS last_password_change_at,
-    coalesce(json_extract_string(record, '$.assignedLicenses[*].skuId'), []::VARCHAR[]) AS assigned_sku_ids,
+    u.id                                        AS id,
+    u.userPrincipalName                         AS user_principal_name,
+    lower(u.userPrincipalName)                  AS upn_key,
+    u.displayName                               AS display_name,
+    u.givenName                                 AS given_name,
+    u.surname                                   AS surname,
+    u.mail                                      AS mail,
+    u.accountEnabled                            AS account_enabled,
+    u.userType                                  AS user_type,
+    m365_ts(u.createdDateTime)                  AS created_at,
+    u.department                                AS department,
+    u.jobTitle                                  AS job_title,
+    u.officeLocation                            AS office_location,
+    u.companyName                               AS company_name,
+    u.employeeId                                AS employee_id,
+    u.mobilePhone                               AS mobile_phone,
+    coalesce(u.businessPhones, []::VARCHAR[])   AS business_phones,
+    u.city                                      AS city,
+    u.state                                     AS state,
+    u.country                                   AS country,
+    u.usageLocation                             AS usage_location,
+    u.onPremisesSyncEnabled                     AS on_premises_sync_enabled,
+    m365_ts(u.lastPasswordChangeDateTime)       AS last_password_change_at,
+    coalesce(list_transform(u.assignedLicenses, lambda l: l.skuId), []::VARCHAR[]) AS assigned_sku_ids,
     _page,
     _row,
     _extracted_at
-FROM raw_users
+FROM parsed
