@@ -40,10 +40,18 @@ pub enum Command {
     Run(LoadArgs),
     /// The whole pipeline against the built-in simulator (offline; data under data/demo/).
     Demo(DemoArgs),
+    /// The connector server: runs every active connector in DIR on its schedule (re-reads the
+    /// folder on every wake; SIGTERM/Ctrl-C stops it cleanly).
+    Serve(ServeArgs),
+    /// One table of the connectors in DIR: server, active, schedule, last run, next run.
+    Status(ConnectorsArg),
     /// List the runs recorded in the staging database: status, counts, warnings, durations.
     Runs(ConfigArg),
     /// Query the staging database (read-only), e.g. `sql -c FILE "SELECT count(*) FROM people"`.
     Sql(SqlArgs),
+    /// Pre-flight checklist: connector file, secret, sign-in, admin consent (roles), one
+    /// minimal call per endpoint family, and report name concealment. Exit 1 if any fails.
+    Check(ConfigArg),
     /// Check a connector file without contacting Microsoft (syntax, keys, ids, secret source).
     Validate(ConfigArg),
     /// Run the built-in Graph simulator (login, Graph and a report download host) on loopback.
@@ -111,4 +119,24 @@ pub struct DemoArgs {
     /// Size of the simulated tenant.
     #[arg(long, default_value_t = 3000)]
     pub users: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Folder of connector files (*.toml).
+    #[arg(long, value_name = "DIR")]
+    pub connectors: PathBuf,
+    /// Only connectors whose `server` is this name ("cloud" or an on-premises server's name).
+    #[arg(long, default_value = "cloud")]
+    pub server: String,
+    /// Run whatever is due now, then exit (for cron or Task Scheduler).
+    #[arg(long)]
+    pub once: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConnectorsArg {
+    /// Folder of connector files (*.toml).
+    #[arg(long, value_name = "DIR")]
+    pub connectors: PathBuf,
 }

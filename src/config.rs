@@ -522,7 +522,7 @@ impl Ctx<'_> {
     /// toml crate's Display quotes the offending source line, which could hold a secret.
     fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
         let line = e.span().map(|s| self.line_of(s));
-        let msg = e.message().trim().to_string();
+        let msg = e.message().trim().replace('\n', "; ");
         let key = line
             .and_then(|l| self.text.lines().nth(l - 1))
             .and_then(|l| l.split('=').next())

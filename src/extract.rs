@@ -53,16 +53,11 @@ pub async fn extract(cfg: &Config, progress: &Progress) -> Result<Extracted> {
     let run_id = new_run_id(started_at);
     let client = Arc::new(GraphClient::new(cfg, secret)?);
 
-    let login = progress.line("sign-in");
-    login.set_message(format!("tenant {}", cfg.tenant.tenant_id));
-    client.token().await?;
-    client.check_roles().await?;
-    login.finish_with_message("ok");
-
-    // The run is a row in the staging database from here on.
+    // The run is a row in the staging database from here on, so a refused sign-in is on
+    // record too (nothing else is written before sign-in succeeds).
     crate::staging::Staging::open(&cfg.pipeline.data_dir)?
         .begin_extract(cfg, &run_id, started_at)?;
-    let outcome = land_and_commit(cfg, &client, &run_id, started_at, progress).await;
+    let outcome = sign_in_land_and_commit(cfg, &client, &run_id, started_at, progress).await;
     let staging = crate::staging::Staging::open(&cfg.pipeline.data_dir)?;
     match &outcome {
         Ok(run) => {
@@ -71,6 +66,22 @@ pub async fn extract(cfg: &Config, progress: &Progress) -> Result<Extracted> {
         Err(e) => staging.fail(&run_id, "extract", &e.to_string()),
     }
     outcome
+}
+
+/// Signs in (and checks consent) before anything lands.
+async fn sign_in_land_and_commit(
+    cfg: &Config,
+    client: &Arc<GraphClient>,
+    run_id: &str,
+    started_at: DateTime<Utc>,
+    progress: &Progress,
+) -> Result<Extracted> {
+    let login = progress.line("sign-in");
+    login.set_message(format!("tenant {}", cfg.tenant.tenant_id));
+    client.token().await?;
+    client.check_roles().await?;
+    login.finish_with_message("ok");
+    land_and_commit(cfg, client, run_id, started_at, progress).await
 }
 
 /// Lands every stream into a partial directory and commits it.

@@ -13,6 +13,7 @@
 // variant would only make matching on them clumsier.
 #![allow(clippy::result_large_err)]
 
+pub mod check;
 pub mod cli;
 pub mod concealment;
 pub mod config;
@@ -29,6 +30,7 @@ pub mod pipeline;
 pub mod query;
 pub mod random;
 pub mod schedule;
+pub mod serve;
 pub mod sim;
 pub mod staging;
 pub mod streams;
@@ -44,6 +46,11 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
         Command::Init => {
             print!("{}", config::TEMPLATE);
             Ok(ExitStatus::Success)
+        }
+        Command::Check(arg) => {
+            let list = check::check(&arg.config).await;
+            print!("{}", list.render());
+            Ok(list.exit_status())
         }
         Command::Validate(arg) => {
             let cfg = config::Config::load(&arg.config)?;
@@ -101,6 +108,29 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
             print!("{}", summary::demo_queries(&demo.config_path));
             Ok(demo.outcome.exit_status())
         }
+        Command::Serve(args) => {
+            let opts = serve::ServeOptions {
+                dir: args.connectors,
+                server: args.server,
+                once: args.once,
+                rescan_seconds: 30,
+            };
+            let mut server = serve::Server::new(opts, std::sync::Arc::new(serve::SystemClock));
+            server.run(shutdown_signal()).await?;
+            let events = server.events.lock().map(|e| e.clone()).unwrap_or_default();
+            let failed = events
+                .iter()
+                .any(|e| matches!(e.outcome, serve::Outcome::Failed(_)));
+            Ok(if failed {
+                ExitStatus::Failure
+            } else {
+                ExitStatus::Success
+            })
+        }
+        Command::Status(arg) => {
+            print!("{}", serve::status(&arg.connectors, chrono::Utc::now())?);
+            Ok(ExitStatus::Success)
+        }
         Command::Runs(arg) => {
             let cfg = config::Config::load(&arg.config)?;
             print!(
@@ -127,5 +157,28 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
                 .map_err(|e| error::Error::io("running the simulator", e))?;
             Ok(ExitStatus::Success)
         }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -200,7 +200,7 @@ impl State {
     /// Counts a request with a valid token; true if the token-expiry fault hits it.
     pub fn token_expiry_hits(&self, every: Option<u64>) -> bool {
         let n = self.valid_token_requests.fetch_add(1, Ordering::Relaxed) + 1;
-        every.is_some_and(|e| e > 0 && n % e == 0)
+        every.is_some_and(|e| e > 0 && n.is_multiple_of(e))
     }
 
     /// Admits a report call against its budget, or returns how long until one is free.

@@ -547,7 +547,7 @@ impl Tenant {
 
         let mut x = Rng::new(self.seed, i, SALT_EXTRAS);
         let roll = x.next_u64();
-        if roll % 97 == 0 || (self.users >= 2 && i == self.users / 2) {
+        if roll.is_multiple_of(97) || (self.users >= 2 && i == self.users / 2) {
             self.subject_rows(r, period, &self.deleted_subject(i), &mut out);
         }
         if roll % 211 == 5 || (self.users >= 4 && i == self.users / 4) {

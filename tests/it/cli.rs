@@ -119,9 +119,23 @@ async fn wrong_secret_exits_1_with_advice_and_writes_nothing() {
         !t.contains("b4c9f2d1-this-is-the-secret-ID"),
         "secret echoed: {t}"
     );
-    assert!(
-        files_under(&dir.path().join("data")).is_empty(),
-        "something was written"
+    // Nothing landed; the refused sign-in is on record in the staging database.
+    assert!(!dir.path().join("data/raw").exists(), "something landed");
+    let runs = run(
+        &[
+            "sql",
+            "-c",
+            "connector.toml",
+            "--format",
+            "csv",
+            "SELECT status, extract_status, error LIKE '%AADSTS7000215%' AS aadsts FROM runs",
+        ],
+        dir.path(),
+        &[],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&runs.stdout),
+        "status,extract_status,aadsts\nfailed,failed,true\n"
     );
 }
 

@@ -6,4 +6,5 @@ mod util;
 mod cli;
 mod extract;
 mod load;
+mod serve;
 mod transform;
