@@ -248,3 +248,94 @@ async fn a_held_lock_stops_a_second_server() {
         "released lock, yet no run"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_running_extract_without_committing_it() {
+    let mut opts = sim_options(3_000, 14);
+    // Slow pages, so the extract is still running when the signal comes.
+    opts.latency_ms = 400;
+    let sim = Simulator::start(opts.clone()).await.unwrap();
+    let dir = TempDir::new("serve-term");
+    let d = dir.path().to_path_buf();
+    write_connector(
+        &d,
+        "slow",
+        &sim,
+        &opts,
+        "",
+        "repeats = \"hourly\"",
+        &opts.client_secret,
+    );
+    // A connector that has never run is due at once under `--once`; here the long-running
+    // server must see it as due, so give it a last run two hours ago.
+    std::fs::create_dir_all(d.join("slow-data")).unwrap();
+    {
+        let staging = m365_connector::staging::Staging::open(&d.join("slow-data")).unwrap();
+        staging
+            .conn
+            .execute_batch(
+                "INSERT INTO runs (run_id, connector, status, started_at) VALUES ('20000101T000000Z-0000', 'slow', 'succeeded', now()::TIMESTAMP - INTERVAL 2 HOUR)",
+            )
+            .unwrap();
+    }
+    let child = Command::new(BIN)
+        .args(["-v", "serve", "--connectors", "."])
+        .current_dir(&d)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the extract has begun landing.
+    let raw = d.join("slow-data/raw");
+    let mut started = false;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let partial = std::fs::read_dir(&raw)
+            .map(|e| {
+                e.flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with(".partial-"))
+            })
+            .unwrap_or(false);
+        if partial {
+            started = true;
+            break;
+        }
+    }
+    assert!(started, "the extract never started");
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("shutting down"), "{log}");
+    // Nothing committed, nothing partial left, the run marked as interrupted.
+    let left: Vec<String> = std::fs::read_dir(&raw)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let runs = Command::new(BIN)
+        .args([
+            "sql",
+            "-c",
+            "slow.toml",
+            "--format",
+            "csv",
+            "SELECT status, error FROM runs WHERE run_id <> '20000101T000000Z-0000'",
+        ])
+        .current_dir(&d)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&runs.stdout),
+        "status,error\nfailed,interrupted: the server shut down\n"
+    );
+}
