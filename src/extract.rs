@@ -103,7 +103,7 @@ async fn land_and_commit(
     let (streams, setting) = match landed {
         Ok(v) => v,
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&partial);
+            remove_partial(&partial);
             return Err(e);
         }
     };
@@ -115,7 +115,7 @@ async fn land_and_commit(
         .and_then(|_| std::fs::rename(&partial, &dir))
         .and_then(|_| sync_dir(&raw));
     if let Err(e) = commit {
-        let _ = std::fs::remove_dir_all(&partial);
+        remove_partial(&partial);
         return Err(Error::io(
             format!("committing run {run_id} in {}", raw.display()),
             e,
@@ -131,6 +131,17 @@ async fn land_and_commit(
 
 type StreamResult = Result<(String, StreamManifest)>;
 
+/// What every stream task of a run shares.
+#[derive(Clone)]
+struct StreamCtx {
+    client: Arc<GraphClient>,
+    /// The run's partial directory.
+    dir: PathBuf,
+    run_id: String,
+    /// Becomes `true` when another stream failed.
+    cancel: tokio::sync::watch::Receiver<bool>,
+}
+
 async fn land_streams(
     client: &Arc<GraphClient>,
     cfg: &Config,
@@ -139,18 +150,25 @@ async fn land_streams(
     progress: &Progress,
 ) -> Result<(BTreeMap<String, StreamManifest>, Setting)> {
     let mut tasks: JoinSet<StreamResult> = JoinSet::new();
+    // One failing stream stops the others at their next await point. Tasks are never
+    // aborted: their blocking Parquet writers must finish before the directory is removed.
+    let (cancel, cancelled) = tokio::sync::watch::channel(false);
 
     let users_url = client.v1(&format!(
         "/users?$select={}&$top={USERS_PAGE_SIZE}",
         USER_SELECT.join(",")
     ))?;
     let users_bar = progress.line("users");
+    let ctx = StreamCtx {
+        client: client.clone(),
+        dir: dir.to_path_buf(),
+        run_id: run_id.to_string(),
+        cancel: cancelled,
+    };
     tasks.spawn(land_collection(
-        client.clone(),
+        ctx.clone(),
         "users",
         users_url,
-        dir.to_path_buf(),
-        run_id.to_string(),
         "users",
         users_bar,
     ));
@@ -159,11 +177,9 @@ async fn land_streams(
         ("subscribed_skus", "/subscribedSkus", "subscribed licences"),
     ] {
         tasks.spawn(land_collection(
-            client.clone(),
+            ctx.clone(),
             stream,
             client.v1(path)?,
-            dir.to_path_buf(),
-            run_id.to_string(),
             what,
             ProgressBar::hidden(),
         ));
@@ -172,11 +188,9 @@ async fn land_streams(
     reports_bar.set_message(format!("0/{}", Report::ALL.len()));
     for report in Report::ALL {
         tasks.spawn(land_report(
-            client.clone(),
+            ctx.clone(),
             report,
             cfg.pipeline.report_period.clone(),
-            dir.to_path_buf(),
-            run_id.to_string(),
         ));
     }
 
@@ -194,7 +208,7 @@ async fn land_streams(
                 streams.insert(name, manifest);
             }
             Err(e) => {
-                tasks.abort_all();
+                let _ = cancel.send(true);
                 while tasks.join_next().await.is_some() {}
                 return Err(e);
             }
@@ -207,14 +221,18 @@ async fn land_streams(
 /// Lands a paged JSON collection. Pages are fetched while the previous one is written:
 /// a bounded channel feeds a blocking writer, so memory stays at a few pages.
 async fn land_collection(
-    client: Arc<GraphClient>,
+    ctx: StreamCtx,
     stream: &'static str,
     first: Url,
-    dir: PathBuf,
-    run_id: String,
     what: &'static str,
     bar: ProgressBar,
 ) -> StreamResult {
+    let StreamCtx {
+        client,
+        dir,
+        run_id,
+        mut cancel,
+    } = ctx;
     let stats = CallStats::default();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(i32, DateTime<Utc>, Page)>(4);
     let lineage = Lineage {
@@ -237,7 +255,12 @@ async fn land_collection(
     let mut pages = 0u64;
     let mut rows = 0u64;
     let walked: Result<()> = async {
-        while let Some(page) = pager.next_page(&client, &stats, what).await? {
+        loop {
+            let next = tokio::select! {
+                next = pager.next_page(&client, &stats, what) => next?,
+                _ = cancel.wait_for(|c| *c) => return Err(cancelled_error()),
+            };
+            let Some(page) = next else { break };
             pages += 1;
             rows += page.len() as u64;
             bar.set_message(format!("{rows} ({pages} pages)"));
@@ -267,17 +290,24 @@ async fn land_collection(
     ))
 }
 
+fn cancelled_error() -> Error {
+    Error::Internal("stopped because another stream of the run failed".into())
+}
+
 /// Downloads one report and lands it, noting how its user names look.
-async fn land_report(
-    client: Arc<GraphClient>,
-    report: Report,
-    period: String,
-    dir: PathBuf,
-    run_id: String,
-) -> StreamResult {
+async fn land_report(ctx: StreamCtx, report: Report, period: String) -> StreamResult {
+    let StreamCtx {
+        client,
+        dir,
+        run_id,
+        mut cancel,
+    } = ctx;
     let stats = CallStats::default();
     let csv_path = dir.join(format!("{}.csv.download", report.stream()));
-    let downloaded = reports::download_report(&client, report, &period, &csv_path, &stats).await?;
+    let downloaded = tokio::select! {
+        d = reports::download_report(&client, report, &period, &csv_path, &stats) => d?,
+        _ = cancel.wait_for(|c| *c) => return Err(cancelled_error()),
+    };
     let at = Utc::now();
     let lineage = Lineage {
         run_id,
@@ -456,6 +486,19 @@ fn build_manifest(
         concealment,
         warnings,
     }
+}
+
+/// Removes an uncommitted run directory. A file a cancelled download was still creating can
+/// make one attempt fail with "directory not empty", so it is retried briefly.
+pub fn remove_partial(dir: &Path) {
+    for _ in 0..20 {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    }
+    tracing::warn!(dir = %dir.display(), "could not remove the uncommitted run directory; it is never used and can be deleted");
 }
 
 /// Creates a directory (and parents) readable by its owner only.

@@ -371,7 +371,7 @@ impl Server {
             if let Ok(entries) = std::fs::read_dir(cfg.raw_dir()) {
                 for e in entries.flatten() {
                     if e.file_name().to_string_lossy().starts_with(".partial-") {
-                        let _ = std::fs::remove_dir_all(e.path());
+                        crate::extract::remove_partial(&e.path());
                     }
                 }
             }

@@ -83,8 +83,14 @@ impl GraphClient {
 
     async fn fetch_token(&self) -> Result<CachedToken, GraphError> {
         let base = self.login_url.as_str().trim_end_matches('/');
-        let url = format!("{base}/{}/oauth2/v2.0/token", self.tenant_id);
-        let url_for_errors = url.clone();
+        let url = reqwest::Url::parse(&format!("{base}/{}/oauth2/v2.0/token", self.tenant_id))
+            .map_err(|e| GraphError::Transport {
+                url: base.to_string(),
+                problem: format!("cannot build the token URL: {e}"),
+                waited_s: 0.0,
+                ids: RequestIds::fresh(),
+            })?;
+        let url_for_errors = url.to_string();
         let form = [
             ("client_id", self.client_id.as_str()),
             ("scope", self.scope.as_str()),
@@ -94,40 +100,22 @@ impl GraphClient {
         let stats = &self.login_stats;
         let mut attempt = 0u32;
         loop {
-            let ids = RequestIds {
-                client_request_id: crate::random::guid(),
-                request_id: None,
-            };
+            let ids = RequestIds::fresh();
             stats
                 .requests
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let sent = self
                 .http
-                .post(&url)
+                .post(url.clone())
                 .header("client-request-id", &ids.client_request_id)
                 .form(&form)
                 .send()
                 .await;
-            let parsed_url = reqwest::Url::parse(&url).ok();
             let resp = match sent {
                 Ok(r) => r,
                 Err(e) => {
-                    let problem = describe(&e);
-                    match &parsed_url {
-                        Some(u) => {
-                            self.wait_transient(u, &problem, attempt, stats, &ids)
-                                .await?
-                        }
-                        None => {
-                            return Err(GraphError::Transport {
-                                url: url_for_errors,
-                                problem,
-                                waited_s: 0.0,
-                                ids,
-                            });
-                        }
-                    }
-                    attempt += 1;
+                    self.wait_transient(&url, &describe(&e), &mut attempt, stats, &ids)
+                        .await?;
                     continue;
                 }
             };
@@ -136,11 +124,8 @@ impl GraphClient {
             let body = match resp.bytes().await {
                 Ok(b) => b,
                 Err(e) => {
-                    if let Some(u) = &parsed_url {
-                        self.wait_transient(u, &describe(&e), attempt, stats, &ids)
-                            .await?;
-                    }
-                    attempt += 1;
+                    self.wait_transient(&url, &describe(&e), &mut attempt, stats, &ids)
+                        .await?;
                     continue;
                 }
             };
@@ -170,10 +155,16 @@ impl GraphClient {
             let err: LoginErrorBody = serde_json::from_slice(&body).unwrap_or_default();
             let transient = err.error == "temporarily_unavailable"
                 || (classify_status(status) == Verdict::Retry && err.error_codes.is_empty());
-            if transient && let Some(u) = &parsed_url {
-                self.wait_status(u, status, retry_after(&headers), attempt, stats, &ids)
-                    .await?;
-                attempt += 1;
+            if transient {
+                self.wait_status(
+                    &url,
+                    status,
+                    retry_after(&headers),
+                    &mut attempt,
+                    stats,
+                    &ids,
+                )
+                .await?;
                 continue;
             }
             let (code, summary, fix) =

@@ -17,6 +17,16 @@ pub struct RequestIds {
     pub request_id: Option<String>,
 }
 
+impl RequestIds {
+    /// Ids for a new request: a fresh `client-request-id`, no answer yet.
+    pub fn fresh() -> RequestIds {
+        RequestIds {
+            client_request_id: crate::random::guid(),
+            request_id: None,
+        }
+    }
+}
+
 impl fmt::Display for RequestIds {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "client-request-id {}", self.client_request_id)?;

@@ -169,15 +169,12 @@ impl GraphClient {
     ) -> Result<reqwest::Response, GraphError> {
         let mut attempt = 0u32;
         loop {
-            let ids = RequestIds {
-                client_request_id: crate::random::guid(),
-                request_id: None,
-            };
+            let ids = RequestIds::fresh();
             CallStats::bump(&stats.requests, 1);
             let sent = self.http.get(url.clone()).send().await;
             match sent {
                 Err(e) => {
-                    self.wait_transient(url, &e.to_string(), attempt, stats, &ids)
+                    self.wait_transient(url, &e.to_string(), &mut attempt, stats, &ids)
                         .await?;
                 }
                 Ok(resp) => {
@@ -203,12 +200,10 @@ impl GraphClient {
                         });
                     }
                     let ra = retry_after(resp.headers());
-                    self.wait_status(url, status, ra, attempt, stats, &ids)
+                    self.wait_status(url, status, ra, &mut attempt, stats, &ids)
                         .await?;
                 }
             }
-            attempt += 1;
-            CallStats::bump(&stats.retries, 1);
         }
     }
 
@@ -223,10 +218,7 @@ impl GraphClient {
         let mut refreshes = 0u32;
         let mut bad_bodies = 0u32;
         loop {
-            let mut ids = RequestIds {
-                client_request_id: crate::random::guid(),
-                request_id: None,
-            };
+            let mut ids = RequestIds::fresh();
             let req = self
                 .http
                 .get(url.clone())
@@ -235,15 +227,12 @@ impl GraphClient {
                 .header("x-ms-throttle-priority", "Low");
             let token = self.token().await?;
             let req = req.bearer_auth(token.expose());
-            let sent_token = token;
             CallStats::bump(&stats.requests, 1);
             let resp = match req.send().await {
                 Ok(r) => r,
                 Err(e) => {
-                    self.wait_transient(url, &describe(&e), attempt, stats, &ids)
+                    self.wait_transient(url, &describe(&e), &mut attempt, stats, &ids)
                         .await?;
-                    attempt += 1;
-                    CallStats::bump(&stats.retries, 1);
                     continue;
                 }
             };
@@ -257,10 +246,8 @@ impl GraphClient {
                 Ok(b) => b,
                 Err(e) => {
                     // Connection reset or timeout mid-body: the whole request is retried.
-                    self.wait_transient(url, &describe(&e), attempt, stats, &ids)
+                    self.wait_transient(url, &describe(&e), &mut attempt, stats, &ids)
                         .await?;
-                    attempt += 1;
-                    CallStats::bump(&stats.retries, 1);
                     continue;
                 }
             };
@@ -284,10 +271,8 @@ impl GraphClient {
                             });
                         }
                         tracing::warn!(url = %redact_query(url), %problem, "unusable response body; retrying");
-                        self.wait_transient(url, &problem, attempt, stats, &ids)
+                        self.wait_transient(url, &problem, &mut attempt, stats, &ids)
                             .await?;
-                        attempt += 1;
-                        CallStats::bump(&stats.retries, 1);
                         continue;
                     }
                 }
@@ -300,17 +285,15 @@ impl GraphClient {
                 // An expired or revoked token: a fresh token and another try. A token that is
                 // rejected again and again is a real problem (wrong tenant or cloud): give up.
                 tracing::info!(url = %redact_query(url), code = %err.error.code, "401 from Graph; fetching a fresh token");
-                self.invalidate_token(&sent_token).await;
+                self.invalidate_token(&token).await;
                 refreshes += 1;
                 CallStats::bump(&stats.retries, 1);
                 continue;
             }
             if classify_status(status) == Verdict::Retry {
                 let ra = retry_after(&headers);
-                self.wait_status(url, status, ra, attempt, stats, &ids)
+                self.wait_status(url, status, ra, &mut attempt, stats, &ids)
                     .await?;
-                attempt += 1;
-                CallStats::bump(&stats.retries, 1);
                 continue;
             }
             return Err(GraphError::Api {
@@ -339,11 +322,13 @@ impl GraphClient {
         url: &Url,
         status: u16,
         retry_after: Option<Duration>,
-        attempt: u32,
+        attempt: &mut u32,
         stats: &CallStats,
         ids: &RequestIds,
     ) -> Result<(), GraphError> {
-        let wait = retry_after.unwrap_or_else(|| self.retry.backoff(attempt));
+        let wait = retry_after.unwrap_or_else(|| self.retry.backoff(*attempt));
+        *attempt += 1;
+        CallStats::bump(&stats.retries, 1);
         if !self.retry.reserve(wait) {
             return Err(GraphError::WaitCapExceeded {
                 url: redact_query(url),
@@ -367,11 +352,13 @@ impl GraphClient {
         &self,
         url: &Url,
         problem: &str,
-        attempt: u32,
+        attempt: &mut u32,
         stats: &CallStats,
         ids: &RequestIds,
     ) -> Result<(), GraphError> {
-        let wait = self.retry.backoff(attempt);
+        let wait = self.retry.backoff(*attempt);
+        *attempt += 1;
+        CallStats::bump(&stats.retries, 1);
         if !self.retry.reserve(wait) {
             return Err(GraphError::Transport {
                 url: redact_query(url),

@@ -123,24 +123,17 @@ async fn stream_to_file(
                 return Ok(written);
             }
             Some(problem) => {
-                let ids = RequestIds {
-                    client_request_id: crate::random::guid(),
-                    request_id: None,
-                };
+                let ids = RequestIds::fresh();
                 tracing::warn!(url = %redact_query(url), %problem, "report download interrupted; retrying");
                 client
                     .wait_transient(
                         url,
                         &format!("download interrupted: {problem}"),
-                        attempt,
+                        &mut attempt,
                         stats,
                         &ids,
                     )
                     .await?;
-                attempt += 1;
-                stats
-                    .retries
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
     }
