@@ -277,7 +277,7 @@ fn run_in_transaction(
         }
     }
 
-    persist(staging, run_id)?;
+    persist(staging)?;
 
     let count = |sql: &str| -> Result<u64> {
         conn.query_row(sql, [], |r| r.get::<_, i64>(0))
@@ -522,7 +522,7 @@ fn load_sku_names(staging: &Staging, names: &[(String, String, String)]) -> Resu
 /// Stores the run's people, rejects, unmatched report rows and licence counts. A mapping
 /// with different columns than the stored `people` table replaces it (older runs' people
 /// were produced by the old mapping; their raw data can be transformed again).
-fn persist(staging: &Staging, run_id: &str) -> Result<()> {
+fn persist(staging: &Staging) -> Result<()> {
     let conn = &staging.conn;
     let path = &staging.path;
     let new_cols = staging.columns("out_people")?;
@@ -556,7 +556,6 @@ fn persist(staging: &Staging, run_id: &str) -> Result<()> {
         INSERT INTO license_counts SELECT getvariable('run_id'), sku_id, sku_part_number, sku_name, capability_status,
             prepaid_enabled, consumed_units, assigned_users FROM int_license_counts;
     ";
-    let _ = run_id;
     conn.execute_batch(sql)
         .map_err(|e| db_error(path, "storing the run's people", e))
 }
