@@ -27,7 +27,7 @@ use crate::output::Progress;
 use crate::streams::{Report, USER_SELECT, USERS_PAGE_SIZE};
 
 /// Rows per Parquet batch when converting a report CSV.
-const CSV_BATCH_ROWS: usize = 8_192;
+const CSV_BATCH_ROWS: usize = 2_048;
 
 /// A committed extract run.
 #[derive(Debug, Clone)]
