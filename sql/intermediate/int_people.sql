@@ -16,10 +16,6 @@ WITH
 users AS (
     SELECT * FROM stg_graph__users
 ),
-joinable AS (
-    -- false for a concealed run: every report CTE below then yields no rows.
-    SELECT NOT getvariable('concealed') AS ok
-),
 active AS (
     SELECT upn_key,
         max(exchange_last_activity_date)   AS exchange_last_activity_date,
@@ -38,8 +34,8 @@ active AS (
         bool_or(has_teams_license)         AS has_teams_license,
         max(assigned_products)             AS report_assigned_products,
         max(report_refresh_date)           AS report_refresh_date
-    FROM stg_reports__office365_active_user_detail, joinable
-    WHERE joinable.ok AND upn_key IS NOT NULL AND NOT is_deleted
+    FROM stg_reports__office365_active_user_detail
+    WHERE NOT getvariable('concealed') AND upn_key IS NOT NULL AND NOT is_deleted
     GROUP BY upn_key
 ),
 activations AS (
@@ -51,8 +47,8 @@ activations AS (
                                                         AS office_activations_mobile,
         list(DISTINCT product_type ORDER BY product_type) FILTER (WHERE product_type IS NOT NULL)
                                                         AS office_activated_products
-    FROM stg_reports__office365_activations_user_detail, joinable
-    WHERE joinable.ok AND upn_key IS NOT NULL
+    FROM stg_reports__office365_activations_user_detail
+    WHERE NOT getvariable('concealed') AND upn_key IS NOT NULL
     GROUP BY upn_key
 ),
 apps AS (
@@ -65,8 +61,8 @@ apps AS (
          + coalesce(bool_or(excel), false)::INT + coalesce(bool_or(powerpoint), false)::INT
          + coalesce(bool_or(onenote), false)::INT + coalesce(bool_or(teams), false)::INT)
                                   AS apps_used_count
-    FROM stg_reports__m365_app_user_detail, joinable
-    WHERE joinable.ok AND upn_key IS NOT NULL
+    FROM stg_reports__m365_app_user_detail
+    WHERE NOT getvariable('concealed') AND upn_key IS NOT NULL
     GROUP BY upn_key
 ),
 mailbox AS (
@@ -75,8 +71,8 @@ mailbox AS (
         max(storage_used_bytes)  AS mailbox_storage_used_bytes,
         max(item_count)          AS mailbox_item_count,
         bool_or(has_archive)     AS mailbox_has_archive
-    FROM stg_reports__mailbox_usage_detail, joinable
-    WHERE joinable.ok AND upn_key IS NOT NULL AND NOT is_deleted
+    FROM stg_reports__mailbox_usage_detail
+    WHERE NOT getvariable('concealed') AND upn_key IS NOT NULL AND NOT is_deleted
     GROUP BY upn_key
 ),
 email AS (
@@ -85,8 +81,8 @@ email AS (
         sum(send_count)         AS email_send_count,
         sum(receive_count)      AS email_receive_count,
         sum(read_count)         AS email_read_count
-    FROM stg_reports__email_activity_user_detail, joinable
-    WHERE joinable.ok AND upn_key IS NOT NULL AND NOT is_deleted
+    FROM stg_reports__email_activity_user_detail
+    WHERE NOT getvariable('concealed') AND upn_key IS NOT NULL AND NOT is_deleted
     GROUP BY upn_key
 ),
 onedrive AS (
@@ -94,8 +90,8 @@ onedrive AS (
         max(last_activity_date)  AS onedrive_report_last_activity_date,
         max(storage_used_bytes)  AS onedrive_storage_used_bytes,
         sum(file_count)          AS onedrive_file_count
-    FROM stg_reports__onedrive_usage_account_detail, joinable
-    WHERE joinable.ok AND upn_key IS NOT NULL AND NOT is_deleted
+    FROM stg_reports__onedrive_usage_account_detail
+    WHERE NOT getvariable('concealed') AND upn_key IS NOT NULL AND NOT is_deleted
     GROUP BY upn_key
 ),
 sharepoint AS (
@@ -103,19 +99,19 @@ sharepoint AS (
         max(last_activity_date)          AS sharepoint_report_last_activity_date,
         sum(viewed_or_edited_file_count) AS sharepoint_viewed_or_edited_file_count,
         sum(visited_page_count)          AS sharepoint_visited_page_count
-    FROM stg_reports__sharepoint_activity_user_detail, joinable
-    WHERE joinable.ok AND upn_key IS NOT NULL AND NOT is_deleted
+    FROM stg_reports__sharepoint_activity_user_detail
+    WHERE NOT getvariable('concealed') AND upn_key IS NOT NULL AND NOT is_deleted
     GROUP BY upn_key
 ),
 teams_rows AS (
     -- Teams rows match a user by User Id or by UPN; UNION keeps each (user, row) once.
     SELECT u.id, t._row
     FROM users u JOIN stg_reports__teams_user_activity_user_detail t ON t.user_id_key = lower(u.id)
-    WHERE (SELECT ok FROM joinable) AND NOT t.is_deleted
+    WHERE NOT getvariable('concealed') AND NOT t.is_deleted
     UNION
     SELECT u.id, t._row
     FROM users u JOIN stg_reports__teams_user_activity_user_detail t ON t.upn_key = u.upn_key
-    WHERE (SELECT ok FROM joinable) AND NOT t.is_deleted
+    WHERE NOT getvariable('concealed') AND NOT t.is_deleted
 ),
 teams AS (
     SELECT r.id,
