@@ -746,7 +746,11 @@ impl Ctx<'_> {
             )),
         };
         Ok(PipelineSection {
-            data_dir: base.join(raw.data_dir.as_deref().unwrap_or("data")),
+            // `data_dir = "."` means the file's own folder (no `./` in every path shown).
+            data_dir: match raw.data_dir.as_deref().unwrap_or("data") {
+                "." | "./" => base.to_path_buf(),
+                d => base.join(d),
+            },
             mappings: raw.mappings.map(|m| base.join(m)),
             sql_dir: raw.sql_dir.map(|m| base.join(m)),
             report_period,
