@@ -13,3 +13,6 @@ CREATE OR REPLACE MACRO m365_ts(x) AS TRY_CAST(nullif(trim(x), '') AS TIMESTAMP)
 -- Concealed report names: 32-hex hashes or <PII:...> tokens (see src/concealment.rs).
 CREATE OR REPLACE MACRO m365_is_concealed(x) AS
     regexp_full_match(trim(x), '[0-9A-Fa-f]{32}') OR starts_with(trim(x), '<PII:');
+-- The key a report row joins users by: the lower-cased name, NULL when it is concealed.
+CREATE OR REPLACE MACRO m365_user_key(x) AS
+    CASE WHEN NOT m365_is_concealed(x) THEN lower(m365_text(x)) END;

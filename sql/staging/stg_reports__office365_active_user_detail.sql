@@ -2,8 +2,7 @@
 SELECT
     m365_date("Report Refresh Date")                    AS report_refresh_date,
     m365_text("User Principal Name")                    AS user_principal_name,
-    CASE WHEN NOT m365_is_concealed("User Principal Name")
-         THEN lower(m365_text("User Principal Name")) END AS upn_key,
+    m365_user_key("User Principal Name") AS upn_key,
     m365_is_concealed("User Principal Name")            AS is_concealed,
     m365_text("Display Name")                           AS display_name,
     coalesce(m365_bool("Is Deleted"), false)            AS is_deleted,

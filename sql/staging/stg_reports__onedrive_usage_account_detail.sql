@@ -4,8 +4,7 @@ SELECT
     m365_text("Site URL")                      AS site_url,
     m365_text("Owner Display Name")            AS owner_display_name,
     m365_text("Owner Principal Name")          AS owner_principal_name,
-    CASE WHEN NOT m365_is_concealed("Owner Principal Name")
-         THEN lower(m365_text("Owner Principal Name")) END AS upn_key,
+    m365_user_key("Owner Principal Name") AS upn_key,
     m365_is_concealed("Owner Principal Name")  AS is_concealed,
     coalesce(m365_bool("Is Deleted"), false)   AS is_deleted,
     m365_date("Last Activity Date")            AS last_activity_date,

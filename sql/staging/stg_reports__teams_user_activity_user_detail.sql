@@ -5,8 +5,7 @@ SELECT
     CASE WHEN NOT m365_is_concealed("User Id") AND NOT m365_is_concealed("User Principal Name")
          THEN lower(m365_text("User Id")) END     AS user_id_key,
     m365_text("User Principal Name")              AS user_principal_name,
-    CASE WHEN NOT m365_is_concealed("User Principal Name")
-         THEN lower(m365_text("User Principal Name")) END AS upn_key,
+    m365_user_key("User Principal Name") AS upn_key,
     m365_is_concealed("User Principal Name")      AS is_concealed,
     m365_date("Last Activity Date")               AS last_activity_date,
     coalesce(m365_bool("Is Deleted"), false)      AS is_deleted,
