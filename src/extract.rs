@@ -514,13 +514,14 @@ pub fn create_private_dir(path: &Path) -> Result<()> {
         .map_err(|e| Error::io(format!("creating {}", path.display()), e))
 }
 
-/// Makes a rename inside `dir` durable.
+/// Makes a rename inside `dir` durable (directories can be opened and synced on Unix).
+#[cfg(unix)]
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    let _ = dir;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 

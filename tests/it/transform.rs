@@ -2,7 +2,6 @@
 //! simulator's generator, values byte-exact, hostile mappings refused, re-runs identical.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
 
 use chrono::NaiveDate;
 use m365_connector::cli::SqlFormat;
@@ -465,5 +464,4 @@ async fn concealed_runs_never_import_hashed_names() {
     )
     .unwrap();
     assert!(runs.contains("concealed_names"), "{runs}");
-    let _ = Path::new("");
 }
