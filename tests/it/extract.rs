@@ -10,7 +10,7 @@ use m365_connector::sim::Tenant;
 use m365_connector::sim::{Faults, SimOptions, Simulator};
 use m365_connector::streams::{Report, USER_SELECT};
 
-use crate::util::{TempDir, connector_file, duck, lit, sim_options};
+use crate::util::{TempDir, connector_file, duck, lit, sim_options, sim_with_config};
 
 async fn run_extract(opts: SimOptions, tag: &str) -> (TempDir, Simulator, Extracted) {
     let dir = TempDir::new(tag);
@@ -235,15 +235,7 @@ async fn concealed_reports_are_detected_with_the_admin_fix() {
 async fn missing_consent_fails_before_landing_anything() {
     let mut opts = sim_options(50, 3);
     opts.roles = vec!["Directory.Read.All".into()];
-    let dir = TempDir::new("roles");
-    let sim = Simulator::start(opts.clone()).await.unwrap();
-    let cfg = Config::load(&connector_file(
-        dir.path(),
-        &sim,
-        &opts,
-        &opts.client_secret,
-    ))
-    .unwrap();
+    let (dir, _sim, cfg) = sim_with_config(&opts, "roles").await;
     let err = extract(&cfg, &Progress::hidden())
         .await
         .unwrap_err()
@@ -258,15 +250,7 @@ async fn missing_consent_fails_before_landing_anything() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_stream_commits_nothing_and_keeps_earlier_runs() {
     let opts = sim_options(200, 9);
-    let dir = TempDir::new("fail");
-    let sim = Simulator::start(opts.clone()).await.unwrap();
-    let cfg = Config::load(&connector_file(
-        dir.path(),
-        &sim,
-        &opts,
-        &opts.client_secret,
-    ))
-    .unwrap();
+    let (dir, sim, cfg) = sim_with_config(&opts, "fail").await;
     let first = extract(&cfg, &Progress::hidden()).await.unwrap();
     // Every JSON page is now an HTML error page with status 200.
     sim.set_faults("html200=1.0".parse().unwrap());

@@ -15,7 +15,7 @@ use m365_connector::query::query;
 use m365_connector::sim::Simulator;
 use serde_json::Value;
 
-use crate::util::{TempDir, connector_file, duck, lit, sim_options};
+use crate::util::{TempDir, connector_file, duck, lit, sim_options, sim_with_config};
 
 const BIN: &str = env!("CARGO_BIN_EXE_m365-connector");
 
@@ -135,15 +135,7 @@ fn check_export(dir: &Path, cfg: &Config, run_id: &str) -> ExportManifest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_exports_agree_and_load_is_repeatable() {
     let opts = sim_options(1_500, 44);
-    let dir = TempDir::new("run");
-    let sim = Simulator::start(opts.clone()).await.unwrap();
-    let cfg = Config::load(&connector_file(
-        dir.path(),
-        &sim,
-        &opts,
-        &opts.client_secret,
-    ))
-    .unwrap();
+    let (_dir, _sim, cfg) = sim_with_config(&opts, "run").await;
     let outcome = pipeline::run(&cfg, &Progress::hidden(), &ExportFormat::ALL)
         .await
         .unwrap();

@@ -62,6 +62,18 @@ request_timeout_seconds = 5
     path
 }
 
+/// A temp dir, a running simulator and a loaded connector file pointing at it.
+pub async fn sim_with_config(
+    opts: &SimOptions,
+    tag: &str,
+) -> (TempDir, Simulator, m365_connector::config::Config) {
+    let dir = TempDir::new(tag);
+    let sim = Simulator::start(opts.clone()).await.unwrap();
+    let path = connector_file(dir.path(), &sim, opts, &opts.client_secret);
+    let cfg = m365_connector::config::Config::load(&path).unwrap();
+    (dir, sim, cfg)
+}
+
 /// Simulator options for a small tenant.
 pub fn sim_options(users: u64, seed: u64) -> SimOptions {
     SimOptions {
