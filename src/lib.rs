@@ -14,33 +14,50 @@
 #![allow(clippy::result_large_err)]
 
 pub mod check;
-pub mod cli;
 pub mod concealment;
 pub mod config;
-pub mod demo;
 pub mod error;
-pub mod extract;
 pub mod graph;
 pub mod land;
-pub mod load;
 pub mod manifest;
 pub mod mapping;
 pub mod output;
-pub mod pipeline;
-pub mod query;
 pub mod random;
 pub mod schedule;
-pub mod serve;
 pub mod sim;
-pub mod staging;
 pub mod streams;
+
+// Everything that needs the staging database (DuckDB), behind the default-on `store` feature
+// (Cargo.toml): without it the crate is the parsers, config, Graph client and simulator, which
+// is what the fuzz targets link (fuzz/, README "Fuzzing").
+#[cfg(feature = "store")]
+pub mod cli;
+#[cfg(feature = "store")]
+pub mod demo;
+#[cfg(feature = "store")]
+pub mod extract;
+#[cfg(feature = "store")]
+pub mod load;
+#[cfg(feature = "store")]
+pub mod pipeline;
+#[cfg(feature = "store")]
+pub mod query;
+#[cfg(feature = "store")]
+pub mod serve;
+#[cfg(feature = "store")]
+pub mod staging;
+#[cfg(feature = "store")]
 mod summary;
+#[cfg(feature = "store")]
 pub mod transform;
 
+#[cfg(feature = "store")]
 use cli::{Cli, Command};
+#[cfg(feature = "store")]
 use error::{ExitStatus, Result};
 
 /// Runs one command; the binary maps the result to an exit code.
+#[cfg(feature = "store")]
 pub async fn run(cli: Cli) -> Result<ExitStatus> {
     match cli.command {
         Command::Init => {
@@ -161,6 +178,7 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
+#[cfg(feature = "store")]
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
