@@ -155,6 +155,8 @@ pub struct PipelineSection {
     pub request_timeout_seconds: u64,
     /// First backoff step when Graph gives no Retry-After; doubles per retry, with jitter.
     pub retry_base_ms: u64,
+    /// Users pages per Parquet segment: an interrupted extract resumes after the last one.
+    pub checkpoint_pages: u64,
 }
 
 /// A validated connector configuration.
@@ -260,6 +262,8 @@ struct RawPipeline {
     request_timeout_seconds: Option<Spanned<i64>>,
     #[serde(default)]
     retry_base_ms: Option<Spanned<i64>>,
+    #[serde(default)]
+    checkpoint_pages: Option<Spanned<i64>>,
 }
 
 // ---- loading ---------------------------------------------------------------------------
@@ -768,6 +772,12 @@ impl Ctx<'_> {
                 3_600,
             )?,
             retry_base_ms: positive(&raw.retry_base_ms, "pipeline.retry_base_ms", 500, 60_000)?,
+            checkpoint_pages: positive(
+                &raw.checkpoint_pages,
+                "pipeline.checkpoint_pages",
+                50,
+                100_000,
+            )?,
         })
     }
 }
@@ -854,6 +864,7 @@ incremental = false         # true: /users/delta after the first full run
 max_wait_seconds = 900      # cap on total throttling/backoff waits in one run
 request_timeout_seconds = 120
 retry_base_ms = 500         # first backoff step when Graph sends no Retry-After
+checkpoint_pages = 50       # users pages per checkpoint: a killed extract resumes after it
 "#;
 
 #[cfg(test)]

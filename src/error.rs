@@ -36,6 +36,9 @@ pub enum Error {
     /// A bad argument or an impossible request, with the fix in the text.
     #[error("{0}")]
     Usage(String),
+    /// Another process is running the same connector.
+    #[error("{0}")]
+    Busy(String),
     /// An internal task failed (a bug, or the run was cancelled).
     #[error("{0}")]
     Internal(String),

@@ -21,9 +21,10 @@ use crate::error::{Error, Result};
 use crate::graph::paging::{Page, Pager};
 use crate::graph::report_csv::ReportReader;
 use crate::graph::{CallCounts, CallStats, GraphClient, reports};
-use crate::land::{CsvLander, JsonLander, LandedFile, Lineage};
+use crate::land::{CsvLander, JsonLander, Lineage};
 use crate::manifest::{Concealment, RunManifest, StreamManifest, Warning};
 use crate::output::Progress;
+use crate::resume::{self, Checkpoint, Resumed};
 use crate::streams::{Report, USER_SELECT, USERS_PAGE_SIZE};
 
 /// Rows per Parquet batch when converting a report CSV.
@@ -46,18 +47,31 @@ pub fn new_run_id(at: DateTime<Utc>) -> String {
     )
 }
 
-/// Runs the extract stage for `cfg` and commits the run.
+/// Runs the extract stage for `cfg` and commits the run. An extract interrupted earlier is
+/// resumed (see [`crate::resume`]): same run id, finished streams kept.
 pub async fn extract(cfg: &Config, progress: &Progress) -> Result<Extracted> {
     let secret = cfg.secret()?;
-    let started_at = Utc::now();
-    let run_id = new_run_id(started_at);
     let client = Arc::new(GraphClient::new(cfg, secret)?);
 
     // The run is a row in the staging database from here on, so a refused sign-in is on
     // record too (nothing else is written before sign-in succeeds).
-    crate::staging::Staging::open(&cfg.pipeline.data_dir)?
-        .begin_extract(cfg, &run_id, started_at)?;
-    let outcome = sign_in_land_and_commit(cfg, &client, &run_id, started_at, progress).await;
+    let staging = crate::staging::Staging::open(&cfg.pipeline.data_dir)?;
+    let resumed = resume::prepare(cfg, &staging, Utc::now())?;
+    let (run_id, started_at) = match &resumed {
+        Some(r) => {
+            tracing::info!(run_id = %r.run_id, streams_kept = r.done.len(), users_pages_kept = r.pages_kept(), "resuming an interrupted extract");
+            (r.run_id.clone(), r.started_at)
+        }
+        None => {
+            let now = Utc::now();
+            let id = new_run_id(now);
+            staging.begin_extract(cfg, &id, now)?;
+            (id, now)
+        }
+    };
+    drop(staging);
+    let outcome =
+        sign_in_land_and_commit(cfg, &client, &run_id, started_at, resumed, progress).await;
     let staging = crate::staging::Staging::open(&cfg.pipeline.data_dir)?;
     match &outcome {
         Ok(run) => {
@@ -74,6 +88,7 @@ async fn sign_in_land_and_commit(
     client: &Arc<GraphClient>,
     run_id: &str,
     started_at: DateTime<Utc>,
+    resumed: Option<Resumed>,
     progress: &Progress,
 ) -> Result<Extracted> {
     let login = progress.line("sign-in");
@@ -81,7 +96,8 @@ async fn sign_in_land_and_commit(
     client.token().await?;
     client.check_roles().await?;
     login.finish_with_message("ok");
-    land_and_commit(cfg, client, run_id, started_at, progress).await
+    crate::failpoint::hit("extract.signed_in");
+    land_and_commit(cfg, client, run_id, started_at, resumed, progress).await
 }
 
 /// Lands every stream into a partial directory and commits it.
@@ -90,43 +106,80 @@ async fn land_and_commit(
     client: &Arc<GraphClient>,
     run_id: &str,
     started_at: DateTime<Utc>,
+    resumed: Option<Resumed>,
     progress: &Progress,
 ) -> Result<Extracted> {
     let run_id = run_id.to_string();
     let raw = cfg.raw_dir();
     create_private_dir(&raw)?;
-    let partial = raw.join(format!(".partial-{run_id}"));
-    create_private_dir(&partial)?;
-    tracing::info!(run_id = %run_id, dir = %partial.display(), "extract started");
-
-    let landed = land_streams(client, cfg, &run_id, &partial, progress).await;
-    let (streams, setting) = match landed {
-        Ok(v) => v,
-        Err(e) => {
-            remove_partial(&partial);
-            return Err(e);
+    let partial = raw.join(format!("{}{run_id}", resume::PARTIAL_PREFIX));
+    let resumed = match resumed {
+        Some(r) => r,
+        None => {
+            create_private_dir(&partial)?;
+            resume::start(&partial, cfg, &run_id, started_at)?;
+            Resumed::default()
         }
     };
+    tracing::info!(run_id = %run_id, dir = %partial.display(), "extract started");
 
-    let manifest = build_manifest(cfg, client, &run_id, started_at, streams, setting);
+    let manifest = match resumed.manifest.clone() {
+        // Killed between writing the manifest and renaming the directory: just commit.
+        Some(m) => m,
+        None => {
+            let landed = land_streams(client, cfg, &run_id, &partial, &resumed, progress).await;
+            let (streams, setting) = match landed {
+                Ok(v) => v,
+                Err(e) => {
+                    remove_partial(&partial);
+                    return Err(e);
+                }
+            };
+            let mut m = build_manifest(cfg, client, &run_id, started_at, streams, setting);
+            if !resumed.run_id.is_empty() {
+                m.warnings.push(resumed_warning(&resumed));
+            }
+            m
+        }
+    };
     let dir = raw.join(&run_id);
     let commit = manifest
         .write(&partial)
-        .and_then(|_| std::fs::rename(&partial, &dir))
-        .and_then(|_| sync_dir(&raw));
+        .map_err(|e| Error::io(format!("writing the manifest in {}", partial.display()), e))
+        .and_then(|_| {
+            crate::failpoint::hit("extract.manifest_written");
+            resume::remove_markers(&partial)
+        })
+        .and_then(|_| {
+            std::fs::rename(&partial, &dir)
+                .and_then(|_| sync_dir(&raw))
+                .map_err(|e| Error::io(format!("committing run {run_id} in {}", raw.display()), e))
+        });
     if let Err(e) = commit {
         remove_partial(&partial);
-        return Err(Error::io(
-            format!("committing run {run_id} in {}", raw.display()),
-            e,
-        ));
+        return Err(e);
     }
+    crate::failpoint::hit("extract.committed");
     tracing::info!(run_id = %run_id, users = manifest.users(), "extract committed");
     Ok(Extracted {
         run_id,
         dir,
         manifest,
     })
+}
+
+/// Tells the admin the run continued an interrupted one.
+fn resumed_warning(r: &Resumed) -> Warning {
+    Warning {
+        code: "resumed".into(),
+        message: format!(
+            "this run continued an extract interrupted earlier (started {} UTC): {} finished streams and {} users pages were kept, not fetched again",
+            r.started_at.format("%Y-%m-%d %H:%M:%S"),
+            r.done.len(),
+            r.pages_kept()
+        ),
+        fix: "none needed; if the process was killed, see why (out of memory, a service stop or a reboot)".into(),
+    }
 }
 
 type StreamResult = Result<(String, StreamManifest)>;
@@ -140,6 +193,8 @@ struct StreamCtx {
     run_id: String,
     /// Becomes `true` when another stream failed.
     cancel: tokio::sync::watch::Receiver<bool>,
+    /// Users pages per Parquet segment and checkpoint.
+    segment_pages: u64,
 }
 
 async fn land_streams(
@@ -147,12 +202,15 @@ async fn land_streams(
     cfg: &Config,
     run_id: &str,
     dir: &Path,
+    resumed: &Resumed,
     progress: &Progress,
 ) -> Result<(BTreeMap<String, StreamManifest>, Setting)> {
     let mut tasks: JoinSet<StreamResult> = JoinSet::new();
     // One failing stream stops the others at their next await point. Tasks are never
     // aborted: their blocking Parquet writers must finish before the directory is removed.
     let (cancel, cancelled) = tokio::sync::watch::channel(false);
+    // Streams an interrupted run of this id finished are taken as they are.
+    let mut streams = resumed.done.clone();
 
     let users_url = client.v1(&format!(
         "/users?$select={}&$top={USERS_PAGE_SIZE}",
@@ -164,29 +222,40 @@ async fn land_streams(
         dir: dir.to_path_buf(),
         run_id: run_id.to_string(),
         cancel: cancelled,
+        segment_pages: cfg.pipeline.checkpoint_pages,
     };
-    tasks.spawn(land_collection(
-        ctx.clone(),
-        "users",
-        users_url,
-        "users",
-        users_bar,
-    ));
-    for (stream, path, what) in [
-        ("organization", "/organization", "the organization"),
-        ("subscribed_skus", "/subscribedSkus", "subscribed licences"),
-    ] {
-        tasks.spawn(land_collection(
-            ctx.clone(),
-            stream,
-            client.v1(path)?,
-            what,
+    for (stream, first, what, bar) in [
+        ("users", users_url, "users", users_bar),
+        (
+            "organization",
+            client.v1("/organization")?,
+            "the organization",
             ProgressBar::hidden(),
-        ));
+        ),
+        (
+            "subscribed_skus",
+            client.v1("/subscribedSkus")?,
+            "subscribed licences",
+            ProgressBar::hidden(),
+        ),
+    ] {
+        if let Some(done) = streams.get(stream) {
+            bar.finish_with_message(format!("{} (kept from the interrupted run)", done.rows));
+            continue;
+        }
+        let from = resumed.checkpoints.get(stream).cloned();
+        tasks.spawn(land_collection(ctx.clone(), stream, first, what, from, bar));
     }
     let reports_bar = progress.line("reports");
-    reports_bar.set_message(format!("0/{}", Report::ALL.len()));
+    let mut reports_done = Report::ALL
+        .iter()
+        .filter(|r| streams.contains_key(r.stream()))
+        .count();
+    reports_bar.set_message(format!("{reports_done}/{}", Report::ALL.len()));
     for report in Report::ALL {
+        if streams.contains_key(report.stream()) {
+            continue;
+        }
         tasks.spawn(land_report(
             ctx.clone(),
             report,
@@ -195,8 +264,6 @@ async fn land_streams(
     }
 
     let setting = report_settings(client).await;
-    let mut streams = BTreeMap::new();
-    let mut reports_done = 0;
     while let Some(joined) = tasks.join_next().await {
         let result = joined.map_err(|e| Error::Internal(format!("an extract task failed: {e}")))?;
         match result {
@@ -218,53 +285,114 @@ async fn land_streams(
     Ok((streams, setting))
 }
 
+/// One page on its way to the writer: its number, when it arrived, the records, and the link
+/// to the page after it (what a checkpoint resumes from).
+type PageMsg = (i32, DateTime<Utc>, Page, Option<Url>);
+
 /// Lands a paged JSON collection. Pages are fetched while the previous one is written:
-/// a bounded channel feeds a blocking writer, so memory stays at a few pages.
+/// a bounded channel feeds a blocking writer, so memory stays at a few pages. Every
+/// `segment_pages` pages the current Parquet file is closed and a checkpoint is saved, so
+/// an interrupted run resumes after it.
 async fn land_collection(
     ctx: StreamCtx,
     stream: &'static str,
     first: Url,
     what: &'static str,
+    from: Option<Checkpoint>,
     bar: ProgressBar,
 ) -> StreamResult {
-    let StreamCtx {
-        client,
-        dir,
-        run_id,
-        mut cancel,
-    } = ctx;
-    let stats = CallStats::default();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(i32, DateTime<Utc>, Page)>(4);
-    let lineage = Lineage {
-        run_id,
-        stream: stream.to_string(),
-    };
-    let writer = tokio::task::spawn_blocking(move || -> Result<LandedFile> {
-        let mut lander = JsonLander::create(&dir, stream, lineage)?;
-        while let Some((page_no, at, page)) = rx.blocking_recv() {
-            lander.write_page(
-                page_no,
-                at,
-                page.records.iter().map(|r| &page.body[r.clone()]),
-            )?;
+    let stats = Arc::new(CallStats::default());
+    let resumed_at = from.as_ref().and_then(|c| resume_link(&ctx, stream, c));
+    let landed = match resumed_at {
+        Some(next) => {
+            let from = from.clone().unwrap_or_default();
+            match walk_and_land(&ctx, stream, next, what, from, &stats, &bar).await {
+                Err(Error::Graph(e)) if e.status().is_some_and(|s| (400..500).contains(&s)) => {
+                    // Graph no longer honours the stored link (skip tokens do expire).
+                    tracing::warn!(stream, error = %e, "the checkpoint's next link was refused; fetching the stream from its start");
+                    walk_and_land(&ctx, stream, first, what, Checkpoint::default(), &stats, &bar)
+                        .await
+                }
+                other => other,
+            }
         }
-        Ok(lander.finish()?)
-    });
+        None => walk_and_land(&ctx, stream, first, what, Checkpoint::default(), &stats, &bar).await,
+    }?;
+    bar.finish_with_message(format!("{} ({} pages)", landed.rows, landed.pages));
+    let mut calls = stats.snapshot();
+    if let Some(c) = &from {
+        calls = add_counts(calls, c.calls);
+    }
+    let manifest = StreamManifest {
+        rows: landed.rows,
+        files: landed.files,
+        pages: landed.pages,
+        calls,
+        ..StreamManifest::default()
+    };
+    resume::mark_done(&ctx.dir, stream, &manifest)?;
+    Ok((stream.to_string(), manifest))
+}
 
-    let mut pager = Pager::new(first, client.graph_url());
-    let mut pages = 0u64;
-    let mut rows = 0u64;
+/// The checkpoint's next link, if it is still one we may follow (same Graph origin).
+fn resume_link(ctx: &StreamCtx, stream: &str, c: &Checkpoint) -> Option<Url> {
+    let url = Url::parse(&c.next).ok()?;
+    if url.origin() == ctx.client.graph_url().origin() {
+        Some(url)
+    } else {
+        tracing::warn!(stream, "the checkpoint's next link is not on the Graph host; fetching the stream from its start");
+        None
+    }
+}
+
+fn add_counts(a: CallCounts, b: CallCounts) -> CallCounts {
+    CallCounts {
+        requests: a.requests + b.requests,
+        retries: a.retries + b.retries,
+        throttled: a.throttled + b.throttled,
+        waited_ms: a.waited_ms + b.waited_ms,
+    }
+}
+
+/// Walks a collection from `start`, continuing the segments in `from`.
+async fn walk_and_land(
+    ctx: &StreamCtx,
+    stream: &'static str,
+    start: Url,
+    what: &'static str,
+    from: Checkpoint,
+    stats: &Arc<CallStats>,
+    bar: &ProgressBar,
+) -> Result<Checkpoint> {
+    let mut cancel = ctx.cancel.clone();
+    let (tx, rx) = tokio::sync::mpsc::channel::<PageMsg>(4);
+    let writer = {
+        let (dir, stats) = (ctx.dir.clone(), stats.clone());
+        let lineage = Lineage {
+            run_id: ctx.run_id.clone(),
+            stream: stream.to_string(),
+        };
+        let (from, segment_pages) = (from.clone(), ctx.segment_pages);
+        tokio::task::spawn_blocking(move || {
+            write_segments(&dir, stream, lineage, from, segment_pages, &stats, rx)
+        })
+    };
+
+    let mut pager = Pager::new(start, ctx.client.graph_url());
+    let mut pages = from.pages;
+    let mut rows = from.rows;
     let walked: Result<()> = async {
         loop {
             let next = tokio::select! {
-                next = pager.next_page(&client, &stats, what) => next?,
+                next = pager.next_page(&ctx.client, stats, what) => next?,
                 _ = cancel.wait_for(|c| *c) => return Err(cancelled_error()),
             };
             let Some(page) = next else { break };
             pages += 1;
             rows += page.len() as u64;
             bar.set_message(format!("{rows} ({pages} pages)"));
-            if tx.send((pages as i32, Utc::now(), page)).await.is_err() {
+            let msg = (pages as i32, Utc::now(), page, pager.next_link().cloned());
+            if tx.send(msg).await.is_err() {
                 break; // the writer failed; its error is reported below
             }
         }
@@ -276,18 +404,68 @@ async fn land_collection(
         .await
         .map_err(|e| Error::Internal(format!("the {stream} writer failed: {e}")))?;
     walked?;
-    let file = written?;
-    bar.finish_with_message(format!("{rows} ({pages} pages)"));
-    Ok((
-        stream.to_string(),
-        StreamManifest {
-            rows: file.rows,
-            files: vec![file],
-            pages,
-            calls: stats.snapshot(),
-            ..StreamManifest::default()
-        },
-    ))
+    written
+}
+
+/// The blocking side of [`walk_and_land`]: Parquet segments `<stream>-00001.parquet`, …
+fn write_segments(
+    dir: &Path,
+    stream: &str,
+    lineage: Lineage,
+    from: Checkpoint,
+    segment_pages: u64,
+    stats: &CallStats,
+    mut rx: tokio::sync::mpsc::Receiver<PageMsg>,
+) -> Result<Checkpoint> {
+    let mut done = from;
+    let mut open: Option<(JsonLander, u64)> = None;
+    while let Some((page_no, at, page, next)) = rx.blocking_recv() {
+        let (lander, in_segment) = match &mut open {
+            Some(o) => o,
+            None => {
+                let name = format!("{stream}-{:05}", done.files.len() + 1);
+                let l = JsonLander::create_at(dir, &name, lineage.clone(), done.rows)?;
+                open.insert((l, 0))
+            }
+        };
+        lander.write_page(
+            page_no,
+            at,
+            page.records.iter().map(|r| &page.body[r.clone()]),
+        )?;
+        *in_segment += 1;
+        crate::failpoint::hit("extract.page");
+        if let Some(next) = next
+            && *in_segment >= segment_pages
+        {
+            let (lander, _) = open.take().expect("a segment is open");
+            done.rows += lander.rows();
+            done.files.push(lander.finish()?);
+            done.pages = page_no as u64;
+            done.next = next.to_string();
+            done.calls = stats.snapshot();
+            resume::save_checkpoint(dir, stream, &done)?;
+        } else {
+            done.pages = page_no as u64;
+        }
+    }
+    let last = match open {
+        Some((lander, _)) => Some(lander),
+        // A stream with no rows still gets a file: the transform reads its schema.
+        None if done.files.is_empty() => Some(JsonLander::create_at(
+            dir,
+            &format!("{stream}-00001"),
+            lineage,
+            0,
+        )?),
+        None => None,
+    };
+    if let Some(lander) = last {
+        done.rows += lander.rows();
+        done.files.push(lander.finish()?);
+    }
+    done.next.clear();
+    Ok(done)
 }
 
 fn cancelled_error() -> Error {
@@ -301,6 +479,7 @@ async fn land_report(ctx: StreamCtx, report: Report, period: String) -> StreamRe
         dir,
         run_id,
         mut cancel,
+        ..
     } = ctx;
     let stats = CallStats::default();
     let csv_path = dir.join(format!("{}.csv.download", report.stream()));
@@ -313,6 +492,7 @@ async fn land_report(ctx: StreamCtx, report: Report, period: String) -> StreamRe
         run_id,
         stream: report.stream().to_string(),
     };
+    let marker_dir = dir.clone();
     let (file, names, columns, invalid, ragged) =
         tokio::task::spawn_blocking(move || -> Result<_> {
             let ctx = |e| {
@@ -359,18 +539,17 @@ async fn land_report(ctx: StreamCtx, report: Report, period: String) -> StreamRe
     if invalid > 0 || ragged > 0 {
         tracing::warn!(report = %report, invalid_utf8_cells = invalid, ragged_rows = ragged, "report CSV needed repairs");
     }
-    Ok((
-        report.stream().to_string(),
-        StreamManifest {
-            rows: file.rows,
-            files: vec![file],
-            pages: 1,
-            calls: stats.snapshot(),
-            downloaded_bytes: Some(downloaded),
-            names: Some(names),
-            columns,
-        },
-    ))
+    let manifest = StreamManifest {
+        rows: file.rows,
+        files: vec![file],
+        pages: 1,
+        calls: stats.snapshot(),
+        downloaded_bytes: Some(downloaded),
+        names: Some(names),
+        columns,
+    };
+    resume::mark_done(&marker_dir, report.stream(), &manifest)?;
+    Ok((report.stream().to_string(), manifest))
 }
 
 /// `GET /admin/reportSettings`: a 403 (the usual answer, as the app lacks

@@ -86,6 +86,8 @@ struct ParquetFile {
     tmp: PathBuf,
     path: PathBuf,
     rows: u64,
+    /// `_row` of this file's first row: a stream landed in several files numbers on.
+    first_row: u64,
     lineage: Lineage,
 }
 
@@ -95,6 +97,7 @@ impl ParquetFile {
         name: &str,
         schema: SchemaRef,
         lineage: Lineage,
+        first_row: u64,
     ) -> Result<Self, LandError> {
         let path = dir.join(format!("{name}.parquet"));
         let tmp = dir.join(format!("{name}.parquet.tmp"));
@@ -121,13 +124,14 @@ impl ParquetFile {
             tmp,
             path,
             rows: 0,
+            first_row,
             lineage,
         })
     }
 
     /// Lineage arrays for `n` rows of page `page`, numbered from the stream's row count.
     fn lineage_arrays(&self, n: usize, page: i32, at: DateTime<Utc>) -> Vec<ArrayRef> {
-        let first = self.rows as i64;
+        let first = (self.first_row + self.rows) as i64;
         vec![
             Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
                 self.lineage.run_id.as_str(),
@@ -209,11 +213,22 @@ pub struct JsonLander {
 
 impl JsonLander {
     pub fn create(dir: &Path, name: &str, lineage: Lineage) -> Result<Self, LandError> {
+        Self::create_at(dir, name, lineage, 0)
+    }
+
+    /// A further file of a stream landed in segments; its `_row` numbering starts at
+    /// `first_row`, so (`_run_id`, `_stream`, `_row`) stays a key across the files.
+    pub fn create_at(
+        dir: &Path,
+        name: &str,
+        lineage: Lineage,
+        first_row: u64,
+    ) -> Result<Self, LandError> {
         let mut fields = lineage_fields();
         fields.push(Field::new(RECORD_COLUMN, DataType::Utf8, false));
         let schema = Arc::new(Schema::new(fields));
         Ok(JsonLander {
-            file: ParquetFile::create(dir, name, schema, lineage)?,
+            file: ParquetFile::create(dir, name, schema, lineage, first_row)?,
         })
     }
 
@@ -236,6 +251,7 @@ impl JsonLander {
         self.file.write(columns)
     }
 
+    /// Rows written to this file so far.
     pub fn rows(&self) -> u64 {
         self.file.rows
     }
@@ -263,7 +279,7 @@ impl CsvLander {
         fields.push(Field::new(EXTRA_COLUMN, DataType::Utf8, true));
         let schema = Arc::new(Schema::new(fields));
         Ok(CsvLander {
-            file: ParquetFile::create(dir, name, schema, lineage)?,
+            file: ParquetFile::create(dir, name, schema, lineage, 0)?,
             width: header.len(),
         })
     }

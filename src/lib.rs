@@ -36,12 +36,15 @@ pub mod cli;
 pub mod demo;
 #[cfg(feature = "store")]
 pub mod extract;
+pub mod failpoint;
 #[cfg(feature = "store")]
 pub mod load;
 #[cfg(feature = "store")]
 pub mod pipeline;
 #[cfg(feature = "store")]
 pub mod query;
+#[cfg(feature = "store")]
+pub mod resume;
 #[cfg(feature = "store")]
 pub mod serve;
 #[cfg(feature = "store")]
@@ -55,6 +58,18 @@ pub mod transform;
 use cli::{Cli, Command};
 #[cfg(feature = "store")]
 use error::{ExitStatus, Result};
+
+/// The connector's lock for a command that extracts: two extracts in one data directory
+/// would each take the other's partial run for an interrupted one.
+#[cfg(feature = "store")]
+fn lock_data_dir(cfg: &config::Config) -> Result<serve::ConnectorLock> {
+    serve::ConnectorLock::acquire(&cfg.pipeline.data_dir)?.ok_or_else(|| {
+        error::Error::Busy(format!(
+            "another m365-connector is running this connector (it holds {}); wait for it to finish, or stop it",
+            cfg.pipeline.data_dir.join(".lock").display()
+        ))
+    })
+}
 
 /// Runs one command; the binary maps the result to an exit code.
 #[cfg(feature = "store")]
@@ -88,6 +103,7 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
         }
         Command::Extract(arg) => {
             let cfg = config::Config::load(&arg.config)?;
+            let _lock = lock_data_dir(&cfg)?;
             let progress = output::Progress::new(cli.quiet);
             let started = std::time::Instant::now();
             let run = extract::extract(&cfg, &progress).await?;
@@ -112,6 +128,7 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
         }
         Command::Run(args) => {
             let cfg = config::Config::load(&args.config)?;
+            let _lock = lock_data_dir(&cfg)?;
             let progress = output::Progress::new(cli.quiet);
             let outcome = pipeline::run(&cfg, &progress, &args.formats()).await?;
             print!("{}", summary::run(&outcome));

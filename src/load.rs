@@ -374,10 +374,12 @@ fn commit_dir(tmp: &Path, dir: &Path) -> std::io::Result<()> {
             .unwrap_or_default();
         let old = parent.join(format!(".old-{name}-{:08x}", crate::random::u64() as u32));
         std::fs::rename(dir, &old)?;
+        crate::failpoint::hit("load.swapping");
         Some(old)
     } else {
         None
     };
+    crate::failpoint::hit("load.before_rename");
     std::fs::rename(tmp, dir)?;
     if let Some(parent) = dir.parent() {
         File::open(parent)?.sync_all()?;

@@ -86,13 +86,7 @@ impl RunManifest {
     /// Writes `manifest.json` into `dir` atomically (temp file, fsync, rename).
     pub fn write(&self, dir: &Path) -> std::io::Result<PathBuf> {
         let path = dir.join(MANIFEST_FILE);
-        let tmp = dir.join(format!("{MANIFEST_FILE}.tmp"));
-        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&json)?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
+        write_json_atomic(&path, self)?;
         Ok(path)
     }
 
@@ -112,6 +106,20 @@ impl RunManifest {
     pub fn users(&self) -> u64 {
         self.streams.get("users").map(|s| s.rows).unwrap_or(0)
     }
+}
+
+/// Writes `value` as pretty JSON to `path` so that a crash leaves the old file or the new
+/// one, never a torn one: a temp file next to it, fsync, rename.
+pub fn write_json_atomic(path: &Path, value: &impl Serialize) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let json = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(&json)?;
+    f.write_all(b"\n")?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Committed runs under `raw_dir`, oldest first (run ids sort by time). In-progress

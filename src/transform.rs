@@ -175,6 +175,7 @@ pub fn transform(cfg: &Config, run_id: Option<&str>) -> Result<Transformed> {
     );
     match result {
         Ok(t) => {
+            crate::failpoint::hit("transform.before_commit");
             exec("COMMIT", "committing the transform")?;
             Ok(t)
         }
@@ -239,6 +240,7 @@ fn run_in_transaction(
             )
             .map_err(|e| db_error(path, "counting rows", e))?;
         seq += 1;
+        crate::failpoint::hit("transform.model");
         steps.push((
             seq,
             name.to_string(),
@@ -405,14 +407,16 @@ fn pick_run(raw: &Path, wanted: Option<&str>) -> Result<String> {
 fn create_raw_views(staging: &Staging, manifest: &RunManifest, dir: &Path) -> Result<()> {
     let mut sql = String::new();
     for (stream, s) in &manifest.streams {
-        let Some(file) = s.files.first() else {
+        if s.files.is_empty() {
             continue;
-        };
-        let path = dir.join(&file.file);
-        let source = format!(
-            "read_parquet({})",
-            quote_literal(&path.display().to_string())
-        );
+        }
+        // A stream landed in segments is one view over all its files, in order.
+        let files: Vec<String> = s
+            .files
+            .iter()
+            .map(|f| quote_literal(&dir.join(&f.file).display().to_string()))
+            .collect();
+        let source = format!("read_parquet([{}])", files.join(", "));
         let extra: Vec<String> = match Report::from_stream(stream) {
             Some(r) => {
                 let present = parquet_columns(staging, &source)?;

@@ -124,6 +124,16 @@ pub enum GraphError {
     },
 }
 
+impl GraphError {
+    /// The HTTP status Graph refused a request with, for errors that have one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            GraphError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
 /// The token endpoint's error body (graph-api.md §1).
 #[derive(Debug, Deserialize, Default)]
 pub struct LoginErrorBody {

@@ -21,12 +21,14 @@ async fn run_extract(opts: SimOptions, tag: &str) -> (TempDir, Simulator, Extrac
     (dir, sim, run)
 }
 
+/// The stream's files as the manifest lists them (a stream may land in several segments).
 fn parquet(run: &Extracted, stream: &str) -> String {
-    lit(&run
-        .dir
-        .join(format!("{stream}.parquet"))
-        .display()
-        .to_string())
+    let files: Vec<String> = run.manifest.streams[stream]
+        .files
+        .iter()
+        .map(|f| lit(&run.dir.join(&f.file).display().to_string()))
+        .collect();
+    format!("[{}]", files.join(", "))
 }
 
 /// Users as (id, raw record) sorted by id.

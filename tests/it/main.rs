@@ -4,6 +4,7 @@
 mod util;
 
 mod cli;
+mod crash;
 mod extract;
 mod load;
 mod serve;
