@@ -19,6 +19,7 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use super::csv_body::CsvBody;
 use super::faults::{Failure, Target};
+use super::overrides::OverrideHost;
 use super::respond::{self, Ctx, Resp};
 use super::state::{State, bump};
 use crate::streams::Report;
@@ -103,6 +104,12 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, ctx: Ctx) -> io:
     state.stats.request("download");
     if req.headers().contains_key(AUTHORIZATION) {
         bump(&state.stats.download_authorization_headers);
+    }
+    if let Some(o) = state
+        .overrides
+        .take(OverrideHost::Download, req.uri().path())
+    {
+        return Ok(o.response(&ctx));
     }
     let token = req
         .uri()

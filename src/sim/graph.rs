@@ -13,6 +13,7 @@ use serde_json::json;
 use super::delta::{self, DeltaError, DeltaRequest};
 use super::download;
 use super::faults::{Decision, Failure, Target};
+use super::overrides::OverrideHost;
 use super::request::{parse_pairs, percent_decode};
 use super::respond::{self, Ctx, Resp};
 use super::skus::SKUS;
@@ -101,6 +102,9 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, ctx: Ctx) -> io:
         Ok(c) => c,
         Err(resp) => return Ok(*resp),
     };
+    if let Some(o) = state.overrides.take(OverrideHost::Graph, &path) {
+        return Ok(o.response(&ctx));
+    }
     if req.method() != Method::GET {
         return Ok(respond::graph_error(
             &ctx,

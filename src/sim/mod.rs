@@ -18,6 +18,7 @@ mod faults;
 mod graph;
 mod login;
 mod names;
+mod overrides;
 mod prng;
 mod request;
 mod respond;
@@ -44,6 +45,7 @@ pub use csv_body::{BOM, CsvBody, write_record};
 pub use delta::{DeltaItem, encode_deltatoken};
 pub use faults::{FaultSpecError, Faults, RetryAfterMode};
 pub use names::conceal;
+pub use overrides::{Override, OverrideHost};
 pub use tenant::{DEFAULT_USER_PROPERTIES, MAIL_DOMAIN, TENANT_DOMAIN, Tenant};
 
 use server::Host;
@@ -239,6 +241,17 @@ impl Simulator {
         for t in std::mem::take(&mut self.tasks) {
             let _ = t.await;
         }
+    /// Serves `o` instead of the simulated response for matching requests (hostile-input
+    /// tests; see [`Override`]). Overrides added earlier take precedence.
+    pub fn set_override(&self, o: Override) {
+        self.state.overrides.push(o);
+    }
+
+    /// Removes every override.
+    pub fn clear_overrides(&self) {
+        self.state.overrides.clear();
+    }
+
     }
 }
 

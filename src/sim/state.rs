@@ -103,6 +103,8 @@ pub struct State {
     /// Licence counts, computed once (one pass over the tenant) on first use.
     pub consumed_units: tokio::sync::OnceCell<Vec<u64>>,
 }
+    /// Canned responses installed by tests (`Simulator::set_override`).
+    pub overrides: super::overrides::Overrides,
 
 impl State {
     pub fn new(opts: SimOptions, graph_url: String, download_url: String) -> State {
@@ -131,6 +133,7 @@ impl State {
             report_calls: Mutex::new(HashMap::new()),
             consumed_units: tokio::sync::OnceCell::new(),
             opts,
+            overrides: Default::default(),
         }
     }
 
