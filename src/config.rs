@@ -131,6 +131,8 @@ pub struct TenantSection {
     pub graph_url: Url,
     /// The `.default` scope: always the cloud's Graph resource, even with overrides.
     pub scope: String,
+    /// Extra trusted roots (PEM) on top of the platform's, for TLS-inspecting proxies.
+    pub ca_bundle: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -216,6 +218,8 @@ struct RawTenant {
     login_url: Option<Spanned<String>>,
     #[serde(default)]
     graph_url: Option<Spanned<String>>,
+    #[serde(default)]
+    ca_bundle: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -660,6 +664,14 @@ impl Ctx<'_> {
             "tenant.graph_url",
             cloud.graph_root(),
         )?;
+        let ca_bundle = match &raw.ca_bundle {
+            None => None,
+            Some(p) => {
+                let path = base.join(p.get_ref());
+                load_ca_bundle(&path).map_err(|m| self.err(p.span(), "tenant.ca_bundle", &m))?;
+                Some(path)
+            }
+        };
         Ok(TenantSection {
             tenant_id,
             client_id,
@@ -668,6 +680,7 @@ impl Ctx<'_> {
             login_url,
             graph_url,
             scope: format!("{}/.default", cloud.graph_root()),
+            ca_bundle,
         })
     }
 
@@ -782,6 +795,29 @@ impl Ctx<'_> {
     }
 }
 
+/// The certificates of a PEM bundle (`tenant.ca_bundle`); the error says what to fix.
+pub fn load_ca_bundle(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| {
+        format!(
+            "cannot read the CA bundle {}: {e}; point it at a PEM file with your proxy's root certificate",
+            path.display()
+        )
+    })?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        format!(
+            "{} is not a PEM certificate bundle ({e}); export the root certificate as Base-64 (PEM), \"-----BEGIN CERTIFICATE-----\"",
+            path.display()
+        )
+    })?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{} holds no certificate; export the root certificate as Base-64 (PEM), \"-----BEGIN CERTIFICATE-----\"",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
 /// True for hosts plain http may reach: loopback IPs and `localhost`.
 pub fn is_loopback(url: &Url) -> bool {
     match url.host_str() {
@@ -840,6 +876,9 @@ cloud = "global"            # global | usgov | usgov-dod | china
 # Roots only (no /v1.0); plain http only to loopback.
 # login_url = "http://127.0.0.1:8400"
 # graph_url = "http://127.0.0.1:8400"
+# Behind a TLS-inspecting proxy: its root certificate (PEM), trusted besides the platform's.
+# HTTPS_PROXY / NO_PROXY in the environment choose the proxy.
+# ca_bundle = "/etc/m365-connector/proxy-root.pem"
 
 [filter]
 # Keep only users who checked in or otherwise changed within this many days; 0 = keep all.

@@ -7,6 +7,12 @@ use m365_connector::cli::Cli;
 use m365_connector::error::ExitStatus;
 
 fn main() -> ExitCode {
+    // Raw data, the staging database and exports hold personal data: owner-only, always.
+    #[cfg(unix)]
+    // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
     let cli = Cli::parse();
     m365_connector::output::init_logging(cli.verbose, cli.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

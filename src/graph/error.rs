@@ -87,13 +87,16 @@ pub enum GraphError {
     },
     /// Throttling or backoff would exceed `pipeline.max_wait_seconds`.
     #[error(
-        "{url}: still throttled or failing (HTTP {status}) after waiting {waited_s:.1} s in total; the cap is {cap_s} s\n  fix: run again later (Microsoft throttles per app and tenant), or raise [pipeline] max_wait_seconds\n  ({ids})"
+        "{url}: still throttled or failing (HTTP {status}); waiting another {next_wait_s:.1} s would pass the cap of {cap_s} s (waited {waited_s:.1} s so far); nothing was committed\n  fix: {fix}\n  ({ids})"
     )]
     WaitCapExceeded {
         url: String,
         status: u16,
         waited_s: f64,
+        /// The wait Graph asked for (Retry-After) or the next backoff step.
+        next_wait_s: f64,
         cap_s: u64,
+        fix: String,
         ids: RequestIds,
     },
     /// `@odata.nextLink` pointed somewhere we must not send the token.
@@ -112,7 +115,7 @@ pub enum GraphError {
     NextLinkLoop { link: String, ids: RequestIds },
     /// A report's download URL no longer works (expired); the report must be requested again.
     #[error(
-        "report download {url} failed with HTTP {status}: the pre-authenticated URL has expired or is invalid"
+        "report download {url} failed with HTTP {status}: the pre-authenticated URL has expired or is invalid, also after requesting the report again\n  fix: download URLs are valid for minutes only; check that nothing between this host and Microsoft (a proxy, TLS inspection, antivirus scanning) delays downloads, then run again"
     )]
     DownloadExpired { url: String, status: u16 },
     /// Local I/O while streaming a download.

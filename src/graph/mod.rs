@@ -55,8 +55,17 @@ impl CallStats {
     }
 }
 
-/// Fresh tokens tried for one request after `401 InvalidAuthenticationToken`.
+/// Fresh tokens tried for one request when a token that never worked is refused with 401
+/// (wrong tenant or cloud: more tokens will not help).
 const MAX_TOKEN_REFRESHES: u32 = 3;
+
+/// Fresh tokens tried for one request when tokens that had worked are refused (expired or
+/// revoked mid-run): bounded too, but generously, as each one is a real renewal.
+const MAX_TOKEN_RENEWALS: u32 = 10;
+
+/// Unusable bodies (cut JSON, an HTML page with status 200) retried per request before the
+/// request fails; each retry backs off and counts against the wait cap.
+const MAX_BAD_BODIES: u32 = 5;
 
 /// A complete response: status, headers and the whole body (pages are ~1 MB at most).
 #[derive(Debug)]
@@ -78,6 +87,9 @@ pub struct GraphClient {
     scope: String,
     cloud: &'static str,
     token: tokio::sync::Mutex<Option<auth::CachedToken>>,
+    /// Hashes of tokens Graph has accepted at least once: a 401 for one of those means
+    /// expiry or revocation, not a misconfiguration.
+    proven_tokens: std::sync::Mutex<std::collections::HashSet<u64>>,
     retry: RetryPolicy,
     /// Counters for token requests.
     pub login_stats: CallStats,
@@ -96,7 +108,21 @@ impl GraphClient {
     /// Builds a client for the connector; the secret is passed separately so loading it can
     /// fail with its own config error.
     pub fn new(cfg: &Config, secret: Secret) -> Result<GraphClient, GraphError> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = &cfg.tenant.ca_bundle {
+            let certs = crate::config::load_ca_bundle(path).map_err(|problem| {
+                GraphError::Transport {
+                    url: cfg.tenant.graph_url.to_string(),
+                    problem,
+                    waited_s: 0.0,
+                    ids: RequestIds::default(),
+                }
+            })?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             // Redirects are followed by our code, so the token never reaches another host.
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(cfg.pipeline.request_timeout_seconds))
@@ -119,6 +145,7 @@ impl GraphClient {
             scope: cfg.tenant.scope.clone(),
             cloud: cfg.tenant.cloud.name(),
             token: tokio::sync::Mutex::new(None),
+            proven_tokens: std::sync::Mutex::default(),
             retry: RetryPolicy::new(
                 Duration::from_millis(cfg.pipeline.retry_base_ms),
                 Duration::from_secs(cfg.pipeline.max_wait_seconds),
@@ -216,6 +243,7 @@ impl GraphClient {
     ) -> Result<T, GraphError> {
         let mut attempt = 0u32;
         let mut refreshes = 0u32;
+        let mut renewals = 0u32;
         let mut bad_bodies = 0u32;
         loop {
             let mut ids = RequestIds::fresh();
@@ -252,6 +280,7 @@ impl GraphClient {
                 }
             };
             if (200..400).contains(&status) {
+                self.prove(&token, true);
                 let reply = Reply {
                     status,
                     headers,
@@ -262,7 +291,7 @@ impl GraphClient {
                     Ok(v) => return Ok(v),
                     Err((problem, ids)) => {
                         bad_bodies += 1;
-                        if bad_bodies > 2 {
+                        if bad_bodies > MAX_BAD_BODIES {
                             return Err(GraphError::BadBody {
                                 url: redact_query(url),
                                 problem,
@@ -281,14 +310,21 @@ impl GraphClient {
             if ids.request_id.is_none() {
                 ids.request_id = err.request_id();
             }
-            if status == 401 && refreshes < MAX_TOKEN_REFRESHES {
-                // An expired or revoked token: a fresh token and another try. A token that is
-                // rejected again and again is a real problem (wrong tenant or cloud): give up.
-                tracing::info!(url = %redact_query(url), code = %err.error.code, "401 from Graph; fetching a fresh token");
-                self.invalidate_token(&token).await;
-                refreshes += 1;
-                CallStats::bump(&stats.retries, 1);
-                continue;
+            if status == 401 {
+                // A token that had worked expired or was revoked: renew it. A token that never
+                // worked, again and again, is a real problem (wrong tenant or cloud): give up.
+                let counter = if self.prove(&token, false) {
+                    (&mut renewals, MAX_TOKEN_RENEWALS)
+                } else {
+                    (&mut refreshes, MAX_TOKEN_REFRESHES)
+                };
+                if *counter.0 < counter.1 {
+                    *counter.0 += 1;
+                    tracing::info!(url = %redact_query(url), code = %err.error.code, "401 from Graph; fetching a fresh token");
+                    self.invalidate_token(&token).await;
+                    CallStats::bump(&stats.retries, 1);
+                    continue;
+                }
             }
             if classify_status(status) == Verdict::Retry {
                 let ra = retry_after(&headers);
@@ -316,6 +352,24 @@ impl GraphClient {
         }
     }
 
+    /// Whether Graph accepted `token` before; `accepted` records that it just did.
+    fn prove(&self, token: &Secret, accepted: bool) -> bool {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        token.expose().hash(&mut h);
+        let key = h.finish();
+        let mut set = self
+            .proven_tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if accepted {
+            set.insert(key);
+            true
+        } else {
+            set.contains(&key)
+        }
+    }
+
     /// Waits after a throttled/unavailable status, honouring Retry-After.
     async fn wait_status(
         &self,
@@ -334,7 +388,9 @@ impl GraphClient {
                 url: redact_query(url),
                 status,
                 waited_s: self.retry.waited().as_secs_f64(),
+                next_wait_s: wait.as_secs_f64(),
                 cap_s: self.retry.max_total_wait.as_secs(),
+                fix: wait_cap_fix(url, status, wait),
                 ids: ids.clone(),
             });
         }
@@ -371,6 +427,20 @@ impl GraphClient {
         tracing::debug!(url = %redact_query(url), %problem, wait_ms = wait.as_millis() as u64, "transient failure; retrying");
         tokio::time::sleep(wait).await;
         Ok(())
+    }
+}
+
+/// What to do when throttling outlasts the wait cap. A report API's own budget (14 calls
+/// per report per 10 minutes) is worth naming: waiting is the only cure, hammering never is.
+fn wait_cap_fix(url: &Url, status: u16, wait: Duration) -> String {
+    if status == 429 && url.path().contains("/reports/") {
+        let at = chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+        format!(
+            "this report's call budget (14 calls per report per 10 minutes, shared with every tool using this app) is used up; it is free again at {} UTC. Run again after that, schedule runs at least 10 minutes apart, or raise [pipeline] max_wait_seconds so the run waits",
+            at.format("%H:%M:%S")
+        )
+    } else {
+        "run again later (Microsoft throttles per app and tenant; nights and weekends see less), or raise [pipeline] max_wait_seconds".into()
     }
 }
 

@@ -84,6 +84,10 @@ pub struct SimOptions {
     pub report_settings_readable: bool,
     /// The simulator's "today"; reports are refreshed as of today - 2.
     pub today: chrono::NaiveDate,
+    /// Calls each report API accepts per `report_window` before answering 429 with the
+    /// real wait (Microsoft: 14 per 10 minutes); smaller in tests of an exhausted budget.
+    pub report_budget: usize,
+    pub report_window: std::time::Duration,
     /// 0 = an ephemeral port.
     pub graph_port: u16,
     pub download_port: u16,
@@ -104,6 +108,8 @@ impl Default for SimOptions {
             roles: DEFAULT_ROLES.iter().map(|r| (*r).to_string()).collect(),
             report_settings_readable: false,
             today: chrono::Utc::now().date_naive(),
+            report_budget: state::REPORT_BUDGET,
+            report_window: state::REPORT_WINDOW,
             graph_port: 0,
             download_port: 0,
         }
@@ -235,12 +241,6 @@ impl Simulator {
         self.state.set_faults(f);
     }
 
-    /// Stops accepting, drops open connections and waits for the listeners to finish.
-    pub async fn shutdown(mut self) {
-        let _ = self.stop.send(true);
-        for t in std::mem::take(&mut self.tasks) {
-            let _ = t.await;
-        }
     /// Serves `o` instead of the simulated response for matching requests (hostile-input
     /// tests; see [`Override`]). Overrides added earlier take precedence.
     pub fn set_override(&self, o: Override) {
@@ -252,6 +252,12 @@ impl Simulator {
         self.state.overrides.clear();
     }
 
+    /// Stops accepting, drops open connections and waits for the listeners to finish.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        for t in std::mem::take(&mut self.tasks) {
+            let _ = t.await;
+        }
     }
 }
 

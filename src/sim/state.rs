@@ -16,7 +16,8 @@ use super::tenant::Tenant;
 use super::{SimOptions, SimStats};
 use crate::streams::Report;
 
-/// Report calls allowed per report API in [`REPORT_WINDOW`] (graph-api.md §4).
+/// Report calls allowed per report API in [`REPORT_WINDOW`] (graph-api.md §4); the
+/// simulator's defaults for [`SimOptions::report_budget`] and `report_window`.
 pub const REPORT_BUDGET: usize = 14;
 pub const REPORT_WINDOW: Duration = Duration::from_secs(600);
 
@@ -102,9 +103,9 @@ pub struct State {
     report_calls: Mutex<HashMap<Report, VecDeque<Instant>>>,
     /// Licence counts, computed once (one pass over the tenant) on first use.
     pub consumed_units: tokio::sync::OnceCell<Vec<u64>>,
-}
     /// Canned responses installed by tests (`Simulator::set_override`).
     pub overrides: super::overrides::Overrides,
+}
 
 impl State {
     pub fn new(opts: SimOptions, graph_url: String, download_url: String) -> State {
@@ -132,8 +133,8 @@ impl State {
             tokens: Mutex::new(HashMap::new()),
             report_calls: Mutex::new(HashMap::new()),
             consumed_units: tokio::sync::OnceCell::new(),
-            opts,
             overrides: Default::default(),
+            opts,
         }
     }
 
@@ -213,13 +214,16 @@ impl State {
         let q = calls.entry(r).or_default();
         while q
             .front()
-            .is_some_and(|t| now.duration_since(*t) >= REPORT_WINDOW)
+            .is_some_and(|t| now.duration_since(*t) >= self.opts.report_window)
         {
             q.pop_front();
         }
-        if q.len() >= REPORT_BUDGET {
+        if q.len() >= self.opts.report_budget {
             let oldest = q.front().copied().unwrap_or(now);
-            return Err(REPORT_WINDOW.saturating_sub(now.duration_since(oldest)));
+            return Err(self
+                .opts
+                .report_window
+                .saturating_sub(now.duration_since(oldest)));
         }
         q.push_back(now);
         Ok(())

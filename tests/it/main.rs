@@ -6,6 +6,8 @@ mod util;
 mod cli;
 mod crash;
 mod extract;
+mod faults;
 mod load;
 mod serve;
 mod transform;
+mod transport;

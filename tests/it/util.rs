@@ -125,3 +125,28 @@ pub fn duck(sql: &str) -> Vec<Vec<Option<String>>> {
 pub fn lit(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
+
+/// A person without `_source` (its run id and extraction time differ between any two runs).
+fn without_source(line: &str) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+    v.as_object_mut().unwrap().remove("_source");
+    v.to_string()
+}
+
+/// Fails with the first differing person, not two whole exports.
+pub fn assert_same_people(got: &str, expected: &str, what: &str) {
+    let g: Vec<String> = got.lines().map(without_source).collect();
+    let e: Vec<String> = expected.lines().map(without_source).collect();
+    if g == e {
+        return;
+    }
+    let i = g.iter().zip(&e).position(|(a, b)| a != b).unwrap_or(g.len().min(e.len()));
+    panic!(
+        "{what}: people differ from a clean run's ({} vs {} lines); first difference at line {}:\n got: {}\nwant: {}",
+        g.len(),
+        e.len(),
+        i + 1,
+        g.get(i).map_or("(none)", String::as_str),
+        e.get(i).map_or("(none)", String::as_str)
+    );
+}
