@@ -56,6 +56,9 @@ pub enum Command {
     Validate(ConfigArg),
     /// Run the built-in Graph simulator (login, Graph and a report download host) on loopback.
     Sim(crate::sim::SimArgs),
+    /// Benchmark: a simulator and each stage in their own processes; prints users/s per stage,
+    /// requests against the minimum, bytes, throttle waits and peak RSS. Not a test.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, clap::Args)]

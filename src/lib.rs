@@ -31,6 +31,8 @@ pub mod streams;
 // (Cargo.toml): without it the crate is the parsers, config, Graph client and simulator, which
 // is what the fuzz targets link (fuzz/, README "Fuzzing").
 #[cfg(feature = "store")]
+pub mod bench;
+#[cfg(feature = "store")]
 pub mod cli;
 #[cfg(feature = "store")]
 pub mod demo;
@@ -163,6 +165,13 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
         }
         Command::Status(arg) => {
             print!("{}", serve::status(&arg.connectors, chrono::Utc::now())?);
+            Ok(ExitStatus::Success)
+        }
+        Command::Bench(args) => {
+            let report = tokio::task::spawn_blocking(move || bench::bench(&args))
+                .await
+                .map_err(|e| error::Error::Internal(format!("the benchmark failed: {e}")))??;
+            print!("{report}");
             Ok(ExitStatus::Success)
         }
         Command::Runs(arg) => {
