@@ -22,6 +22,10 @@ pub const META_SQL: &[(&str, &str)] = &[
         "meta/002_macros.sql",
         include_str!("../sql/meta/002_macros.sql"),
     ),
+    (
+        "meta/003_report.sql",
+        include_str!("../sql/meta/003_report.sql"),
+    ),
 ];
 
 pub const DB_FILE: &str = "staging.duckdb";

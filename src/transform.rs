@@ -76,8 +76,25 @@ pub const MODELS: &[(&str, &str)] = &[
         include_str!("../sql/intermediate/int_report_rows_unmatched.sql"),
     ),
     (
+        "intermediate/int_report_period",
+        include_str!("../sql/intermediate/int_report_period.sql"),
+    ),
+    (
         "intermediate/int_license_counts",
         include_str!("../sql/intermediate/int_license_counts.sql"),
+    ),
+    // Small per-run aggregates for the run report (src/report/), persisted by `persist`.
+    (
+        "intermediate/int_usage_by_service",
+        include_str!("../sql/intermediate/int_usage_by_service.sql"),
+    ),
+    (
+        "intermediate/int_last_seen_histogram",
+        include_str!("../sql/intermediate/int_last_seen_histogram.sql"),
+    ),
+    (
+        "intermediate/int_office_usage",
+        include_str!("../sql/intermediate/int_office_usage.sql"),
     ),
     // The mapping CSV compiles into `int_people_mapped` here (see `mapping.rs`).
     (
@@ -210,11 +227,12 @@ fn run_in_transaction(
 
     // Run parameters: typed values only.
     conn.execute_batch(&format!(
-        "SET VARIABLE run_id = {}; SET VARIABLE run_date = DATE '{}'; SET VARIABLE date_filter_days = {}; SET VARIABLE concealed = {};",
+        "SET VARIABLE run_id = {}; SET VARIABLE run_date = DATE '{}'; SET VARIABLE date_filter_days = {}; SET VARIABLE concealed = {}; SET VARIABLE report_period = {};",
         quote_literal(run_id),
         manifest.run_date.format("%Y-%m-%d"),
         date_filter_days,
-        concealed
+        concealed,
+        quote_literal(&manifest.report_period)
     ))
     .map_err(|e| db_error(path, "setting run variables", e))?;
 
@@ -279,7 +297,7 @@ fn run_in_transaction(
         }
     }
 
-    persist(staging)?;
+    persist(staging, &audit_findings)?;
 
     let count = |sql: &str| -> Result<u64> {
         conn.query_row(sql, [], |r| r.get::<_, i64>(0))
@@ -526,7 +544,7 @@ fn load_sku_names(staging: &Staging, names: &[(String, String, String)]) -> Resu
 /// Stores the run's people, rejects, unmatched report rows and licence counts. A mapping
 /// with different columns than the stored `people` table replaces it (older runs' people
 /// were produced by the old mapping; their raw data can be transformed again).
-fn persist(staging: &Staging) -> Result<()> {
+fn persist(staging: &Staging, audit_findings: &[(String, u64)]) -> Result<()> {
     let conn = &staging.conn;
     let path = &staging.path;
     let new_cols = staging.columns("out_people")?;
@@ -556,13 +574,39 @@ fn persist(staging: &Staging) -> Result<()> {
         INSERT INTO report_rows_unmatched SELECT getvariable('run_id'), report, reason, rows, explanation FROM int_report_rows_unmatched;
         CREATE TABLE IF NOT EXISTS license_counts (run_id VARCHAR, sku_id VARCHAR, sku_part_number VARCHAR, sku_name VARCHAR,
             capability_status VARCHAR, prepaid_enabled BIGINT, consumed_units BIGINT, assigned_users BIGINT);
+        ALTER TABLE license_counts ADD COLUMN IF NOT EXISTS inactive_users BIGINT;
+        ALTER TABLE license_counts ADD COLUMN IF NOT EXISTS disabled_users BIGINT;
         DELETE FROM license_counts WHERE run_id = getvariable('run_id');
-        INSERT INTO license_counts SELECT getvariable('run_id'), sku_id, sku_part_number, sku_name, capability_status,
-            prepaid_enabled, consumed_units, assigned_users FROM int_license_counts;
+        INSERT INTO license_counts BY NAME SELECT getvariable('run_id') AS run_id, sku_id, sku_part_number, sku_name,
+            capability_status, prepaid_enabled, consumed_units, assigned_users, inactive_users, disabled_users
+        FROM int_license_counts;
     ";
     conn.execute_batch(sql)
-        .map_err(|e| db_error(path, "storing the run's people", e))
+        .map_err(|e| db_error(path, "storing the run's people", e))?;
+    conn.execute_batch(PERSIST_REPORT_AGGREGATES)
+        .map_err(|e| db_error(path, "storing the run's report figures", e))?;
+    // Warning-level audit findings, so the run report lists the same warnings as `run`.
+    for (audit, rows) in audit_findings {
+        conn.execute(
+            "INSERT INTO audit_findings VALUES (getvariable('run_id'), ?, ?)",
+            params![audit, rows],
+        )
+        .map_err(|e| db_error(path, "storing the run's audit findings", e))?;
+    }
+    Ok(())
 }
+
+/// The run report's per-run aggregates (tables in sql/meta/003_report.sql), read by
+/// `sql/report/*.sql`.
+const PERSIST_REPORT_AGGREGATES: &str = "
+    DELETE FROM usage_by_service WHERE run_id = getvariable('run_id');
+    INSERT INTO usage_by_service BY NAME SELECT getvariable('run_id') AS run_id, * FROM int_usage_by_service;
+    DELETE FROM last_seen_histogram WHERE run_id = getvariable('run_id');
+    INSERT INTO last_seen_histogram BY NAME SELECT getvariable('run_id') AS run_id, * FROM int_last_seen_histogram;
+    DELETE FROM office_usage WHERE run_id = getvariable('run_id');
+    INSERT INTO office_usage BY NAME SELECT getvariable('run_id') AS run_id, * FROM int_office_usage;
+    DELETE FROM audit_findings WHERE run_id = getvariable('run_id');
+";
 
 /// The models to run: built in, or the same file names under `sql_dir`.
 fn load_models(sql_dir: Option<&Path>) -> Result<Vec<Model>> {
