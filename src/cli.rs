@@ -47,6 +47,10 @@ pub enum Command {
     Status(ConnectorsArg),
     /// List the runs recorded in the staging database: status, counts, warnings, durations.
     Runs(ConfigArg),
+    /// Write a run's report: one self-contained HTML page (no scripts, no external files) with
+    /// who was imported and why others were left out, licences, activity, Office usage,
+    /// warnings with their fixes, timings and recent runs. `run` writes it automatically.
+    Report(ReportArgs),
     /// Query the staging database (read-only), e.g. `sql -c FILE "SELECT count(*) FROM people"`.
     Sql(SqlArgs),
     /// Pre-flight checklist: connector file, secret, sign-in, admin consent (roles), one
@@ -79,12 +83,29 @@ pub struct RunArg {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// The connector file (TOML).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The run to report on (default: the newest transformed run; `runs` lists them).
+    #[arg(long, value_name = "RUN_ID")]
+    pub run: Option<String>,
+    /// Where to write the page (default: <data_dir>/out/<run_id>/report.html; `-` prints it).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct SqlArgs {
     /// The connector file (TOML).
     #[arg(short, long, value_name = "FILE")]
     pub config: PathBuf,
     /// The query; tables: runs, run_streams, landed_files, run_steps, people, rejects,
-    /// report_rows_unmatched, license_counts, stg_*, int_people, out_*.
+    /// report_rows_unmatched, license_counts, usage_by_service, last_seen_histogram,
+    /// office_usage, stg_*, int_people, out_*. Several statements may precede the last one
+    /// (e.g. `SET VARIABLE run_id = '…';` before a report query of sql/report/). A query may
+    /// start with a `--` comment, as the files under sql/ do.
+    #[arg(allow_hyphen_values = true)]
     pub query: String,
     /// Output format.
     #[arg(long, value_enum, default_value_t = SqlFormat::Table)]

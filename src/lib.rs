@@ -46,6 +46,8 @@ pub mod pipeline;
 #[cfg(feature = "store")]
 pub mod query;
 #[cfg(feature = "store")]
+pub mod report;
+#[cfg(feature = "store")]
 pub mod resume;
 #[cfg(feature = "store")]
 pub mod serve;
@@ -165,6 +167,22 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
         }
         Command::Status(arg) => {
             print!("{}", serve::status(&arg.connectors, chrono::Utc::now())?);
+            Ok(ExitStatus::Success)
+        }
+        Command::Report(args) => {
+            let cfg = config::Config::load(&args.config)?;
+            if args.output.as_deref() == Some(std::path::Path::new("-")) {
+                print!("{}", report::render_run(&cfg, args.run.as_deref())?.html);
+            } else {
+                let w = report::write(&cfg, args.run.as_deref(), args.output.as_deref())?;
+                println!(
+                    "report of run {} written to {} ({} KiB in {:.2} s); open it in any browser",
+                    w.run_id,
+                    w.path.display(),
+                    w.bytes.div_ceil(1024),
+                    w.seconds
+                );
+            }
             Ok(ExitStatus::Success)
         }
         Command::Bench(args) => {

@@ -1,5 +1,6 @@
 //! `run`: extract + transform + load as one audited run, with one summary at the end.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::config::Config;
@@ -17,6 +18,8 @@ pub struct RunOutcome {
     pub transformed: Transformed,
     pub loaded: Loaded,
     pub extract_seconds: f64,
+    /// Where the run report was written, or why it could not be (a warning, never a failure).
+    pub report: std::result::Result<PathBuf, String>,
 }
 
 impl RunOutcome {
@@ -28,6 +31,16 @@ impl RunOutcome {
                 code: audit.rsplit('/').next().unwrap_or(audit).to_string(),
                 message: format!("{rows} findings of sql/{audit}.sql"),
                 fix: format!("query them: m365-connector sql -c FILE \"$(cat sql/{audit}.sql)\""),
+            });
+        }
+        if let Err(e) = &self.report {
+            w.push(Warning {
+                code: "report_failed".into(),
+                message: format!("the run succeeded, but its report could not be written: {e}"),
+                fix: format!(
+                    "write it again with: m365-connector report -c FILE --run {}",
+                    self.extracted.run_id
+                ),
             });
         }
         if self.transformed.rejected > 0 {
@@ -63,11 +76,14 @@ pub async fn run(
     let extracted = extract(cfg, progress).await?;
     let extract_seconds = t.elapsed().as_secs_f64();
     let (c, id, f) = (cfg.clone(), extracted.run_id.clone(), formats.to_vec());
-    let (transformed, loaded) =
-        tokio::task::spawn_blocking(move || -> Result<(Transformed, Loaded)> {
+    let (transformed, loaded, report) =
+        tokio::task::spawn_blocking(move || -> Result<(Transformed, Loaded, _)> {
             let transformed = transform(&c, Some(&id))?;
             let loaded = load(&c, Some(&id), &f)?;
-            Ok((transformed, loaded))
+            let report = crate::report::write(&c, Some(&id), None)
+                .map(|w| w.path)
+                .map_err(|e| e.to_string());
+            Ok((transformed, loaded, report))
         })
         .await
         .map_err(|e| Error::Internal(format!("the transform task failed: {e}")))??;
@@ -76,5 +92,6 @@ pub async fn run(
         transformed,
         loaded,
         extract_seconds,
+        report,
     })
 }

@@ -1,7 +1,7 @@
 //! `sql` and `runs`: read-only queries on the staging database, printed as a table, CSV or
 //! JSON (via Arrow, so every DuckDB type prints faithfully).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use arrow::record_batch::RecordBatch;
 use duckdb::{AccessMode, Config as DuckConfig, Connection};
@@ -12,6 +12,19 @@ use crate::staging::DB_FILE;
 
 /// Runs `sql` on `<data_dir>/staging.duckdb` opened read-only and renders the result.
 pub fn query(data_dir: &Path, sql: &str, format: SqlFormat) -> Result<String> {
+    let (conn, _) = open_read_only(data_dir)?;
+    let mut stmt = conn
+        .prepare(sql)
+        .map_err(|e| Error::Usage(format!("query failed: {e}")))?;
+    let batches: Vec<RecordBatch> = stmt
+        .query_arrow([])
+        .map_err(|e| Error::Usage(format!("query failed: {e}")))?
+        .collect();
+    render(&batches, format)
+}
+
+/// Opens `<data_dir>/staging.duckdb` read-only (it must exist); returns it and its path.
+pub fn open_read_only(data_dir: &Path) -> Result<(Connection, PathBuf)> {
     let path = data_dir.join(DB_FILE);
     if !path.is_file() {
         return Err(Error::Usage(format!(
@@ -24,14 +37,7 @@ pub fn query(data_dir: &Path, sql: &str, format: SqlFormat) -> Result<String> {
         .map_err(|e| Error::Internal(e.to_string()))?;
     let conn = Connection::open_with_flags(&path, cfg)
         .map_err(|e| crate::staging::db_error(&path, "opening", e))?;
-    let mut stmt = conn
-        .prepare(sql)
-        .map_err(|e| Error::Usage(format!("query failed: {e}")))?;
-    let batches: Vec<RecordBatch> = stmt
-        .query_arrow([])
-        .map_err(|e| Error::Usage(format!("query failed: {e}")))?
-        .collect();
-    render(&batches, format)
+    Ok((conn, path))
 }
 
 fn render(batches: &[RecordBatch], format: SqlFormat) -> Result<String> {

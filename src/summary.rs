@@ -187,6 +187,9 @@ pub fn run(o: &RunOutcome) -> String {
     );
     let _ = writeln!(s, "  raw data         {}", o.extracted.dir.display());
     let _ = writeln!(s, "  exports          {}", o.loaded.dir.display());
+    if let Ok(report) = &o.report {
+        let _ = writeln!(s, "  report           {}", report.display());
+    }
     let warnings = o.warnings();
     if !warnings.is_empty() {
         let _ = writeln!(s, "warnings:");

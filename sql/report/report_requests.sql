@@ -1,0 +1,17 @@
+-- Graph requests per stream: rows and pages read, requests sent, retries, throttling
+-- responses and the time spent waiting on them.
+-- Run with `SET VARIABLE run_id = '<run id>';` first, or alone for the newest transformed run.
+WITH r AS (
+    SELECT coalesce(getvariable('run_id'),
+                    (SELECT max(run_id) FROM runs WHERE transform_status = 'succeeded')) AS run_id
+)
+SELECT
+    stream,
+    rows,
+    pages,
+    requests,
+    retries,
+    throttled,
+    round(waited_ms / 1000.0, 1) AS waited_seconds
+FROM run_streams JOIN r USING (run_id)
+ORDER BY stream
