@@ -8,6 +8,7 @@ mod crash;
 mod extract;
 mod faults;
 mod load;
+mod report;
 mod serve;
 mod transform;
 mod transport;
