@@ -44,11 +44,7 @@ pub fn bench(args: &BenchArgs) -> Result<String> {
     let (dir, temporary) = match &args.dir {
         Some(d) => (d.clone(), false),
         None => (
-            std::env::temp_dir().join(format!(
-                "m365-bench-{}-{}",
-                args.users,
-                std::process::id()
-            )),
+            std::env::temp_dir().join(format!("m365-bench-{}-{}", args.users, std::process::id())),
             true,
         ),
     };
@@ -196,7 +192,8 @@ fn wait_measured(child: Child) -> Result<(Option<i32>, u64, String)> {
 
 /// The simulator's peak RSS in KiB, from /proc (Linux), while it still runs.
 fn peak_rss_of(child: &Child) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))

@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::graph::paging::{Page, Pager};
 use crate::graph::report_csv::ReportReader;
-use crate::graph::{CallCounts, CallStats, GraphClient, reports};
+use crate::graph::{CallCounts, CallStats, GraphClient, GraphError, reports};
 use crate::land::{CsvLander, JsonLander, Lineage};
 use crate::manifest::{Concealment, RunManifest, StreamManifest, Warning};
 use crate::output::Progress;
@@ -310,13 +310,32 @@ async fn land_collection(
                 Err(Error::Graph(e)) if e.status().is_some_and(|s| (400..500).contains(&s)) => {
                     // Graph no longer honours the stored link (skip tokens do expire).
                     tracing::warn!(stream, error = %e, "the checkpoint's next link was refused; fetching the stream from its start");
-                    walk_and_land(&ctx, stream, first, what, Checkpoint::default(), &stats, &bar)
-                        .await
+                    walk_and_land(
+                        &ctx,
+                        stream,
+                        first,
+                        what,
+                        Checkpoint::default(),
+                        &stats,
+                        &bar,
+                    )
+                    .await
                 }
                 other => other,
             }
         }
-        None => walk_and_land(&ctx, stream, first, what, Checkpoint::default(), &stats, &bar).await,
+        None => {
+            walk_and_land(
+                &ctx,
+                stream,
+                first,
+                what,
+                Checkpoint::default(),
+                &stats,
+                &bar,
+            )
+            .await
+        }
     }?;
     bar.finish_with_message(format!("{} ({} pages)", landed.rows, landed.pages));
     let mut calls = stats.snapshot();
@@ -340,7 +359,10 @@ fn resume_link(ctx: &StreamCtx, stream: &str, c: &Checkpoint) -> Option<Url> {
     if url.origin() == ctx.client.graph_url().origin() {
         Some(url)
     } else {
-        tracing::warn!(stream, "the checkpoint's next link is not on the Graph host; fetching the stream from its start");
+        tracing::warn!(
+            stream,
+            "the checkpoint's next link is not on the Graph host; fetching the stream from its start"
+        );
         None
     }
 }
@@ -502,6 +524,21 @@ async fn land_report(ctx: StreamCtx, report: Report, period: String) -> StreamRe
                 )
             };
             let mut reader = ReportReader::open(&csv_path).map_err(ctx)?;
+            // Not one documented column: an HTML page, a JSON error or a CSV a proxy converted
+            // to ';', never a usage report. Refused rather than landed as garbage columns.
+            let documented = report.documented_columns();
+            if !reader.header().is_empty()
+                && !reader
+                    .header()
+                    .iter()
+                    .any(|h| documented.contains(&h.as_str()))
+            {
+                return Err(GraphError::NotAReport {
+                    report: report.to_string(),
+                    start: file_start(&csv_path),
+                }
+                .into());
+            }
             let header: Vec<String> = if reader.header().is_empty() {
                 report
                     .documented_columns()
@@ -547,9 +584,19 @@ async fn land_report(ctx: StreamCtx, report: Report, period: String) -> StreamRe
         downloaded_bytes: Some(downloaded),
         names: Some(names),
         columns,
+        invalid_utf8_cells: invalid,
+        ragged_rows: ragged,
     };
     resume::mark_done(&marker_dir, report.stream(), &manifest)?;
     Ok((report.stream().to_string(), manifest))
+}
+
+/// The first bytes of a file, on one line, for a message.
+fn file_start(path: &Path) -> String {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(200);
+    let _ = std::fs::File::open(path).and_then(|f| f.take(200).read_to_end(&mut head));
+    crate::graph::snippet(&head)
 }
 
 /// `GET /admin/reportSettings`: a 403 (the usual answer, as the app lacks
@@ -620,6 +667,26 @@ fn build_manifest(
                 code: "report_columns_missing".into(),
                 message: format!("the {name} report lacks documented columns: {}", missing.join(", ")),
                 fix: "none needed: the missing values are treated as empty; report it if attributes you rely on come from them".into(),
+            });
+        }
+        if s.invalid_utf8_cells > 0 || s.ragged_rows > 0 {
+            let mut what = Vec::new();
+            if s.invalid_utf8_cells > 0 {
+                what.push(format!(
+                    "{} cells were not UTF-8 (landed with U+FFFD in place of the bad bytes)",
+                    s.invalid_utf8_cells
+                ));
+            }
+            if s.ragged_rows > 0 {
+                what.push(format!(
+                    "{} rows had more or fewer cells than the header (missing cells are empty, surplus cells kept in _extra)",
+                    s.ragged_rows
+                ));
+            }
+            warnings.push(Warning {
+                code: "report_repaired".into(),
+                message: format!("the {name} report needed repairs: {}", what.join("; ")),
+                fix: "none needed for the rest of the report; if names or values in it look wrong, report it with the run id".into(),
             });
         }
         if s.columns.is_empty() && s.rows == 0 {

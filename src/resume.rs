@@ -258,8 +258,8 @@ fn inspect(
     for entry in read_dir(dir).map_err(|e| e.to_string())? {
         let name = entry.file_name().to_string_lossy().into_owned();
         if let Some(stream) = name.strip_suffix(".done.json") {
-            let m: StreamManifest = read_marker(&entry.path())
-                .ok_or_else(|| format!("{name} is not readable"))?;
+            let m: StreamManifest =
+                read_marker(&entry.path()).ok_or_else(|| format!("{name} is not readable"))?;
             verify(dir, &m.files)?;
             keep.push(name.clone());
             keep.extend(m.files.iter().map(|f| f.file.clone()));
@@ -272,8 +272,8 @@ fn inspect(
             if r.done.contains_key(stream) {
                 continue;
             }
-            let c: Checkpoint = read_marker(&entry.path())
-                .ok_or_else(|| format!("{name} is not readable"))?;
+            let c: Checkpoint =
+                read_marker(&entry.path()).ok_or_else(|| format!("{name} is not readable"))?;
             verify(dir, &c.files)?;
             keep.push(name.clone());
             keep.extend(c.files.iter().map(|f| f.file.clone()));
@@ -284,8 +284,7 @@ fn inspect(
     for entry in read_dir(dir).map_err(|e| e.to_string())? {
         let name = entry.file_name().to_string_lossy().into_owned();
         if !keep.contains(&name) {
-            std::fs::remove_file(entry.path())
-                .map_err(|e| format!("cannot remove {name}: {e}"))?;
+            std::fs::remove_file(entry.path()).map_err(|e| format!("cannot remove {name}: {e}"))?;
         }
     }
     Ok(r)

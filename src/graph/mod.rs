@@ -110,14 +110,13 @@ impl GraphClient {
     pub fn new(cfg: &Config, secret: Secret) -> Result<GraphClient, GraphError> {
         let mut builder = reqwest::Client::builder();
         if let Some(path) = &cfg.tenant.ca_bundle {
-            let certs = crate::config::load_ca_bundle(path).map_err(|problem| {
-                GraphError::Transport {
+            let certs =
+                crate::config::load_ca_bundle(path).map_err(|problem| GraphError::Transport {
                     url: cfg.tenant.graph_url.to_string(),
                     problem,
                     waited_s: 0.0,
                     ids: RequestIds::default(),
-                }
-            })?;
+                })?;
             for cert in certs {
                 builder = builder.add_root_certificate(cert);
             }
@@ -358,10 +357,7 @@ impl GraphClient {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         token.expose().hash(&mut h);
         let key = h.finish();
-        let mut set = self
-            .proven_tokens
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut set = self.proven_tokens.lock().unwrap_or_else(|e| e.into_inner());
         if accepted {
             set.insert(key);
             true
@@ -480,7 +476,8 @@ pub fn redact_query(url: &Url) -> String {
     if u.path().starts_with("/data/download/") || u.path().contains("download") {
         u.set_path("/…");
     }
-    u.to_string()
+    // The URL serialiser percent-encodes the ellipsis; a message shows it as typed.
+    u.to_string().replace("%E2%80%A6", "…")
 }
 
 /// The start of a body for an error message (HTML error pages, plain text).
@@ -491,5 +488,18 @@ pub fn snippet(body: &[u8]) -> String {
         "(empty body)".into()
     } else {
         one_line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacted_urls_read_as_typed() {
+        let u = Url::parse("https://graph.microsoft.com/v1.0/users?$top=999&$skiptoken=X").unwrap();
+        assert_eq!(redact_query(&u), "https://graph.microsoft.com/v1.0/users?…");
+        let d = Url::parse("https://reports.office.com/data/download/abc?sig=s3cr3t").unwrap();
+        assert_eq!(redact_query(&d), "https://reports.office.com/…?…");
     }
 }

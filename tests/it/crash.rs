@@ -61,7 +61,10 @@ fn kill_at(cfg: &Path, spec: &str) {
     }
     child.kill().unwrap(); // SIGKILL on Unix
     child.wait().unwrap();
-    assert!(reached, "failpoint {spec} was never reached; stderr:\n{seen}");
+    assert!(
+        reached,
+        "failpoint {spec} was never reached; stderr:\n{seen}"
+    );
 }
 
 /// A run to its end; it must succeed (exit 0, or 3 with warnings).
@@ -209,7 +212,8 @@ async fn killed_at_every_failpoint_a_rerun_resumes_and_exports_what_a_clean_run_
         );
         let (run, people) = latest_people(&data);
         assert_same_people(&people, &expected, spec);
-        if spec.starts_with("extract.") && !matches!(spec, "extract.signed_in" | "extract.committed")
+        if spec.starts_with("extract.")
+            && !matches!(spec, "extract.signed_in" | "extract.committed")
         {
             // The interrupted run was continued under its own id, not replaced.
             let killed = killed_run.clone().unwrap();
@@ -226,7 +230,9 @@ async fn killed_at_every_failpoint_a_rerun_resumes_and_exports_what_a_clean_run_
             assert_eq!(
                 count(
                     &c,
-                    &format!("SELECT count(*) FROM runs WHERE run_id = '{killed}' AND extract_status = 'succeeded'")
+                    &format!(
+                        "SELECT count(*) FROM runs WHERE run_id = '{killed}' AND extract_status = 'succeeded'"
+                    )
                 ),
                 1
             );

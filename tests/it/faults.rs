@@ -58,7 +58,11 @@ async fn clean(seed: u64) -> String {
 /// Nothing of a failed run is committed: no new raw run, no new export, and `runs` says failed.
 fn assert_nothing_committed(data: &Path, runs_before: usize, case: &str) {
     let runs = committed_runs(&data.join("raw")).unwrap();
-    assert_eq!(runs.len(), runs_before, "{case}: a failed run committed data");
+    assert_eq!(
+        runs.len(),
+        runs_before,
+        "{case}: a failed run committed data"
+    );
     let leftovers: Vec<PathBuf> = std::fs::read_dir(data.join("raw"))
         .into_iter()
         .flatten()
@@ -176,10 +180,7 @@ async fn an_exhausted_report_budget_is_waited_for_or_the_run_stops_clearly() {
         "each report was refused once or twice, not hammered: {refused}"
     );
     assert!(
-        second
-            .warnings()
-            .iter()
-            .any(|w| w.code == "throttled"),
+        second.warnings().iter().any(|w| w.code == "throttled"),
         "the wait is reported"
     );
 

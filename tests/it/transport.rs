@@ -75,11 +75,8 @@ impl<'a> Scan<'a> {
     /// of the database file alone proves nothing.
     fn database(&mut self, db: &Path) {
         let c = duckdb::Connection::open_in_memory().unwrap();
-        c.execute_batch(&format!(
-            "ATTACH '{}' AS s (READ_ONLY)",
-            db.display()
-        ))
-        .unwrap();
+        c.execute_batch(&format!("ATTACH '{}' AS s (READ_ONLY)", db.display()))
+            .unwrap();
         let mut stmt = c
             .prepare(
                 "SELECT table_name, column_name FROM duckdb_columns()
@@ -136,7 +133,10 @@ async fn the_secret_and_tokens_reach_no_file_table_export_log_or_error() {
     let log = text(&out);
     assert_eq!(out.status.code(), Some(3), "{log}");
     assert!(log.lines().count() > 20, "verbose logs expected: {log}");
-    assert!(sim.stats().tokens_issued >= 2, "tokens expired and were renewed");
+    assert!(
+        sim.stats().tokens_issued >= 2,
+        "tokens expired and were renewed"
+    );
     scan.bytes("the run's output and logs", log.as_bytes());
 
     // Failures: a token Graph refuses (no consent) and a wrong secret.
@@ -162,7 +162,10 @@ async fn the_secret_and_tokens_reach_no_file_table_export_log_or_error() {
     // Every file written: raw Parquet, manifests, the database, exports, reports.
     let data = dir.path().join("data");
     let files = files_under(&data);
-    assert!(files.iter().any(|f| f.ends_with("people.jsonl")), "{files:?}");
+    assert!(
+        files.iter().any(|f| f.ends_with("people.jsonl")),
+        "{files:?}"
+    );
     for f in &files {
         scan.bytes(&f.display().to_string(), &std::fs::read(f).unwrap());
     }
@@ -333,6 +336,10 @@ async fn a_custom_ca_bundle_is_loaded_or_refused_with_the_line_and_the_fix() {
     std::fs::write(&path, with_bundle("missing.pem")).unwrap();
     let out = binary(&["validate", "-c", "connector.toml"], dir.path(), &[]).await;
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).contains("cannot read the CA bundle"), "{}", text(&out));
+    assert!(
+        text(&out).contains("cannot read the CA bundle"),
+        "{}",
+        text(&out)
+    );
     sim.shutdown().await;
 }

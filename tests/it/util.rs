@@ -140,7 +140,11 @@ pub fn assert_same_people(got: &str, expected: &str, what: &str) {
     if g == e {
         return;
     }
-    let i = g.iter().zip(&e).position(|(a, b)| a != b).unwrap_or(g.len().min(e.len()));
+    let i = g
+        .iter()
+        .zip(&e)
+        .position(|(a, b)| a != b)
+        .unwrap_or(g.len().min(e.len()));
     panic!(
         "{what}: people differ from a clean run's ({} vs {} lines); first difference at line {}:\n got: {}\nwant: {}",
         g.len(),
