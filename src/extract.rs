@@ -591,12 +591,18 @@ async fn land_report(ctx: StreamCtx, report: Report, period: String) -> StreamRe
     Ok((report.stream().to_string(), manifest))
 }
 
+/// `1 row had` / `3 rows had`.
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// The first bytes of a file, on one line, for a message.
 fn file_start(path: &Path) -> String {
     use std::io::Read;
     let mut head = Vec::with_capacity(200);
     let _ = std::fs::File::open(path).and_then(|f| f.take(200).read_to_end(&mut head));
-    crate::graph::snippet(&head)
+    let head = head.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&head);
+    crate::graph::snippet(head)
 }
 
 /// `GET /admin/reportSettings`: a 403 (the usual answer, as the app lacks
@@ -673,14 +679,14 @@ fn build_manifest(
             let mut what = Vec::new();
             if s.invalid_utf8_cells > 0 {
                 what.push(format!(
-                    "{} cells were not UTF-8 (landed with U+FFFD in place of the bad bytes)",
-                    s.invalid_utf8_cells
+                    "{} not UTF-8 (landed with U+FFFD in place of the bad bytes)",
+                    count(s.invalid_utf8_cells, "cell was", "cells were")
                 ));
             }
             if s.ragged_rows > 0 {
                 what.push(format!(
-                    "{} rows had more or fewer cells than the header (missing cells are empty, surplus cells kept in _extra)",
-                    s.ragged_rows
+                    "{} more or fewer cells than the header (missing cells are empty, surplus cells kept in _extra)",
+                    count(s.ragged_rows, "row had", "rows had")
                 ));
             }
             warnings.push(Warning {

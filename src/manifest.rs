@@ -40,6 +40,16 @@ pub struct StreamManifest {
     /// Reports only: CSV header as served (after BOM stripping).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub columns: Vec<String>,
+    /// Reports only: cells that were not UTF-8 (landed with U+FFFD in their place).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub invalid_utf8_cells: u64,
+    /// Reports only: rows with more or fewer cells than the header.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ragged_rows: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Concealment as seen by this run.

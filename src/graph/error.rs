@@ -118,6 +118,12 @@ pub enum GraphError {
         "report download {url} failed with HTTP {status}: the pre-authenticated URL has expired or is invalid, also after requesting the report again\n  fix: download URLs are valid for minutes only; check that nothing between this host and Microsoft (a proxy, TLS inspection, antivirus scanning) delays downloads, then run again"
     )]
     DownloadExpired { url: String, status: u16 },
+    /// The downloaded report is not a usage-report CSV (an HTML page, a JSON error, a file a
+    /// proxy converted): landing it would turn garbage into columns.
+    #[error(
+        "the {report} usage report is not the documented CSV: its header has none of the documented columns (the file starts with {start:?})\n  fix: something between this host and Microsoft (a proxy, TLS inspection, a sign-in page) answered instead of the report, or converted it; check proxies, then run again"
+    )]
+    NotAReport { report: String, start: String },
     /// Local I/O while streaming a download.
     #[error("writing {path}: {source}")]
     Io {
