@@ -275,22 +275,53 @@ struct RawPipeline {
 impl Config {
     /// Reads and validates a connector file. Does not read the secret (see [`Config::secret`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        let bytes = std::fs::read(path).map_err(|e| ConfigError {
             file: path.to_path_buf(),
             line: None,
             key: "(file)".into(),
-            message: format!(
-                "cannot read the connector file: {e}. Create one with `m365-connector init > {}`.",
-                path.display()
-            ),
+            message: if e.kind() == std::io::ErrorKind::NotFound {
+                format!(
+                    "cannot read the connector file: {e}. Create one with `m365-connector init > {}`.",
+                    path.display()
+                )
+            } else {
+                format!("cannot read the connector file: {e}")
+            },
         })?;
-        Config::parse(path, &text)
+        let text = std::str::from_utf8(&bytes).map_err(|e| {
+            let valid = &bytes[..e.valid_up_to()];
+            ConfigError {
+                file: path.to_path_buf(),
+                line: Some(valid.iter().filter(|b| **b == b'\n').count() + 1),
+                key: "(file)".into(),
+                message: format!(
+                    "the file is not UTF-8 text (byte 0x{:02x}): save it as UTF-8 (in Notepad: Save as > Encoding: UTF-8)",
+                    bytes[e.valid_up_to()]
+                ),
+            }
+        })?;
+        Config::parse(path, text)
     }
 
     /// Validates connector TOML `text` as if read from `path` (relative paths resolve
     /// against the file's folder).
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let ctx = Ctx { path, text };
+        let meaningful = text
+            .lines()
+            .map(|l| l.trim().trim_start_matches('\u{feff}'))
+            .any(|l| !l.is_empty() && !l.starts_with('#'));
+        if !meaningful {
+            return Err(ConfigError {
+                file: path.to_path_buf(),
+                line: None,
+                key: "(file)".into(),
+                message: format!(
+                    "the file is empty: start from the commented template, `m365-connector init > {}`",
+                    path.display()
+                ),
+            });
+        }
         let raw: RawConfig = toml::from_str(text).map_err(|e| ctx.toml_error(&e))?;
         let base = path
             .parent()
@@ -450,11 +481,7 @@ impl Config {
                     self.err_at(*line, "tenant.client_secret_file", &m)
                 })?;
                 let v = std::fs::read_to_string(path).map_err(|e| {
-                    self.err_at(
-                        *line,
-                        "tenant.client_secret_file",
-                        &format!("cannot read {}: {e}", path.display()),
-                    )
+                    self.err_at(*line, "tenant.client_secret_file", &unreadable_secret_file(path, &e))
                 })?;
                 let v = v.trim();
                 if v.is_empty() {
@@ -484,11 +511,43 @@ impl Config {
     }
 }
 
+/// The certificates of a PEM bundle (`tenant.ca_bundle`); the error says what to fix.
+pub fn load_ca_bundle(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| {
+        format!(
+            "cannot read the CA bundle {}: {e}; point it at a PEM file with your proxy's root certificate",
+            path.display()
+        )
+    })?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        format!(
+            "{} is not a PEM certificate bundle ({e}); export the root certificate as Base-64 (PEM), \"-----BEGIN CERTIFICATE-----\"",
+            path.display()
+        )
+    })?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{} holds no certificate; export the root certificate as Base-64 (PEM), \"-----BEGIN CERTIFICATE-----\"",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
+/// Why the secret file cannot be read, and what to do.
+fn unreadable_secret_file(path: &Path, e: &std::io::Error) -> String {
+    let fix = if e.kind() == std::io::ErrorKind::NotFound {
+        "create it holding only the client secret's Value (then `chmod 600` it), or fix the path: a relative path starts at the connector file's folder"
+    } else {
+        "make it a file the connector's user can read (mode 0600, owned by that user)"
+    };
+    format!("cannot read {}: {e}: {fix}", path.display())
+}
+
 #[cfg(unix)]
 fn check_secret_file_mode(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let meta = std::fs::metadata(path).map_err(|e| unreadable_secret_file(path, &e))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(format!(
@@ -529,26 +588,151 @@ impl Ctx<'_> {
     /// Turns a TOML/serde error into ours. Built from the message and span only: the
     /// toml crate's Display quotes the offending source line, which could hold a secret.
     fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
+        const TEMPLATE_HINT: &str = "`m365-connector init` prints every valid key with comments";
         let line = e.span().map(|s| self.line_of(s));
         let msg = e.message().trim().replace('\n', "; ");
-        let key = line
-            .and_then(|l| self.text.lines().nth(l - 1))
-            .and_then(|l| l.split('=').next())
-            .map(|k| k.trim().trim_matches(['[', ']']).to_string())
-            .filter(|k| !k.is_empty() && k.len() < 80)
-            .unwrap_or_else(|| "(file)".into());
-        let message = if msg.starts_with("unknown field") {
-            format!(
-                "{msg}. Remove or rename the key; `m365-connector init` prints every valid key with comments"
-            )
-        } else if msg.starts_with("missing field") {
-            format!("{msg}. Add it; `m365-connector init` prints a template")
-        } else if msg.starts_with("invalid type") {
-            // serde quotes the value it saw; keep only the expectation.
+        let text_of = |l: usize| self.text.lines().nth(l.checked_sub(1)?);
+        // The section a line belongs to: the nearest `[section]` header at or above it.
+        let section = line.and_then(|l| {
+            (1..=l)
+                .rev()
+                .filter_map(|n| text_of(n).and_then(table_header))
+                .next()
+        });
+        // `key = value` on the line, qualified by its section.
+        let line_key = line
+            .and_then(text_of)
+            .filter(|l| table_header(l).is_none())
+            .and_then(|l| l.split_once('='))
+            .map(|(k, _)| k.trim().trim_matches('"').to_string())
+            .filter(|k| is_bare_key(k));
+        let qualified = |k: &str| match &section {
+            Some(s) => format!("{s}.{k}"),
+            None => k.to_string(),
+        };
+        // A top-level name is a section: an unknown `[table]` or a missing one.
+        let is_section = |f: &str| {
+            TEMPLATE
+                .lines()
+                .any(|l| table_header(l).as_deref() == Some(f))
+        };
+        let (key, message) = if let Some(field) = backticked(&msg, "unknown field `") {
+            let expected = backticked_all(msg.split_once("expected").map_or("", |x| x.1));
+            let top_level = line.and_then(text_of).and_then(table_header).as_deref()
+                == Some(field.as_str())
+                || expected.iter().any(|e| is_section(e));
+            let is_header = line.and_then(text_of).and_then(table_header).is_some();
+            let message = match section.as_ref().filter(|_| !top_level) {
+                None if !is_header && template_section_of(&field).is_some() => {
+                    let home = template_section_of(&field).unwrap_or_default();
+                    format!(
+                        "`{field}` is outside any section: it belongs in [{home}]; move it under the [{home}] header"
+                    )
+                }
+                None => {
+                    let hint = crate::mapping::nearest(&field, expected.iter().map(String::as_str))
+                        .map(|n| format!("did you mean [{n}]? "))
+                        .unwrap_or_default();
+                    format!(
+                        "unknown section [{field}]: {hint}the sections are {}; {TEMPLATE_HINT}",
+                        expected
+                            .iter()
+                            .map(|e| format!("[{e}]"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+                Some(sec) => match template_section_of(&field).filter(|t| t != sec) {
+                    Some(home) => format!(
+                        "`{field}` belongs in [{home}], not in [{sec}]: move the line under [{home}]"
+                    ),
+                    None => {
+                        let hint =
+                            crate::mapping::nearest(&field, expected.iter().map(String::as_str))
+                                .map(|n| format!("did you mean `{n}`? "))
+                                .unwrap_or_default();
+                        format!(
+                            "unknown key in [{sec}]: {hint}[{sec}] takes {}; remove or rename it ({TEMPLATE_HINT})",
+                            expected.join(", ")
+                        )
+                    }
+                },
+            };
+            let key = if top_level {
+                field.clone()
+            } else {
+                qualified(&field)
+            };
+            (key, message)
+        } else if let Some(field) = backticked(&msg, "missing field `") {
+            match section.as_ref().filter(|_| !is_section(&field)) {
+                // The span of a missing key is its table, i.e. the section header.
+                Some(sec) => {
+                    let example = template_line(sec, &field)
+                        .map(|l| format!(", e.g. {l}"))
+                        .unwrap_or_default();
+                    (
+                        format!("{sec}.{field}"),
+                        format!(
+                            "missing key in [{sec}]: add it{example} (`m365-connector init` prints a template)"
+                        ),
+                    )
+                }
+                None => {
+                    return ConfigError {
+                        file: self.path.to_path_buf(),
+                        line: None,
+                        key: field.clone(),
+                        message: format!(
+                            "the [{field}] section is missing: add it (`m365-connector init` prints a template with every section)"
+                        ),
+                    };
+                }
+            }
+        } else if let Some(rest) = msg.strip_prefix("invalid type: ") {
+            let found = rest.split([',', ' ']).next().unwrap_or("");
             let expected = msg.split(", expected ").nth(1).unwrap_or("another type");
-            format!("wrong type: expected {expected}")
+            let want = match expected {
+                e if e.starts_with('i') || e.starts_with('u') || e.contains("integer") => {
+                    "a whole number without quotes, e.g. 30"
+                }
+                e if e.contains("bool") => "true or false, without quotes",
+                e if e.contains("string") => "text in double quotes",
+                e => e,
+            };
+            let found = match found {
+                "string" => "text in quotes",
+                "integer" => "a number",
+                "floating" => "a decimal number",
+                "boolean" => "true/false",
+                "map" => "a table",
+                "sequence" => "an array",
+                other => other,
+            };
+            // serde quotes the value it saw; only its kind is shown.
+            (
+                line_key
+                    .as_deref()
+                    .map(qualified)
+                    .unwrap_or_else(|| "(file)".into()),
+                format!("wrong type: expected {want}, found {found}"),
+            )
         } else {
-            format!("{msg}. The file must be valid TOML (https://toml.io)")
+            let hint = if msg.contains("duplicate key") {
+                "keep one of them".to_string()
+            } else if msg.contains("invalid basic string") {
+                "close the string with \" on the same line; control characters are not allowed in strings".to_string()
+            } else if self.text.trim_start().starts_with('{') {
+                "this looks like JSON: connector files are TOML; `m365-connector init` prints a template".to_string()
+            } else {
+                "the file must be valid TOML (https://toml.io)".to_string()
+            };
+            let key = line_key
+                .as_deref()
+                .map(qualified)
+                .or_else(|| line.and_then(text_of).and_then(table_header))
+                .unwrap_or_else(|| "(file)".into());
+            (key, format!("{msg}: {hint}"))
         };
         ConfigError {
             file: self.path.to_path_buf(),
@@ -567,15 +751,6 @@ impl Ctx<'_> {
             ));
         }
         let tenant_id = raw.tenant_id.get_ref().trim().to_string();
-        if !is_guid(&tenant_id) && !is_domain(&tenant_id) {
-            return Err(self.err(
-                raw.tenant_id.span(),
-                "tenant.tenant_id",
-                &format!(
-                    "{tenant_id:?} is neither a GUID nor a domain: copy the Directory (tenant) ID from Entra admin center > Overview (e.g. 72f988bf-86f1-41af-91ab-2d7cd011db47) or use a verified domain such as contoso.onmicrosoft.com"
-                ),
-            ));
-        }
         if matches!(
             tenant_id.to_ascii_lowercase().as_str(),
             "common" | "organizations" | "consumers"
@@ -583,7 +758,16 @@ impl Ctx<'_> {
             return Err(self.err(
                 raw.tenant_id.span(),
                 "tenant.tenant_id",
-                "client credentials need a tenant-specific endpoint: use the Directory (tenant) ID GUID",
+                "common, organizations and consumers are multi-tenant endpoints; client credentials need your tenant: use the Directory (tenant) ID GUID from Entra admin center > Overview",
+            ));
+        }
+        if !is_guid(&tenant_id) && !is_domain(&tenant_id) {
+            return Err(self.err(
+                raw.tenant_id.span(),
+                "tenant.tenant_id",
+                &format!(
+                    "{tenant_id:?} is neither a GUID nor a domain: copy the Directory (tenant) ID from Entra admin center > Overview (e.g. 72f988bf-86f1-41af-91ab-2d7cd011db47) or use a verified domain such as contoso.onmicrosoft.com"
+                ),
             ));
         }
         let client_id = raw.client_id.get_ref().trim().to_string();
@@ -795,29 +979,6 @@ impl Ctx<'_> {
     }
 }
 
-/// The certificates of a PEM bundle (`tenant.ca_bundle`); the error says what to fix.
-pub fn load_ca_bundle(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
-    let pem = std::fs::read(path).map_err(|e| {
-        format!(
-            "cannot read the CA bundle {}: {e}; point it at a PEM file with your proxy's root certificate",
-            path.display()
-        )
-    })?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-        format!(
-            "{} is not a PEM certificate bundle ({e}); export the root certificate as Base-64 (PEM), \"-----BEGIN CERTIFICATE-----\"",
-            path.display()
-        )
-    })?;
-    if certs.is_empty() {
-        return Err(format!(
-            "{} holds no certificate; export the root certificate as Base-64 (PEM), \"-----BEGIN CERTIFICATE-----\"",
-            path.display()
-        ));
-    }
-    Ok(certs)
-}
-
 /// True for hosts plain http may reach: loopback IPs and `localhost`.
 pub fn is_loopback(url: &Url) -> bool {
     match url.host_str() {
@@ -851,6 +1012,71 @@ fn is_domain(s: &str) -> bool {
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
+}
+
+/// `[section]` on a line (comments and spaces aside); `None` for any other line.
+fn table_header(line: &str) -> Option<String> {
+    let l = line.split('#').next().unwrap_or("").trim();
+    let name = l.strip_prefix('[')?.strip_suffix(']')?.trim();
+    (!name.starts_with('[') && is_bare_key(name)).then(|| name.to_string())
+}
+
+/// A TOML bare key (letters, digits, `_`, `-`), short enough to be a key.
+fn is_bare_key(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= 64
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// The text between the first `prefix` and the next backtick.
+fn backticked(msg: &str, prefix: &str) -> Option<String> {
+    let rest = &msg[msg.find(prefix)? + prefix.len()..];
+    Some(rest[..rest.find('`')?].to_string())
+}
+
+/// Every `name` between backticks, in order.
+fn backticked_all(s: &str) -> Vec<String> {
+    s.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
+/// The section of [`TEMPLATE`] that documents `key` (also as a commented-out line).
+fn template_section_of(key: &str) -> Option<String> {
+    let mut section = None;
+    for line in TEMPLATE.lines() {
+        if let Some(s) = table_header(line) {
+            section = Some(s);
+        } else if template_key(line) == Some(key) {
+            return section;
+        }
+    }
+    None
+}
+
+/// The template's `key = value` line for `key` in `section`, without its comment.
+fn template_line(section: &str, key: &str) -> Option<String> {
+    let mut current = None;
+    for line in TEMPLATE.lines() {
+        if let Some(s) = table_header(line) {
+            current = Some(s);
+        } else if current.as_deref() == Some(section) && template_key(line) == Some(key) {
+            let l = line.trim_start_matches(['#', ' ']);
+            let value = l.split_once('=')?.1.split(" #").next()?.trim();
+            return Some(format!("{key} = {value}"));
+        }
+    }
+    None
+}
+
+/// The key of a template line `key = value` or `# key = value`.
+fn template_key(line: &str) -> Option<&str> {
+    let l = line.trim_start_matches(['#', ' ']);
+    let (k, _) = l.split_once(" = ")?;
+    is_bare_key(k.trim()).then(|| k.trim())
 }
 
 /// The commented template printed by `m365-connector init`.
@@ -937,13 +1163,49 @@ client_secret_env = "M365_TEST_SECRET_X"
     fn unknown_key_names_line_and_key() {
         let e = parse(&format!("{GOOD}colour = \"blue\"\n")).unwrap_err();
         assert_eq!(e.line, Some(8));
-        assert_eq!(e.key, "colour");
-        assert!(e.message.contains("unknown field `colour`"), "{e}");
+        assert_eq!(e.key, "tenant.colour");
+        assert!(e.message.starts_with("unknown key in [tenant]: "), "{e}");
         assert!(
             e.to_string()
-                .starts_with("/etc/m365/contoso.toml:8: colour:"),
+                .starts_with("/etc/m365/contoso.toml:8: tenant.colour:"),
             "{e}"
         );
+        // A typo gets a suggestion, a key in the wrong section its home, a table its name.
+        let e = parse(&format!("{GOOD}client_secret_enb = \"X\"\n")).unwrap_err();
+        assert!(
+            e.message.contains("did you mean `client_secret_env`?"),
+            "{e}"
+        );
+        let e = parse(&format!("{GOOD}[pipeline]\ndate_filter_days = 3\n")).unwrap_err();
+        assert_eq!(
+            (e.key.as_str(), e.line),
+            ("pipeline.date_filter_days", Some(9))
+        );
+        assert!(e.message.contains("belongs in [filter]"), "{e}");
+        let e = parse(&format!("{GOOD}[filters]\ndate_filter_days = 3\n")).unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("filters", Some(8)));
+        assert!(e.message.contains("did you mean [filter]?"), "{e}");
+        let e = parse(&format!("date_filter_days = 3\n{GOOD}")).unwrap_err();
+        assert!(e.message.contains("outside any section"), "{e}");
+    }
+
+    #[test]
+    fn unreadable_text_and_empty_files_say_what_to_do() {
+        let dir = std::env::temp_dir().join(format!("m365-cfg-{}", crate::random::u64()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let latin1 = dir.join("latin1.toml");
+        std::fs::write(&latin1, b"[connector]\nname = \"Caf\xe9\"\n").unwrap();
+        let e = Config::load(&latin1).unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert!(
+            e.message.contains("not UTF-8") && e.message.contains("0xe9"),
+            "{e}"
+        );
+        let empty = dir.join("empty.toml");
+        std::fs::write(&empty, "# nothing yet\n\n").unwrap();
+        let e = Config::load(&empty).unwrap_err();
+        assert!(e.message.contains("m365-connector init >"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -1011,8 +1273,14 @@ client_secret_env = "M365_TEST_SECRET_X"
     #[test]
     fn wrong_type_does_not_echo_value() {
         let e = parse(&GOOD.replace("name = \"Contoso\"", "name = 42")).unwrap_err();
-        assert_eq!(e.line, Some(3));
-        assert!(e.message.contains("expected"), "{e}");
+        assert_eq!((e.key.as_str(), e.line), ("connector.name", Some(3)));
+        assert_eq!(
+            e.message,
+            "wrong type: expected text in double quotes, found a number"
+        );
+        let e = parse(&format!("{GOOD}[filter]\ndate_filter_days = \"s3cr3t\"\n")).unwrap_err();
+        assert!(e.message.contains("a whole number without quotes"), "{e}");
+        assert!(!e.to_string().contains("s3cr3t"), "{e}");
     }
 
     #[test]
@@ -1036,8 +1304,20 @@ client_secret_env = "M365_TEST_SECRET_X"
     }
 
     #[test]
-    fn missing_section_is_named() {
+    fn missing_section_and_key_are_named() {
         let e = parse("[connector]\nname = \"x\"\n").unwrap_err();
-        assert!(e.message.contains("missing field `tenant`"), "{e}");
+        assert_eq!((e.key.as_str(), e.line), ("tenant", None));
+        assert!(e.message.contains("the [tenant] section is missing"), "{e}");
+        let e = parse(&GOOD.replace("client_id = \"5d7e9f1a-2b3c-4d5e-8f9a-0b1c2d3e4f5a\"\n", ""))
+            .unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("tenant.client_id", Some(4)));
+        assert!(e.message.contains("e.g. client_id = \""), "{e}");
+    }
+
+    #[test]
+    fn multi_tenant_endpoints_are_explained() {
+        let e = parse(&GOOD.replace("72f988bf-86f1-41af-91ab-2d7cd011db47", "organizations"))
+            .unwrap_err();
+        assert!(e.message.contains("multi-tenant endpoints"), "{e}");
     }
 }

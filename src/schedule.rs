@@ -565,6 +565,18 @@ fn parse_timezone(name: &str) -> Result<Tz, ScheduleError> {
     if let Ok(tz) = name.parse::<Tz>() {
         return Ok(tz);
     }
+    if (2..=5).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_uppercase()) {
+        let example = ABBREVIATIONS
+            .iter()
+            .find(|(a, _)| *a == name)
+            .map(|(_, z)| format!("e.g. \"{z}\""))
+            .unwrap_or_else(|| "such as \"Europe/Amsterdam\" or \"America/New_York\"".into());
+        return Err(ScheduleError {
+            message: format!(
+                "\"{name}\" is an abbreviation, not a time zone: abbreviations are ambiguous and name only half of the year's offset; use the IANA name of a city in the zone, {example}"
+            ),
+        });
+    }
     let hint = match suggest_timezone(name) {
         Some(s) => format!("did you mean \"{s}\"? Otherwise {EXAMPLES}"),
         None => EXAMPLES.to_string(),
@@ -573,6 +585,21 @@ fn parse_timezone(name: &str) -> Result<Tz, ScheduleError> {
         message: format!("unknown time zone \"{name}\": {hint}"),
     })
 }
+
+/// Common abbreviations that are not IANA names, with a zone that uses them.
+const ABBREVIATIONS: &[(&str, &str)] = &[
+    ("CEST", "Europe/Berlin"),
+    ("BST", "Europe/London"),
+    ("IST", "Asia/Kolkata"),
+    ("EDT", "America/New_York"),
+    ("CDT", "America/Chicago"),
+    ("MDT", "America/Denver"),
+    ("PST", "America/Los_Angeles"),
+    ("PDT", "America/Los_Angeles"),
+    ("AEST", "Australia/Sydney"),
+    ("AEDT", "Australia/Sydney"),
+    ("JST", "Asia/Tokyo"),
+];
 
 /// The IANA name closest to `name`: a case-insensitive match, else the smallest edit distance
 /// (against the whole name, or the city part when `name` has no '/') if it is small enough to
@@ -773,6 +800,15 @@ mod tests {
             .expect_err("city")
             .message;
         assert!(e.contains("did you mean \"Europe/Amsterdam\""), "{e}");
+        let e = Schedule::new("daily", hm(2, 0), "CEST")
+            .expect_err("abbreviation")
+            .message;
+        assert!(
+            e.contains("is an abbreviation")
+                && e.contains("\"Europe/Berlin\"")
+                && !e.contains("did you mean"),
+            "{e}"
+        );
         let e = Schedule::new("daily", hm(2, 0), "Mars/Olympus_Mons")
             .expect_err("unknown")
             .message;

@@ -61,7 +61,7 @@ fn bad_config_exits_2_naming_file_line_and_key() {
     let cases = [
         (
             "[connector]\nname = \"x\"\ncolor = 1\n",
-            "c.toml:3: color: unknown field `color`",
+            "c.toml:3: connector.color: unknown key in [connector]",
         ),
         (
             "[connector]\nname = \"x\"\n[tenant]\ntenant_id = \"72f988bf-86f1-41af-91ab-2d7cd011db47\"\nclient_id = \"nope\"\nclient_secret_env = \"S\"\n",
