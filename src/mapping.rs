@@ -133,35 +133,53 @@ impl Mapping {
         let mut records = reader.records();
         let header = match records.next() {
             Some(Ok(h)) => h,
-            Some(Err(e)) => return Err(err(csv_line(&e), format!("not valid CSV: {e}"))),
+            Some(Err(e)) => {
+                let line = record_line(text, e.position());
+                return Err(err(line, format!("not valid CSV: {e}")));
+            }
             None => return Err(err(1, "the mapping file is empty".into())),
         };
+        let header_line = record_line(text, header.position());
         let names: Vec<String> = header
             .iter()
             .map(|h| h.trim().to_ascii_lowercase())
             .collect();
         if names.len() == 1 && (names[0].contains(';') || names[0].contains('\t')) {
-            return Err(err(1, "the header has one column: the file seems to use ';' or tabs as separator; save it comma-separated (CSV UTF-8)".into()));
+            return Err(err(header_line, "the header has one column: the file seems to use ';' or tabs as separator; save it comma-separated (CSV UTF-8)".into()));
+        }
+        if !names.iter().any(|n| HEADER.contains(&n.as_str())) {
+            return Err(err(
+                1,
+                format!(
+                    "line 1 must be the header {}, but it starts with {}: add the header line (or fix its spelling)",
+                    HEADER.join(","),
+                    shown(header.get(0).unwrap_or(""))
+                ),
+            ));
         }
         let mut col = HashMap::new();
         for (i, n) in names.iter().enumerate() {
             if !HEADER.contains(&n.as_str()) {
                 return Err(err(
-                    1,
+                    header_line,
                     format!(
-                        "unknown header column {n:?}: the header is {}",
+                        "unknown header column {}: the header is {}",
+                        shown(n),
                         HEADER.join(",")
                     ),
                 ));
             }
             if col.insert(n.clone(), i).is_some() {
-                return Err(err(1, format!("header column {n:?} appears twice")));
+                return Err(err(
+                    header_line,
+                    format!("header column {n:?} appears twice"),
+                ));
             }
         }
         for needed in ["target", "source"] {
             if !col.contains_key(needed) {
                 return Err(err(
-                    1,
+                    header_line,
                     format!(
                         "the header lacks the {needed:?} column: it must be {}",
                         HEADER.join(",")
@@ -172,8 +190,9 @@ impl Mapping {
         let mut rows: Vec<MappingRow> = Vec::new();
         let mut seen: HashMap<String, usize> = HashMap::new();
         for rec in records {
-            let rec = rec.map_err(|e| err(csv_line(&e), format!("not valid CSV: {e}")))?;
-            let line = rec.position().map(|p| p.line() as usize).unwrap_or(0);
+            let rec =
+                rec.map_err(|e| err(record_line(text, e.position()), format!("not valid CSV: {e}")))?;
+            let line = record_line(text, rec.position());
             if rec.iter().all(|f| f.trim().is_empty()) {
                 continue;
             }
@@ -188,13 +207,26 @@ impl Mapping {
                 ));
             }
             let cell = |name: &str| col.get(name).and_then(|i| rec.get(*i)).unwrap_or("").trim();
+            for name in ["target", "source", "transform", "required"] {
+                let breaks = cell(name).matches('\n').count();
+                if breaks > 0 || cell(name).contains('\r') {
+                    return Err(err(
+                        line,
+                        format!(
+                            "the {name} cell runs over {} lines: a `\"` is probably not closed; close the quote or remove the line break",
+                            breaks + 1
+                        ),
+                    ));
+                }
+            }
             let target = cell("target");
             check_target(target).map_err(|m| err(line, m))?;
             if let Some(prev) = seen.insert(target.to_ascii_lowercase(), line) {
                 return Err(err(
                     line,
                     format!(
-                        "duplicate target {target:?} (first on line {prev}): a target appears once; compose several sources in one row with `+` or `|`"
+                        "duplicate target {} (first on line {prev}): a target appears once; compose several sources in one row with `+` or `|`",
+                        shown(target)
                     ),
                 ));
             }
@@ -203,7 +235,15 @@ impl Mapping {
             let required = match cell("required").to_ascii_lowercase().as_str() {
                 "" | "no" | "false" | "n" => false,
                 "yes" | "true" | "y" => true,
-                other => return Err(err(line, format!("required: {other:?} is not yes/no"))),
+                other => {
+                    return Err(err(
+                        line,
+                        format!(
+                            "required: {} is not yes/no: write yes or no (empty means no)",
+                            shown(other)
+                        ),
+                    ));
+                }
             };
             rows.push(MappingRow {
                 line,
@@ -214,11 +254,14 @@ impl Mapping {
             });
         }
         if rows.is_empty() {
-            return Err(err(2, "the mapping has a header but no rows".into()));
+            return Err(err(
+                header_line + 1,
+                "the mapping has a header but no rows".into(),
+            ));
         }
         if !rows.iter().any(|r| r.target == KEY_TARGET) {
             return Err(err(
-                1,
+                header_line,
                 format!(
                     "no row maps {KEY_TARGET}: every person needs a key; add `{KEY_TARGET},id,,yes,`"
                 ),
@@ -255,7 +298,8 @@ impl Mapping {
                             .map(|n| format!("; did you mean {n:?}?"))
                             .unwrap_or_default();
                         return Err(err(format!(
-                            "unknown column {name:?} in source{hint} (columns of int_people are listed in mappings/README.md)"
+                            "unknown column {} in source{hint} (columns of int_people are listed in mappings/README.md)",
+                            shown(name)
                         )));
                     };
                     parts.push(((*real).to_string(), (*ty).to_string()));
@@ -294,15 +338,24 @@ fn check_target(t: &str) -> Result<(), String> {
     if t.is_empty() {
         return Err("target is empty: name the attribute, e.g. User.FullName".into());
     }
-    if t.chars().count() > 128 {
-        return Err("target is longer than 128 characters".into());
+    let n = t.chars().count();
+    if n > 128 {
+        return Err(format!(
+            "target {} is {n} characters long, at most 128 are allowed: targets are attribute names such as User.FullName",
+            shown(t)
+        ));
     }
-    if t.chars().any(|c| c.is_control()) {
-        return Err("target contains control characters".into());
+    if let Some(c) = t.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "target {} contains the control character U+{:04X}: delete it (targets are attribute names such as User.FullName)",
+            shown(t),
+            c as u32
+        ));
     }
     if t.starts_with('_') {
         return Err(format!(
-            "target {t:?} starts with '_': those names are reserved for lineage columns"
+            "target {} starts with '_': those names are reserved for lineage columns; rename the target",
+            shown(t)
         ));
     }
     Ok(())
@@ -326,7 +379,8 @@ fn parse_source(s: &str) -> Result<Vec<Vec<String>>, String> {
             let p = part.trim();
             if !is_ident(p) {
                 return Err(format!(
-                    "source {p:?} is not a column name: use int_people column names, `a + b` to join with a space, `a | b` for the first non-empty"
+                    "source {} is not a column name: use int_people column names, `a + b` to join with a space, `a | b` for the first non-empty",
+                    shown(p)
                 ));
             }
             parts.push(p.to_string());
@@ -342,10 +396,19 @@ fn parse_transforms(s: &str) -> Result<Vec<Transform>, String> {
         .filter(|t| !t.is_empty())
         .map(|t| {
             Transform::parse(&t.to_ascii_lowercase()).ok_or_else(|| {
-                format!(
-                    "unknown transform {t:?}: use {} (several: `trim;lower`)",
-                    Transform::NAMES.join(", ")
-                )
+                let name = t.split('(').next().unwrap_or(t).trim().to_ascii_lowercase();
+                if t.contains('(') && Transform::parse(&name).is_some() {
+                    format!(
+                        "transform `{name}` takes no arguments (found {}): write `{name}`; date and datetime read ISO 8601 text (YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ)",
+                        shown(t)
+                    )
+                } else {
+                    format!(
+                        "unknown transform {}: use {} (several: `trim;lower`)",
+                        shown(t),
+                        Transform::NAMES.join(", ")
+                    )
+                }
             })
         })
         .collect()
@@ -366,7 +429,7 @@ fn source_sql(alternatives: &[Vec<(String, String)>]) -> Result<(String, bool), 
         } else {
             if let Some((n, _)) = alt.iter().find(|(_, t)| is_list_type(t)) {
                 return Err(format!(
-                    "column {n:?} is a list and cannot be joined with `+`"
+                    "column {n:?} is a list and cannot be joined with `+`: map it in a row of its own, with the transform `join` for text"
                 ));
             }
             let parts: Vec<String> = alt
@@ -379,7 +442,10 @@ fn source_sql(alternatives: &[Vec<(String, String)>]) -> Result<(String, bool), 
             )
         };
         if *list.get_or_insert(is_list) != is_list {
-            return Err("alternatives mix list and single-value columns".into());
+            return Err(
+                "alternatives mix list and single-value columns: use only list columns or only single-value columns in one source"
+                    .into(),
+            );
         }
         exprs.push(expr);
     }
@@ -417,7 +483,8 @@ fn apply(t: Transform, e: String, is_list: bool) -> Result<(String, bool), Strin
         Transform::Date | Transform::Datetime | Transform::Bool | Transform::Int => {
             if is_list {
                 return Err(
-                    "a type transform needs a single value but the source is a list".into(),
+                    "a type transform needs a single value but the source is a list; add `join` first"
+                        .into(),
                 );
             }
             let ty = match t {
@@ -445,6 +512,18 @@ fn apply(t: Transform, e: String, is_list: bool) -> Result<(String, bool), Strin
     }
 }
 
+/// A cell quoted for a message: escaped (control characters visible) and cut to 60
+/// characters, so a runaway cell cannot flood the terminal.
+fn shown(s: &str) -> String {
+    let n = s.chars().count();
+    if n <= 60 {
+        format!("{s:?}")
+    } else {
+        let head: String = s.chars().take(60).collect();
+        format!("{:?} ({n} characters)", format!("{head}…"))
+    }
+}
+
 /// `"name"` with embedded quotes doubled: safe for any text.
 pub fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
@@ -455,16 +534,29 @@ pub fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
+/// The 1-based line of byte `offset`; a line ends with CRLF, LF or a lone CR (the csv
+/// reader ends a record on each of them).
 fn line_of_offset(bytes: &[u8], offset: usize) -> usize {
-    bytes[..offset.min(bytes.len())]
+    let before = &bytes[..offset.min(bytes.len())];
+    let lone_cr = before
         .iter()
-        .filter(|b| **b == b'\n')
-        .count()
-        + 1
+        .enumerate()
+        .filter(|&(i, b)| *b == b'\r' && bytes.get(i + 1) != Some(&b'\n'))
+        .count();
+    before.iter().filter(|b| **b == b'\n').count() + lone_cr + 1
 }
 
-fn csv_line(e: &csv::Error) -> usize {
-    e.position().map(|p| p.line() as usize).unwrap_or(0)
+/// The line a record starts on. Not `Position::line`: the csv reader sets a record's
+/// position where the previous record ended, before the line break and any blank lines it
+/// then skips, so in a CRLF file (Excel on Windows) or after a blank line that line is too
+/// early. The byte offset is exact; the line is counted from it, past those breaks.
+fn record_line(text: &str, pos: Option<&csv::Position>) -> usize {
+    let bytes = text.as_bytes();
+    let mut start = pos.map_or(0, |p| p.byte() as usize).min(bytes.len());
+    while matches!(bytes.get(start), Some(b'\r' | b'\n')) {
+        start += 1;
+    }
+    line_of_offset(bytes, start)
 }
 
 /// The candidate closest to `name` (case and `_` ignored), if reasonably close.
@@ -579,6 +671,26 @@ mod tests {
     }
 
     #[test]
+    fn hostile_cells_are_explained_briefly() {
+        let long = "m".repeat(5000);
+        let e = parse(&format!(
+            "target,source\nUser.ExternalId,id\nUser.Email,{long}\n"
+        ))
+        .unwrap_err();
+        assert!(e.message.len() < 300, "{e}");
+        assert!(e.message.contains("(5000 characters)"), "{e}");
+        let e = parse("target,source\nUser.ExternalId,id\nUser.Bell\u{7},mail\n").unwrap_err();
+        assert!(e.message.contains("U+0007"), "{e}");
+        let e = parse("target,source\nUser.ExternalId,\"id\nUser.City,city\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.message.contains("not closed"), "{e}");
+        let e = parse("target,source,transform\nUser.ExternalId,id,date(%d/%m/%Y)\n").unwrap_err();
+        assert!(e.message.contains("`date` takes no arguments"), "{e}");
+        let e = parse("User.ExternalId,id\n").unwrap_err();
+        assert!(e.message.starts_with("line 1 must be the header"), "{e}");
+    }
+
+    #[test]
     fn unknown_column_suggests_nearest() {
         let m = parse("target,source\nUser.ExternalId,id\nUser.FullName,dispaly_name\n").unwrap();
         let e = m.compile(&cols()).unwrap_err();
@@ -597,6 +709,30 @@ mod tests {
             sql.contains("AS \"x\"\" FROM runs; DROP TABLE runs; --\""),
             "{sql}"
         );
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/mapping.rs): the csv reader's record line is
+    /// where the previous record ended, so in a CRLF file (Excel on Windows) or after blank
+    /// lines, errors named a line too early; the first row of a CRLF file was "line 1".
+    #[test]
+    fn lines_are_right_with_crlf_blank_lines_and_lone_cr() {
+        for (text, line) in [
+            ("target,source\r\nUser.ExternalId,id\r\nUser.X,nope!\r\n", 3),
+            ("target,source\n\n\nUser.ExternalId,id\n\nUser.X,nope!\n", 6),
+            (
+                "\r\n\r\ntarget,source\r\nUser.ExternalId,id\r\n\"User.\r\nX\",id\r\n",
+                5,
+            ),
+            ("target,source\rUser.ExternalId,id\rUser.X,nope!\r", 3),
+            ("\u{feff}target,source\r\nUser.X,id\r\n", 1),
+            ("\n\ntarget,source,colour\n", 3),
+            ("\r\ntarget,source\r\n", 3),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert_eq!(e.line, line, "{text:?}: {e}");
+        }
+        let m = parse("target,source\r\n\r\nUser.ExternalId,id\r\n").unwrap();
+        assert_eq!(m.rows[0].line, 3);
     }
 
     #[test]
