@@ -147,13 +147,24 @@ impl Mapping {
         if names.len() == 1 && (names[0].contains(';') || names[0].contains('\t')) {
             return Err(err(header_line, "the header has one column: the file seems to use ';' or tabs as separator; save it comma-separated (CSV UTF-8)".into()));
         }
+        if !names.iter().any(|n| HEADER.contains(&n.as_str())) {
+            return Err(err(
+                1,
+                format!(
+                    "line 1 must be the header {}, but it starts with {}: add the header line (or fix its spelling)",
+                    HEADER.join(","),
+                    shown(header.get(0).unwrap_or(""))
+                ),
+            ));
+        }
         let mut col = HashMap::new();
         for (i, n) in names.iter().enumerate() {
             if !HEADER.contains(&n.as_str()) {
                 return Err(err(
                     header_line,
                     format!(
-                        "unknown header column {n:?}: the header is {}",
+                        "unknown header column {}: the header is {}",
+                        shown(n),
                         HEADER.join(",")
                     ),
                 ));
@@ -198,13 +209,26 @@ impl Mapping {
                 ));
             }
             let cell = |name: &str| col.get(name).and_then(|i| rec.get(*i)).unwrap_or("").trim();
+            for name in ["target", "source", "transform", "required"] {
+                let breaks = cell(name).matches('\n').count();
+                if breaks > 0 || cell(name).contains('\r') {
+                    return Err(err(
+                        line,
+                        format!(
+                            "the {name} cell runs over {} lines: a `\"` is probably not closed; close the quote or remove the line break",
+                            breaks + 1
+                        ),
+                    ));
+                }
+            }
             let target = cell("target");
             check_target(target).map_err(|m| err(line, m))?;
             if let Some(prev) = seen.insert(target.to_ascii_lowercase(), line) {
                 return Err(err(
                     line,
                     format!(
-                        "duplicate target {target:?} (first on line {prev}): a target appears once; compose several sources in one row with `+` or `|`"
+                        "duplicate target {} (first on line {prev}): a target appears once; compose several sources in one row with `+` or `|`",
+                        shown(target)
                     ),
                 ));
             }
@@ -213,7 +237,15 @@ impl Mapping {
             let required = match cell("required").to_ascii_lowercase().as_str() {
                 "" | "no" | "false" | "n" => false,
                 "yes" | "true" | "y" => true,
-                other => return Err(err(line, format!("required: {other:?} is not yes/no"))),
+                other => {
+                    return Err(err(
+                        line,
+                        format!(
+                            "required: {} is not yes/no: write yes or no (empty means no)",
+                            shown(other)
+                        ),
+                    ));
+                }
             };
             rows.push(MappingRow {
                 line,
@@ -268,7 +300,8 @@ impl Mapping {
                             .map(|n| format!("; did you mean {n:?}?"))
                             .unwrap_or_default();
                         return Err(err(format!(
-                            "unknown column {name:?} in source{hint} (columns of int_people are listed in mappings/README.md)"
+                            "unknown column {} in source{hint} (columns of int_people are listed in mappings/README.md)",
+                            shown(name)
                         )));
                     };
                     parts.push(((*real).to_string(), (*ty).to_string()));
@@ -307,15 +340,24 @@ fn check_target(t: &str) -> Result<(), String> {
     if t.is_empty() {
         return Err("target is empty: name the attribute, e.g. User.FullName".into());
     }
-    if t.chars().count() > 128 {
-        return Err("target is longer than 128 characters".into());
+    let n = t.chars().count();
+    if n > 128 {
+        return Err(format!(
+            "target {} is {n} characters long, at most 128 are allowed: targets are attribute names such as User.FullName",
+            shown(t)
+        ));
     }
-    if t.chars().any(|c| c.is_control()) {
-        return Err("target contains control characters".into());
+    if let Some(c) = t.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "target {} contains the control character U+{:04X}: delete it (targets are attribute names such as User.FullName)",
+            shown(t),
+            c as u32
+        ));
     }
     if t.starts_with('_') {
         return Err(format!(
-            "target {t:?} starts with '_': those names are reserved for lineage columns"
+            "target {} starts with '_': those names are reserved for lineage columns; rename the target",
+            shown(t)
         ));
     }
     Ok(())
@@ -339,7 +381,8 @@ fn parse_source(s: &str) -> Result<Vec<Vec<String>>, String> {
             let p = part.trim();
             if !is_ident(p) {
                 return Err(format!(
-                    "source {p:?} is not a column name: use int_people column names, `a + b` to join with a space, `a | b` for the first non-empty"
+                    "source {} is not a column name: use int_people column names, `a + b` to join with a space, `a | b` for the first non-empty",
+                    shown(p)
                 ));
             }
             parts.push(p.to_string());
@@ -355,10 +398,19 @@ fn parse_transforms(s: &str) -> Result<Vec<Transform>, String> {
         .filter(|t| !t.is_empty())
         .map(|t| {
             Transform::parse(&t.to_ascii_lowercase()).ok_or_else(|| {
-                format!(
-                    "unknown transform {t:?}: use {} (several: `trim;lower`)",
-                    Transform::NAMES.join(", ")
-                )
+                let name = t.split('(').next().unwrap_or(t).trim().to_ascii_lowercase();
+                if t.contains('(') && Transform::parse(&name).is_some() {
+                    format!(
+                        "transform `{name}` takes no arguments (found {}): write `{name}`; date and datetime read ISO 8601 text (YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ)",
+                        shown(t)
+                    )
+                } else {
+                    format!(
+                        "unknown transform {}: use {} (several: `trim;lower`)",
+                        shown(t),
+                        Transform::NAMES.join(", ")
+                    )
+                }
             })
         })
         .collect()
@@ -379,7 +431,7 @@ fn source_sql(alternatives: &[Vec<(String, String)>]) -> Result<(String, bool), 
         } else {
             if let Some((n, _)) = alt.iter().find(|(_, t)| is_list_type(t)) {
                 return Err(format!(
-                    "column {n:?} is a list and cannot be joined with `+`"
+                    "column {n:?} is a list and cannot be joined with `+`: map it in a row of its own, with the transform `join` for text"
                 ));
             }
             let parts: Vec<String> = alt
@@ -392,7 +444,10 @@ fn source_sql(alternatives: &[Vec<(String, String)>]) -> Result<(String, bool), 
             )
         };
         if *list.get_or_insert(is_list) != is_list {
-            return Err("alternatives mix list and single-value columns".into());
+            return Err(
+                "alternatives mix list and single-value columns: use only list columns or only single-value columns in one source"
+                    .into(),
+            );
         }
         exprs.push(expr);
     }
@@ -430,7 +485,8 @@ fn apply(t: Transform, e: String, is_list: bool) -> Result<(String, bool), Strin
         Transform::Date | Transform::Datetime | Transform::Bool | Transform::Int => {
             if is_list {
                 return Err(
-                    "a type transform needs a single value but the source is a list".into(),
+                    "a type transform needs a single value but the source is a list; add `join` first"
+                        .into(),
                 );
             }
             let ty = match t {
@@ -455,6 +511,18 @@ fn apply(t: Transform, e: String, is_list: bool) -> Result<(String, bool), Strin
             }
             Ok((format!("nullif(array_to_string({e}, '; '), '')"), false))
         }
+    }
+}
+
+/// A cell quoted for a message: escaped (control characters visible) and cut to 60
+/// characters, so a runaway cell cannot flood the terminal.
+fn shown(s: &str) -> String {
+    let n = s.chars().count();
+    if n <= 60 {
+        format!("{s:?}")
+    } else {
+        let head: String = s.chars().take(60).collect();
+        format!("{:?} ({n} characters)", format!("{head}…"))
     }
 }
 
@@ -602,6 +670,26 @@ mod tests {
             assert!(e.message.contains(needle), "{text:?}: {e}");
             assert!(e.to_string().starts_with(&format!("m.csv:{line}: ")));
         }
+    }
+
+    #[test]
+    fn hostile_cells_are_explained_briefly() {
+        let long = "m".repeat(5000);
+        let e = parse(&format!(
+            "target,source\nUser.ExternalId,id\nUser.Email,{long}\n"
+        ))
+        .unwrap_err();
+        assert!(e.message.len() < 300, "{e}");
+        assert!(e.message.contains("(5000 characters)"), "{e}");
+        let e = parse("target,source\nUser.ExternalId,id\nUser.Bell\u{7},mail\n").unwrap_err();
+        assert!(e.message.contains("U+0007"), "{e}");
+        let e = parse("target,source\nUser.ExternalId,\"id\nUser.City,city\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.message.contains("not closed"), "{e}");
+        let e = parse("target,source,transform\nUser.ExternalId,id,date(%d/%m/%Y)\n").unwrap_err();
+        assert!(e.message.contains("`date` takes no arguments"), "{e}");
+        let e = parse("User.ExternalId,id\n").unwrap_err();
+        assert!(e.message.starts_with("line 1 must be the header"), "{e}");
     }
 
     #[test]
