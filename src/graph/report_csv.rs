@@ -3,7 +3,7 @@
 //! matched by header name, rows are read in batches so memory does not grow with the file.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::path::Path;
 
 /// One data row: a cell per header column (`None` when the row was short), plus any cells
@@ -14,9 +14,10 @@ pub struct CsvRow {
     pub extra: Vec<String>,
 }
 
-/// Streaming reader over a downloaded report file.
-pub struct ReportReader {
-    reader: csv::Reader<BufReader<File>>,
+/// Streaming reader over a downloaded report file (or, through [`ReportReader::from_reader`],
+/// over any bytes: the fuzz target feeds it from memory).
+pub struct ReportReader<R: Read = BufReader<File>> {
+    reader: csv::Reader<R>,
     header: Vec<String>,
     record: csv::ByteRecord,
     /// Cells that were not valid UTF-8 (replaced with U+FFFD and counted for a warning).
@@ -31,10 +32,19 @@ impl ReportReader {
     /// Opens a report file. An empty file (0 bytes) has an empty header.
     pub fn open(path: &Path) -> std::io::Result<ReportReader> {
         let file = File::open(path)?;
+        ReportReader::from_reader(BufReader::with_capacity(256 * 1024, file))
+    }
+}
+
+impl<R: Read> ReportReader<R> {
+    /// Reads a report from any source (the header is read now). [`ReportReader::open`] is
+    /// this over a buffered file; the fuzz target (`fuzz/fuzz_targets/report_csv.rs`) uses
+    /// it on a byte slice.
+    pub fn from_reader(source: R) -> std::io::Result<ReportReader<R>> {
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
-            .from_reader(BufReader::with_capacity(256 * 1024, file));
+            .from_reader(source);
         let mut first = csv::ByteRecord::new();
         let mut invalid = 0;
         let mut header = Vec::new();
