@@ -46,6 +46,14 @@ impl Page {
                 return Err((problem, ids));
             }
         };
+        // serde also reads a struct from a JSON array (fields by position), so `[[{…}]]`
+        // would pass as a page: a page is an object.
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err((
+                format!("JSON that is not an object: {:?}", snippet(&body)),
+                ids,
+            ));
+        }
         let Some(values) = shape.value else {
             return Err((
                 format!("JSON without a `value` array: {:?}", snippet(&body)),
@@ -60,7 +68,7 @@ impl Page {
                 return Err((
                     format!(
                         "a `value` element is not an object: {}",
-                        &text[..text.len().min(80)]
+                        text.chars().take(80).collect::<String>()
                     ),
                     ids,
                 ));
@@ -147,6 +155,7 @@ impl Pager {
             || url.host_str() != self.graph.host_str()
             || url.port_or_known_default() != self.graph.port_or_known_default()
             || !url.username().is_empty()
+            || url.password().is_some()
         {
             return Err(foreign());
         }
@@ -200,6 +209,28 @@ mod tests {
         assert!(scalar.0.contains("not an object"));
     }
 
+    /// Found while writing the fuzz target: the excerpt of a bad element was cut at byte 80,
+    /// which panicked inside a multi-byte character.
+    #[test]
+    fn a_long_non_object_element_is_cut_on_a_character() {
+        let body = format!(r#"{{"value":["{}"]}}"#, "é".repeat(60));
+        let e = Page::parse(Bytes::from(body), ids()).unwrap_err();
+        assert!(e.0.contains("not an object: \"éé"), "{}", e.0);
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/graph_page.rs): serde reads a struct from an
+    /// array too, so `[[{…}], "link"]` was a page with a record and a next link.
+    #[test]
+    fn an_array_is_not_a_page() {
+        for body in [
+            &b"[\t[\t]]\t"[..],
+            br#" [[{"id":"1"}],"https://graph.microsoft.com/v1.0/users"]"#,
+        ] {
+            let e = Page::parse(Bytes::copy_from_slice(body), ids()).unwrap_err();
+            assert!(e.0.starts_with("JSON that is not an object"), "{}", e.0);
+        }
+    }
+
     #[test]
     fn next_links_stay_on_graph_and_never_repeat() {
         let graph = Url::parse("https://graph.microsoft.com").unwrap();
@@ -216,6 +247,7 @@ mod tests {
             "http://graph.microsoft.com/v1.0/users?$skiptoken=2",
             "https://graph.microsoft.com:8443/v1.0/users",
             "https://user@graph.microsoft.com/v1.0/users",
+            "https://:secret@graph.microsoft.com/v1.0/users",
             "/v1.0/users?$skiptoken=3",
         ] {
             assert!(
