@@ -34,17 +34,15 @@ struct Shape<'a> {
 impl Page {
     /// Parses a collection page; the error text says what is wrong with the body.
     pub fn parse(body: Bytes, ids: RequestIds) -> Result<Page, (String, RequestIds)> {
+        // A byte order mark is not JSON, but RFC 8259 lets a reader ignore it; the records
+        // still land as the exact bytes that follow it.
+        let body = match body.strip_prefix(b"\xef\xbb\xbf") {
+            Some(_) => body.slice(3..),
+            None => body,
+        };
         let shape: Shape = match serde_json::from_slice(&body) {
             Ok(s) => s,
-            Err(e) => {
-                let looks_html = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<');
-                let problem = if looks_html {
-                    format!("an HTML page instead of JSON: {:?}", snippet(&body))
-                } else {
-                    format!("invalid JSON ({e}), {} bytes", body.len())
-                };
-                return Err((problem, ids));
-            }
+            Err(e) => return Err((unparsable(&body, &e), ids)),
         };
         // serde also reads a struct from a JSON array (fields by position), so `[[{…}]]`
         // would pass as a page: a page is an object.
@@ -98,6 +96,52 @@ impl Page {
 
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
+    }
+}
+
+/// What is wrong with a body that does not read as a page, in the admin's terms.
+fn unparsable(body: &[u8], e: &serde_json::Error) -> String {
+    use serde_json::Value;
+    use serde_json::error::Category;
+    let kind = |v: &Value| match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    };
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => format!("an empty body ({} bytes) instead of JSON", body.len()),
+        Some(b'<') => format!("an HTML page instead of JSON: {:?}", snippet(body)),
+        _ => match e.classify() {
+            Category::Eof => format!(
+                "invalid JSON, cut short after {} bytes ({e}): the connection or a proxy ended the body early",
+                body.len()
+            ),
+            // Valid JSON of another shape: name the part that is off (parsed again only here).
+            Category::Data => match serde_json::from_slice::<Value>(body) {
+                Ok(Value::Object(o)) => match o.get("value") {
+                    Some(v) => format!(
+                        "`value` is {} instead of an array: {:?}",
+                        kind(v),
+                        snippet(body)
+                    ),
+                    None => format!("JSON of an unexpected shape ({e}): {:?}", snippet(body)),
+                },
+                Ok(v) => format!(
+                    "JSON that is {}, not an object with a `value` array: {:?}",
+                    kind(&v),
+                    snippet(body)
+                ),
+                Err(_) => format!("invalid JSON ({e}), {} bytes", body.len()),
+            },
+            _ => format!(
+                "invalid JSON ({e}), {} bytes: {:?}",
+                body.len(),
+                snippet(body)
+            ),
+        },
     }
 }
 
@@ -229,6 +273,34 @@ mod tests {
             let e = Page::parse(Bytes::copy_from_slice(body), ids()).unwrap_err();
             assert!(e.0.starts_with("JSON that is not an object"), "{}", e.0);
         }
+    }
+
+    #[test]
+    fn unusable_bodies_are_named_in_the_admins_terms() {
+        let problem = |b: &'static [u8]| Page::parse(Bytes::from_static(b), ids()).unwrap_err().0;
+        assert!(problem(b"").starts_with("an empty body (0 bytes)"));
+        assert!(problem(b" \r\n").starts_with("an empty body (3 bytes)"));
+        let p = problem(br#"{"value":{"id":"1"}}"#);
+        assert!(
+            p.starts_with("`value` is an object instead of an array"),
+            "{p}"
+        );
+        let p = problem(br#"[{"id":"1"}]"#);
+        assert!(p.starts_with("JSON that is an array, not an object"), "{p}");
+        let p = problem(b"Service Unavailable");
+        assert!(p.contains("\"Service Unavailable\""), "{p}");
+        let p = problem(br#"{"value":[{"id":"1"#);
+        assert!(p.contains("cut short after 18 bytes"), "{p}");
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_ignored_and_records_stay_exact() {
+        let p = Page::parse(
+            Bytes::from_static(b"\xef\xbb\xbf{\"value\":[{\"id\":\"1\"}]}"),
+            ids(),
+        )
+        .unwrap();
+        assert_eq!(p.record(0), br#"{"id":"1"}"#);
     }
 
     #[test]
