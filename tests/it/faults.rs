@@ -98,6 +98,8 @@ async fn survives(case: &str, spec: &str, tweaks: &[(&str, &str)]) {
             + stats.token_expired_401;
         sim.shutdown().await;
     }
+    // For the record (`--nocapture`): how many faults this case survived.
+    eprintln!("fault matrix: {case}: {injected} faults injected and survived");
     assert!(injected > 0, "{case}: no fault was injected");
 }
 
