@@ -258,7 +258,9 @@ impl Mapping {
         if rows.is_empty() {
             return Err(err(
                 header_line + 1,
-                "the mapping has a header but no rows".into(),
+                format!(
+                    "the mapping has a header but no rows: add one row per target attribute, starting with `{KEY_TARGET},id,,yes,`"
+                ),
             ));
         }
         if !rows.iter().any(|r| r.target == KEY_TARGET) {
@@ -340,10 +342,9 @@ fn check_target(t: &str) -> Result<(), String> {
     if t.is_empty() {
         return Err("target is empty: name the attribute, e.g. User.FullName".into());
     }
-    let n = t.chars().count();
-    if n > 128 {
+    if t.chars().count() > 128 {
         return Err(format!(
-            "target {} is {n} characters long, at most 128 are allowed: targets are attribute names such as User.FullName",
+            "target {} is longer than 128 characters: targets are attribute names such as User.FullName",
             shown(t)
         ));
     }
