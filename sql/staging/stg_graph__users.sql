@@ -1,6 +1,8 @@
 -- Users of the run, typed from the raw Graph JSON. `record` in the raw Parquet keeps every
 -- field Graph sent; this model only renames and casts. Each record is parsed once
--- (json_transform); a value of an unexpected type becomes NULL instead of failing the run.
+-- (json_transform). A value of an unexpected JSON type never fails the run: it is converted
+-- when it can be ("yes" -> true, 123 -> '123', an array -> its JSON text) and NULL otherwise
+-- (a number for a timestamp, a string for a list); the raw record keeps what Graph sent.
 WITH parsed AS (
     SELECT
         json_transform(record, '{

@@ -5,6 +5,7 @@ mod util;
 
 mod cli;
 mod crash;
+mod corpus;
 mod extract;
 mod faults;
 mod load;

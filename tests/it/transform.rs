@@ -1,5 +1,5 @@
 //! Transform stage: people equal an independent computation of the DESIGN.md rule from the
-//! simulator's generator, values byte-exact, hostile mappings refused, re-runs identical.
+//! simulator's generator, values byte-exact, re-runs identical.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -312,102 +312,9 @@ async fn transform_twice_is_identical_and_never_calls_graph() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_mappings_fail_with_file_line_and_change_nothing() {
-    let s = setup(sim_options(300, 2), "hostile").await;
-    let cfg = Config::load(&s.cfg_path).unwrap();
-    let good = transform(&cfg, None).unwrap();
-    let snapshot = |cfg: &Config| {
-        query(
-            &cfg.pipeline.data_dir,
-            "SELECT (SELECT count(*) FROM people) AS p, (SELECT count(*) FROM runs) AS r,
-                    (SELECT string_agg(run_id || transform_status, ',') FROM runs) AS s,
-                    (SELECT count(*) FROM run_steps) AS st",
-            SqlFormat::Csv,
-        )
-        .unwrap()
-    };
-    let before = snapshot(&cfg);
-    let evil = "\"; DROP TABLE runs; --";
-    let cases: Vec<(String, usize, &str)> = vec![
-        (
-            "target,source\nUser.ExternalId,id\nUser.FullName,dispaly_name\n".into(),
-            3,
-            "did you mean \"display_name\"",
-        ),
-        (
-            "target,source,transform\nUser.ExternalId,id,shout\n".into(),
-            2,
-            "unknown transform",
-        ),
-        (
-            "target,source\nUser.ExternalId,id\nUser.ExternalId,mail\n".into(),
-            3,
-            "duplicate target",
-        ),
-        ("".into(), 1, "empty"),
-        (
-            "\u{feff}target;source\nUser.ExternalId;id\n".into(),
-            1,
-            "';' or tabs",
-        ),
-        (
-            format!(
-                "target,source,transform,required,description\n{e},{e},{e},{e},{e}\n",
-                e = format!("\"{}\"", evil.replace('"', "\"\""))
-            ),
-            2,
-            "is not a column name",
-        ),
-        (
-            format!(
-                "target,source,transform\nUser.ExternalId,id,\"{}\"\n",
-                evil.replace('"', "\"\"")
-            ),
-            2,
-            "unknown transform",
-        ),
-        (
-            "target,source\nUser.ExternalId,licenses + id\n".into(),
-            2,
-            "is a list",
-        ),
-    ];
-    for (i, (text, line, needle)) in cases.iter().enumerate() {
-        let file = s.dir.path().join(format!("bad{i}.csv"));
-        std::fs::write(&file, text).unwrap();
-        let bad = config_with(&s, 30, &format!("mappings = \"{}\"", file.display()));
-        let err = transform(&bad, None).unwrap_err().to_string();
-        let prefix = format!("{}:{line}: ", file.display());
-        assert!(
-            err.starts_with(&prefix),
-            "case {i}: expected {prefix:?}, got {err}"
-        );
-        assert!(err.contains(needle), "case {i}: {err}");
-        assert_eq!(snapshot(&cfg), before, "case {i} changed the database");
-    }
-    // A hostile but valid target name is quoted, never executed.
-    let file = s.dir.path().join("evil-target.csv");
-    std::fs::write(
-        &file,
-        format!(
-            "target,source\nUser.ExternalId,id\n\"{}\",display_name\n",
-            evil.replace('"', "\"\"")
-        ),
-    )
-    .unwrap();
-    let ok = config_with(&s, 30, &format!("mappings = \"{}\"", file.display()));
-    let t = transform(&ok, None).unwrap();
-    assert_eq!(t.kept, good.kept);
-    let cols = query(
-        &ok.pipeline.data_dir,
-        "SELECT column_name FROM duckdb_columns() WHERE table_name = 'people'",
-        SqlFormat::Csv,
-    )
-    .unwrap();
-    assert!(cols.contains("DROP TABLE runs"), "{cols}");
-    assert!(snapshot(&cfg).contains(&good.run_id));
-}
+// Hostile mapping files (unknown columns and transforms, duplicate targets, injection in
+// every column, bad encodings, ...) are cases of the corpus: tests/corpus/mapping/, run by
+// corpus::corpus_mapping with the exact message of each and the database unchanged.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concealed_runs_never_import_hashed_names() {
