@@ -3,7 +3,8 @@
 //! the real binary and compares what a user reads (exit code, stdout, stderr, and for
 //! tolerated input what landed) with the snapshot `NAME.expected` next to the case.
 //!
-//! - `config/NAME.toml`: `m365-connector validate -c NAME.toml`.
+//! - `config/NAME.toml`: `m365-connector validate -c NAME.toml` (`check` when the file starts
+//!   with `# corpus: check`).
 //! - `mapping/NAME.csv`: `m365-connector transform` with `[pipeline] mappings = "NAME.csv"`,
 //!   on a data directory holding one transformed run; a refused mapping changes nothing.
 //! - `graph/cases.toml`: one table row per Graph answer served by the simulator's override
@@ -257,7 +258,8 @@ fn write_secret(path: &Path, value: &str, mode: u32) {
 // ---- config ----------------------------------------------------------------------------
 
 /// Every `config/NAME.toml` through `validate`: exit 0, or exit 2 with `NAME.toml:LINE: key:
-/// problem and fix`; secrets are never echoed.
+/// problem and fix`; through `check` (first line `# corpus: check`): the checklist with the
+/// failing item and exit 1. Secrets are never echoed.
 #[test]
 fn corpus_config() {
     let dir = TempDir::new("corpus-config");
@@ -271,12 +273,21 @@ fn corpus_config() {
     for (name, path) in all {
         let file = format!("{name}.toml");
         std::fs::copy(&path, dir.path().join(&file)).unwrap();
-        let args = ["validate", "-c", file.as_str()];
+        let check = std::fs::read(&path)
+            .unwrap()
+            .starts_with(b"# corpus: check");
+        let command = if check { "check" } else { "validate" };
+        let args = [command, "-c", file.as_str()];
         let out = run(&args, dir.path());
         assert_no_panic(&name, &out);
         let text = transcript(&args, &out);
         let code = out.status.code();
-        assert!(matches!(code, Some(0) | Some(2)), "{name}: {text}");
+        if check {
+            assert_eq!(code, Some(1), "{name}: {text}");
+            assert!(text.contains("[FAIL]"), "{name}: {text}");
+        } else {
+            assert!(matches!(code, Some(0) | Some(2)), "{name}: {text}");
+        }
         if code == Some(2) {
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(
