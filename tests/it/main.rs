@@ -4,8 +4,8 @@
 mod util;
 
 mod cli;
-mod crash;
 mod corpus;
+mod crash;
 mod extract;
 mod faults;
 mod load;
