@@ -303,39 +303,19 @@ async fn land_collection(
 ) -> StreamResult {
     let stats = Arc::new(CallStats::default());
     let resumed_at = from.as_ref().and_then(|c| resume_link(&ctx, stream, c));
-    let landed = match resumed_at {
-        Some(next) => {
-            let from = from.clone().unwrap_or_default();
-            match walk_and_land(&ctx, stream, next, what, from, &stats, &bar).await {
-                Err(Error::Graph(e)) if e.status().is_some_and(|s| (400..500).contains(&s)) => {
-                    // Graph no longer honours the stored link (skip tokens do expire).
-                    tracing::warn!(stream, error = %e, "the checkpoint's next link was refused; fetching the stream from its start");
-                    walk_and_land(
-                        &ctx,
-                        stream,
-                        first,
-                        what,
-                        Checkpoint::default(),
-                        &stats,
-                        &bar,
-                    )
-                    .await
-                }
-                other => other,
-            }
+    let resuming = resumed_at.is_some();
+    let (start, done) = match resumed_at {
+        Some(next) => (next, from.clone().unwrap_or_default()),
+        None => (first.clone(), Checkpoint::default()),
+    };
+    let landed = match walk_and_land(&ctx, stream, start, what, done, &stats, &bar).await {
+        Err(Error::Graph(e)) if resuming && e.status().is_some_and(|s| (400..500).contains(&s)) => {
+            // Graph no longer honours the stored link (skip tokens do expire).
+            tracing::warn!(stream, error = %e, "the checkpoint's next link was refused; fetching the stream from its start");
+            let fresh = Checkpoint::default();
+            walk_and_land(&ctx, stream, first, what, fresh, &stats, &bar).await
         }
-        None => {
-            walk_and_land(
-                &ctx,
-                stream,
-                first,
-                what,
-                Checkpoint::default(),
-                &stats,
-                &bar,
-            )
-            .await
-        }
+        other => other,
     }?;
     bar.finish_with_message(format!("{} ({} pages)", landed.rows, landed.pages));
     let mut calls = stats.snapshot();

@@ -27,9 +27,10 @@ fn setup(dir: &Path, sim: &Simulator, opts: &SimOptions) -> PathBuf {
     let path = connector_file(dir, sim, opts, &opts.client_secret);
     // A generous timeout: a request retried after a timeout on a loaded machine would be
     // counted as a page fetched again.
-    let mut text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("request_timeout_seconds = 5", "request_timeout_seconds = 120");
+    let mut text = std::fs::read_to_string(&path).unwrap().replace(
+        "request_timeout_seconds = 5",
+        "request_timeout_seconds = 120",
+    );
     text.push_str("checkpoint_pages = 1\n");
     std::fs::write(&path, text).unwrap();
     path
