@@ -686,7 +686,8 @@ fn build_manifest(
     let counts: Vec<CallCounts> = streams.values().map(|s| s.calls).collect();
     let login = client.login_stats.snapshot();
     let sum = |f: fn(&CallCounts) -> u64| counts.iter().map(f).sum::<u64>() + f(&login);
-    let waited_ms = sum(|c| c.waited_ms);
+    // Streams wait side by side: the run's waiting is the union of their waits, not the sum.
+    let waited_ms = client.waited().as_millis() as u64;
     if waited_ms > 0 {
         warnings.push(Warning {
             code: "throttled".into(),

@@ -2,9 +2,8 @@
 //! `RetryLogic`). The delay comes from `Retry-After` (integer, decimal or HTTP-date) or from
 //! exponential backoff with jitter; the cap is on total waiting in a run, not on tries.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
@@ -45,7 +44,17 @@ pub struct RetryPolicy {
     pub base: Duration,
     pub max_backoff: Duration,
     pub max_total_wait: Duration,
-    waited_ms: Arc<AtomicU64>,
+    waits: Arc<Mutex<Waits>>,
+}
+
+/// The run's waiting so far, as the union of the waiting intervals: streams wait side by side
+/// (eight reports throttled at once wait once, not eight times), so summing would overcount.
+#[derive(Debug)]
+struct Waits {
+    /// Time covered by at least one wait, up to `until`.
+    total: Duration,
+    /// When the latest reserved wait ends.
+    until: Instant,
 }
 
 impl RetryPolicy {
@@ -54,7 +63,10 @@ impl RetryPolicy {
             base,
             max_backoff: Duration::from_secs(60),
             max_total_wait,
-            waited_ms: Arc::new(AtomicU64::new(0)),
+            waits: Arc::new(Mutex::new(Waits {
+                total: Duration::ZERO,
+                until: Instant::now(),
+            })),
         }
     }
 
@@ -68,20 +80,27 @@ impl RetryPolicy {
         exp.mul_f64(jitter)
     }
 
-    /// Reserves `wait` from the run's budget; `false` when it would exceed the cap.
+    /// Reserves a `wait` starting now from the run's budget; `false` when the run's waiting
+    /// time (overlapping waits counted once) would pass the cap.
     pub fn reserve(&self, wait: Duration) -> bool {
-        let ms = wait.as_millis() as u64;
-        let cap = self.max_total_wait.as_millis() as u64;
-        self.waited_ms
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |cur| {
-                (cur + ms <= cap).then_some(cur + ms)
-            })
-            .is_ok()
+        self.reserve_at(Instant::now(), wait)
     }
 
-    /// Total time waited so far in this run.
+    fn reserve_at(&self, now: Instant, wait: Duration) -> bool {
+        let mut w = self.waits.lock().unwrap_or_else(|e| e.into_inner());
+        let end = now + wait;
+        let added = end.saturating_duration_since(w.until.max(now));
+        if w.total + added > self.max_total_wait {
+            return false;
+        }
+        w.total += added;
+        w.until = w.until.max(end);
+        true
+    }
+
+    /// Time this run has spent waiting (or has reserved to wait), overlapping waits once.
     pub fn waited(&self) -> Duration {
-        Duration::from_millis(self.waited_ms.load(Ordering::SeqCst))
+        self.waits.lock().unwrap_or_else(|e| e.into_inner()).total
     }
 }
 
@@ -135,9 +154,28 @@ mod tests {
     #[test]
     fn budget_caps_total_wait() {
         let p = RetryPolicy::new(Duration::from_millis(100), Duration::from_millis(1000));
-        assert!(p.reserve(Duration::from_millis(600)));
-        assert!(!p.reserve(Duration::from_millis(500)));
-        assert!(p.reserve(Duration::from_millis(400)));
-        assert_eq!(p.waited(), Duration::from_millis(1000));
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // Sequential waits add up.
+        assert!(p.reserve_at(t0, ms(600)));
+        assert!(!p.reserve_at(t0 + ms(600), ms(500)));
+        assert!(p.reserve_at(t0 + ms(600), ms(400)));
+        assert_eq!(p.waited(), ms(1000));
+    }
+
+    #[test]
+    fn overlapping_waits_count_once() {
+        let p = RetryPolicy::new(Duration::from_millis(100), Duration::from_millis(1000));
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // Eight streams throttled at once for 900 ms wait 900 ms, not 7.2 s.
+        for _ in 0..8 {
+            assert!(p.reserve_at(t0, ms(900)));
+        }
+        assert_eq!(p.waited(), ms(900));
+        // A wait reaching past the others adds only its overhang.
+        assert!(p.reserve_at(t0 + ms(500), ms(500)));
+        assert_eq!(p.waited(), ms(1000));
+        assert!(!p.reserve_at(t0 + ms(1000), ms(1)));
     }
 }
