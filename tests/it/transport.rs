@@ -171,6 +171,13 @@ async fn the_secret_and_tokens_reach_no_file_table_export_log_or_error() {
     }
     scan.database(&data.join("staging.duckdb"));
     assert!(scan.places > 100, "only {} places scanned", scan.places);
+    // For the record (`--nocapture`).
+    eprintln!(
+        "secret scan: {} places (logs, errors, {} files, every text column), {} occurrences",
+        scan.places,
+        files.len(),
+        scan.found.len()
+    );
     assert!(
         scan.found.is_empty(),
         "secret or token found: {:?}",
