@@ -20,9 +20,12 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::graph::paging::{Page, Pager};
 use crate::graph::report_csv::ReportReader;
-use crate::graph::{CallCounts, CallStats, GraphClient, GraphError, reports};
+use crate::graph::{CallCounts, CallStats, GraphClient, GraphError, redact_query, reports};
+use crate::incremental::{self, Start};
 use crate::land::{CsvLander, JsonLander, Lineage};
-use crate::manifest::{Concealment, RunManifest, StreamManifest, Warning};
+use crate::manifest::{
+    Concealment, DeltaSync, RunManifest, SYNC_DELTA, SYNC_FULL, StreamManifest, Warning,
+};
 use crate::output::Progress;
 use crate::resume::{self, Checkpoint, Resumed};
 use crate::streams::{Report, USER_SELECT, USERS_PAGE_SIZE};
@@ -69,9 +72,18 @@ pub async fn extract(cfg: &Config, progress: &Progress) -> Result<Extracted> {
             (id, now)
         }
     };
+    // Incremental users: where the stored delta link lets this run continue.
+    let users_plan = if cfg.pipeline.incremental {
+        let stored = incremental::stored_link(&staging, &cfg.connector.name)?;
+        Some(incremental::plan(cfg, stored.as_ref()))
+    } else {
+        None
+    };
     drop(staging);
-    let outcome =
-        sign_in_land_and_commit(cfg, &client, &run_id, started_at, resumed, progress).await;
+    let outcome = sign_in_land_and_commit(
+        cfg, &client, &run_id, started_at, resumed, users_plan, progress,
+    )
+    .await;
     let staging = crate::staging::Staging::open(&cfg.pipeline.data_dir)?;
     match &outcome {
         Ok(run) => {
@@ -89,6 +101,7 @@ async fn sign_in_land_and_commit(
     run_id: &str,
     started_at: DateTime<Utc>,
     resumed: Option<Resumed>,
+    users_plan: Option<Start>,
     progress: &Progress,
 ) -> Result<Extracted> {
     let login = progress.line("sign-in");
@@ -97,7 +110,10 @@ async fn sign_in_land_and_commit(
     client.check_roles().await?;
     login.finish_with_message("ok");
     crate::failpoint::hit("extract.signed_in");
-    land_and_commit(cfg, client, run_id, started_at, resumed, progress).await
+    land_and_commit(
+        cfg, client, run_id, started_at, resumed, users_plan, progress,
+    )
+    .await
 }
 
 /// Lands every stream into a partial directory and commits it.
@@ -107,6 +123,7 @@ async fn land_and_commit(
     run_id: &str,
     started_at: DateTime<Utc>,
     resumed: Option<Resumed>,
+    users_plan: Option<Start>,
     progress: &Progress,
 ) -> Result<Extracted> {
     let run_id = run_id.to_string();
@@ -127,7 +144,10 @@ async fn land_and_commit(
         // Killed between writing the manifest and renaming the directory: just commit.
         Some(m) => m,
         None => {
-            let landed = land_streams(client, cfg, &run_id, &partial, &resumed, progress).await;
+            let landed = land_streams(
+                client, cfg, &run_id, &partial, &resumed, users_plan, progress,
+            )
+            .await;
             let (streams, setting) = match landed {
                 Ok(v) => v,
                 Err(e) => {
@@ -203,6 +223,7 @@ async fn land_streams(
     run_id: &str,
     dir: &Path,
     resumed: &Resumed,
+    users_plan: Option<Start>,
     progress: &Progress,
 ) -> Result<(BTreeMap<String, StreamManifest>, Setting)> {
     let mut tasks: JoinSet<StreamResult> = JoinSet::new();
@@ -244,7 +265,15 @@ async fn land_streams(
             continue;
         }
         let from = resumed.checkpoints.get(stream).cloned();
-        tasks.spawn(land_collection(ctx.clone(), stream, first, what, from, bar));
+        match (&users_plan, stream) {
+            (Some(plan), "users") => {
+                let full = client.v1(&incremental::full_sync_path())?;
+                tasks.spawn(land_users_delta(ctx.clone(), full, plan.clone(), from, bar));
+            }
+            _ => {
+                tasks.spawn(land_collection(ctx.clone(), stream, first, what, from, bar));
+            }
+        }
     }
     let reports_bar = progress.line("reports");
     let mut reports_done = Report::ALL
@@ -308,12 +337,12 @@ async fn land_collection(
         Some(next) => (next, from.clone().unwrap_or_default()),
         None => (first.clone(), Checkpoint::default()),
     };
-    let landed = match walk_and_land(&ctx, stream, start, what, done, &stats, &bar).await {
+    let landed = match walk_and_land(&ctx, stream, start, what, done, &stats, &bar, false).await {
         Err(Error::Graph(e)) if resuming && e.status().is_some_and(|s| (400..500).contains(&s)) => {
             // Graph no longer honours the stored link (skip tokens do expire).
             tracing::warn!(stream, error = %e, "the checkpoint's next link was refused; fetching the stream from its start");
             let fresh = Checkpoint::default();
-            walk_and_land(&ctx, stream, first, what, fresh, &stats, &bar).await
+            walk_and_land(&ctx, stream, first, what, fresh, &stats, &bar, false).await
         }
         other => other,
     }?;
@@ -331,6 +360,138 @@ async fn land_collection(
     };
     resume::mark_done(&ctx.dir, stream, &manifest)?;
     Ok((stream.to_string(), manifest))
+}
+
+/// Incremental users: `/users/delta`, from the stored delta link (the changes since the run
+/// that stored it) or in full (`full`). A delta link Graph refuses for good (410,
+/// `syncStateNotFound`, `resyncRequired`) is replaced by a full sync in the same run; the
+/// manifest then carries the reason (`delta_resync` warning). A killed run resumes the walk
+/// it was doing, from its checkpoint.
+async fn land_users_delta(
+    ctx: StreamCtx,
+    full: Url,
+    plan: Start,
+    from: Option<Checkpoint>,
+    bar: ProgressBar,
+) -> StreamResult {
+    const STREAM: &str = "users";
+    let stats = Arc::new(CallStats::default());
+    // The walk an interrupted run of this id was doing, if its start link is still usable.
+    let interrupted = from.as_ref().and_then(|c| {
+        let start = incremental::check_delta_link(c.start.as_deref()?, ctx.client.graph_url());
+        (c.delta.sync.is_some()).then_some((c.clone(), start.ok()?))
+    });
+    let (start, mut sync, resume_at) = match interrupted {
+        Some((c, start)) => {
+            let at = resume_link(&ctx, STREAM, &c);
+            (start, c.delta.clone(), at.map(|next| (next, c)))
+        }
+        None => match plan {
+            Start::Delta { link, from_run } => {
+                tracing::info!(from_run = %from_run, link = %redact_query(&link), "users: fetching the changes since the last transformed run");
+                let sync = DeltaSync {
+                    sync: Some(SYNC_DELTA.into()),
+                    delta_from: Some(from_run),
+                    ..DeltaSync::default()
+                };
+                (link, sync, None)
+            }
+            Start::Full { reason } => {
+                tracing::info!(%reason, "users: full delta sync");
+                let sync = DeltaSync {
+                    sync: Some(SYNC_FULL.into()),
+                    ..DeltaSync::default()
+                };
+                (full.clone(), sync, None)
+            }
+        },
+    };
+    if from.is_some() && resume_at.is_none() {
+        // Segments of a walk that cannot be continued: start over cleanly.
+        discard_segments(&ctx.dir, STREAM)?;
+    }
+    let fresh = |start: &Url, sync: &DeltaSync| Checkpoint {
+        start: Some(start.to_string()),
+        delta: sync.clone(),
+        ..Checkpoint::default()
+    };
+    let walk = |start: Url, c: Checkpoint| {
+        let (ctx, stats, bar) = (&ctx, &stats, &bar);
+        async move { walk_and_land(ctx, STREAM, start, "users", c, stats, bar, true).await }
+    };
+    let mut walked = match resume_at {
+        Some((next, c)) => match walk(next, c).await {
+            Err(Error::Graph(e)) if e.status().is_some_and(|s| (400..500).contains(&s)) => {
+                tracing::warn!(stream = STREAM, error = %e, "the checkpoint's next link was refused; walking the users again from the start of this sync");
+                discard_segments(&ctx.dir, STREAM)?;
+                walk(start.clone(), fresh(&start, &sync)).await
+            }
+            other => other,
+        },
+        None => walk(start.clone(), fresh(&start, &sync)).await,
+    };
+    let refused = match &walked {
+        Err(Error::Graph(e)) if sync.sync.as_deref() == Some(SYNC_DELTA) => {
+            incremental::is_resync(e).then(|| incremental::resync_reason(e))
+        }
+        _ => None,
+    };
+    if let Some(reason) = refused {
+        tracing::warn!(%reason, "Graph refused the stored users delta link; fetching every user again (full sync)");
+        discard_segments(&ctx.dir, STREAM)?;
+        sync = DeltaSync {
+            sync: Some(SYNC_FULL.into()),
+            resync: Some(reason),
+            ..DeltaSync::default()
+        };
+        walked = walk(full.clone(), fresh(&full, &sync)).await;
+    }
+    let landed = walked?;
+    bar.finish_with_message(format!(
+        "{} ({} pages, {} sync)",
+        landed.rows,
+        landed.pages,
+        sync.sync.as_deref().unwrap_or(SYNC_FULL)
+    ));
+    let mut calls = stats.snapshot();
+    if let Some(c) = &from {
+        calls = add_counts(calls, c.calls);
+    }
+    let manifest = StreamManifest {
+        rows: landed.rows,
+        files: landed.files,
+        pages: landed.pages,
+        calls,
+        delta: DeltaSync {
+            delta_link: landed.delta.delta_link,
+            ..sync
+        },
+        ..StreamManifest::default()
+    };
+    resume::mark_done(&ctx.dir, STREAM, &manifest)?;
+    Ok((STREAM.to_string(), manifest))
+}
+
+/// Removes a stream's checkpoint and segments from the partial directory before its walk
+/// starts over: nothing refers to them any more.
+fn discard_segments(dir: &Path, stream: &str) -> Result<()> {
+    let mut doomed = vec![resume::checkpoint_path(dir, stream)];
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&format!("{stream}-")) && name.contains(".parquet") {
+            doomed.push(entry.path());
+        }
+    }
+    for path in doomed {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("removing {}", path.display()), e)),
+        }
+    }
+    Ok(())
 }
 
 /// The checkpoint's next link, if it is still one we may follow (same Graph origin).
@@ -356,7 +517,10 @@ fn add_counts(a: CallCounts, b: CallCounts) -> CallCounts {
     }
 }
 
-/// Walks a collection from `start`, continuing the segments in `from`.
+/// Walks a collection from `start`, continuing the segments in `from`. A `delta` walk asks
+/// for 999 users per page with `Prefer` and returns the final `@odata.deltaLink` in
+/// `delta.delta_link` of the checkpoint.
+#[allow(clippy::too_many_arguments)]
 async fn walk_and_land(
     ctx: &StreamCtx,
     stream: &'static str,
@@ -365,6 +529,7 @@ async fn walk_and_land(
     from: Checkpoint,
     stats: &Arc<CallStats>,
     bar: &ProgressBar,
+    delta: bool,
 ) -> Result<Checkpoint> {
     let mut cancel = ctx.cancel.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<PageMsg>(4);
@@ -380,9 +545,11 @@ async fn walk_and_land(
         })
     };
 
-    let mut pager = Pager::new(start, ctx.client.graph_url());
+    let prefer = delta.then_some(incremental::DELTA_PREFER);
+    let mut pager = Pager::new(start, ctx.client.graph_url()).with_prefer(prefer);
     let mut pages = from.pages;
     let mut rows = from.rows;
+    let mut delta_link = None;
     let walked: Result<()> = async {
         loop {
             let next = tokio::select! {
@@ -390,6 +557,14 @@ async fn walk_and_land(
                 _ = cancel.wait_for(|c| *c) => return Err(cancelled_error()),
             };
             let Some(page) = next else { break };
+            if delta && pager.next_link().is_none() {
+                delta_link = match &page.delta_link {
+                    Some(link) => Some(
+                        incremental::check_delta_link(link, ctx.client.graph_url())?.to_string(),
+                    ),
+                    None => None,
+                };
+            }
             pages += 1;
             rows += page.len() as u64;
             bar.set_message(format!("{rows} ({pages} pages)"));
@@ -406,7 +581,9 @@ async fn walk_and_land(
         .await
         .map_err(|e| Error::Internal(format!("the {stream} writer failed: {e}")))?;
     walked?;
-    written
+    let mut done = written?;
+    done.delta.delta_link = delta_link;
+    Ok(done)
 }
 
 /// The blocking side of [`walk_and_land`]: Parquet segments `<stream>-00001.parquet`, …
@@ -566,6 +743,7 @@ async fn land_report(ctx: StreamCtx, report: Report, period: String) -> StreamRe
         columns,
         invalid_utf8_cells: invalid,
         ragged_rows: ragged,
+        delta: DeltaSync::default(),
     };
     resume::mark_done(&marker_dir, report.stream(), &manifest)?;
     Ok((report.stream().to_string(), manifest))
@@ -639,6 +817,9 @@ fn build_manifest(
         });
     }
     for (name, s) in &streams {
+        if name == "users" {
+            warnings.extend(incremental::warnings(s));
+        }
         let Some(report) = Report::from_stream(name) else {
             continue;
         };

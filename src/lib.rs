@@ -40,6 +40,8 @@ pub mod demo;
 pub mod extract;
 pub mod failpoint;
 #[cfg(feature = "store")]
+pub mod incremental;
+#[cfg(feature = "store")]
 pub mod load;
 #[cfg(feature = "store")]
 pub mod pipeline;

@@ -46,7 +46,36 @@ pub struct StreamManifest {
     /// Reports only: rows with more or fewer cells than the header.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub ragged_rows: u64,
+    /// Users with `[pipeline] incremental`: how they were synced, and from where.
+    #[serde(default, flatten)]
+    pub delta: DeltaSync,
 }
+
+/// How an incremental users stream was fetched from `/users/delta` (absent otherwise, and
+/// then the transform reads the stream as it always did).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeltaSync {
+    /// `full`: every user (a first sync or a resync); `delta`: the changes since the run in
+    /// `delta_from`, with `@removed` entries for users that were deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<String>,
+    /// Delta syncs: the run whose users snapshot these changes apply to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_from: Option<String>,
+    /// The `@odata.deltaLink` the walk ended with: where the next run continues once this one
+    /// is transformed. A credential of sorts: never logged (files are owner-only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_link: Option<String>,
+    /// Why the stored delta link was not used although there was one (Graph refused it):
+    /// the run synced in full instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resync: Option<String>,
+}
+
+/// `sync` of a users stream fetched in full from `/users/delta`.
+pub const SYNC_FULL: &str = "full";
+/// `sync` of a users stream holding the changes since an earlier run.
+pub const SYNC_DELTA: &str = "delta";
 
 fn is_zero(n: &u64) -> bool {
     *n == 0

@@ -53,6 +53,12 @@ pub struct Checkpoint {
     pub calls: CallCounts,
     /// The next link to continue from (on the Graph host, checked again before use).
     pub next: String,
+    /// Incremental users: the kind of walk the segments belong to and the link it started
+    /// from, so a resumed run continues the same walk (and falls back to the same start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    #[serde(default, flatten)]
+    pub delta: crate::manifest::DeltaSync,
 }
 
 /// What an interrupted run left that can be reused.

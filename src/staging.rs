@@ -26,6 +26,10 @@ pub const META_SQL: &[(&str, &str)] = &[
         "meta/003_report.sql",
         include_str!("../sql/meta/003_report.sql"),
     ),
+    (
+        "meta/004_incremental.sql",
+        include_str!("../sql/meta/004_incremental.sql"),
+    ),
 ];
 
 pub const DB_FILE: &str = "staging.duckdb";

@@ -237,6 +237,8 @@ fn run_in_transaction(
     .map_err(|e| db_error(path, "setting run variables", e))?;
 
     create_raw_views(staging, manifest, dir)?;
+    // Incremental users: the snapshot, brought to this run, becomes `raw_users`.
+    let users_sync = crate::incremental::sync_snapshot(staging, manifest, dir)?;
     load_sku_names(staging, sku_names)?;
 
     let mut seq = 0i32;
@@ -382,6 +384,15 @@ fn run_in_transaction(
                 sql_hash,
                 serde_json::to_string(&manifest.warnings).unwrap_or_else(|_| "[]".into()),
             ],
+        )
+        .map_err(|e| db_error(path, "recording the transform", e))?;
+    }
+    if users_sync.is_some() {
+        // The users this run covers: the snapshot, not only the changes fetched (those are
+        // in run_streams and run_users_sync), so the report's funnel adds up.
+        conn.execute(
+            "UPDATE runs SET users_fetched = ? WHERE run_id = ?",
+            params![users, run_id],
         )
         .map_err(|e| db_error(path, "recording the transform", e))?;
     }

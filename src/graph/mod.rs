@@ -184,7 +184,20 @@ impl GraphClient {
         what: &str,
         accept: impl Fn(Reply) -> Result<T, (String, RequestIds)>,
     ) -> Result<T, GraphError> {
-        self.execute(url, stats, what, accept).await
+        self.execute(url, stats, what, None, accept).await
+    }
+
+    /// [`GraphClient::get_graph`] with a `Prefer` header, e.g. `odata.maxpagesize=999` for
+    /// `/users/delta`, which takes no `$top`.
+    pub async fn get_graph_prefer<T>(
+        &self,
+        url: &Url,
+        stats: &CallStats,
+        what: &str,
+        prefer: &str,
+        accept: impl Fn(Reply) -> Result<T, (String, RequestIds)>,
+    ) -> Result<T, GraphError> {
+        self.execute(url, stats, what, Some(prefer), accept).await
     }
 
     /// GET a pre-authenticated download URL (never with the token).
@@ -238,6 +251,7 @@ impl GraphClient {
         url: &Url,
         stats: &CallStats,
         what: &str,
+        prefer: Option<&str>,
         accept: impl Fn(Reply) -> Result<T, (String, RequestIds)>,
     ) -> Result<T, GraphError> {
         let mut attempt = 0u32;
@@ -252,6 +266,10 @@ impl GraphClient {
                 .header("client-request-id", &ids.client_request_id)
                 .header("return-client-request-id", "true")
                 .header("x-ms-throttle-priority", "Low");
+            let req = match prefer {
+                Some(p) => req.header("Prefer", p),
+                None => req,
+            };
             let token = self.token().await?;
             let req = req.bearer_auth(token.expose());
             CallStats::bump(&stats.requests, 1);

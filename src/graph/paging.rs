@@ -150,6 +150,8 @@ pub struct Pager {
     next: Option<Url>,
     seen: HashSet<String>,
     graph: Url,
+    /// A `Prefer` header for every page (delta queries size pages this way).
+    prefer: Option<&'static str>,
 }
 
 impl Pager {
@@ -158,7 +160,14 @@ impl Pager {
             seen: HashSet::from([first.to_string()]),
             next: Some(first),
             graph: graph.clone(),
+            prefer: None,
         }
+    }
+
+    /// Sends `Prefer: <prefer>` with every page request.
+    pub fn with_prefer(mut self, prefer: Option<&'static str>) -> Pager {
+        self.prefer = prefer;
+        self
     }
 
     /// The link the next call will follow (what a checkpoint resumes from).
@@ -176,9 +185,11 @@ impl Pager {
         let Some(url) = self.next.take() else {
             return Ok(None);
         };
-        let page = client
-            .get_graph(&url, stats, what, |r: Reply| Page::parse(r.body, r.ids))
-            .await?;
+        let parse = |r: Reply| Page::parse(r.body, r.ids);
+        let page = match self.prefer {
+            Some(p) => client.get_graph_prefer(&url, stats, what, p, parse).await?,
+            None => client.get_graph(&url, stats, what, parse).await?,
+        };
         if let Some(link) = &page.next_link {
             self.next = Some(self.check_link(link, &page.ids)?);
         }

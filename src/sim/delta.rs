@@ -1,15 +1,24 @@
-//! `GET /v1.0/users/delta`: a tenant that changes from one delta round to the next.
+//! `GET /v1.0/users/delta`: a tenant that changes from one epoch to the next.
 //!
-//! The tenant at epoch 0 is what `/users` serves. Each delta round moves it one epoch on:
-//! about 1% of users change (job title, department, office), 0.2% are removed (`@removed`
-//! with reason `changed`, soft, or `deleted`, hard), and `users/500` (at least one) join.
-//! Like everything else, an epoch is a pure function of (seed, index, epoch): nothing is
-//! stored, and the round a delta link leads to is encoded in the link itself.
+//! Epoch 0 is the tenant as generated. Each epoch moves it on: about 1% of users change (job
+//! title, department, office), 0.2% are removed (`@removed` with reason `changed`, soft, or
+//! `deleted`, hard), and `users/500` (at least one) join. Like everything else, an epoch is a
+//! pure function of (seed, index, epoch): nothing is stored, and what a link leads to is
+//! encoded in the link itself.
 //!
-//! The first round (no token) returns every user; its last page carries an
-//! `@odata.deltaLink` whose `$deltatoken` names epoch 0. Following it returns the changes to
-//! epoch 1 and a delta link naming epoch 1, and so on. Delta tokens older than seven days, and
-//! the `delta-expired` fault, answer `410 Gone`: the client must sync in full again.
+//! The simulator has a *current* epoch ([`Epoch`]): `/users` and the first round of a delta
+//! sync (no token) serve the tenant as of it, and that round's last page carries an
+//! `@odata.deltaLink` whose `$deltatoken` names it. Following a delta link that names epoch
+//! `a` older than the current one `c` serves the change rounds `a+1..=c` one after another
+//! (an entity changed in several rounds comes several times, as Graph's replays do: the last
+//! occurrence wins) and ends with a delta link naming `c`. A link naming `c` itself gets an
+//! empty round when the epoch is pinned (`Simulator::set_epoch`); otherwise the tenant moves
+//! on by one epoch first, as if time had passed between two syncs (the default, so a client
+//! polling a free-running simulator sees changes). Delta tokens older than seven days, tokens
+//! naming an epoch after the current one, and the `delta-expired` fault answer `410 Gone`:
+//! the client must sync in full again.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -41,6 +50,56 @@ pub enum DeltaItem {
     Upsert(u64),
     /// User `i` was removed: `reason` is `changed` (soft-deleted) or `deleted` (hard).
     Removed(u64, &'static str),
+}
+
+/// The simulator's current epoch: what `/users` serves and where delta links lead.
+#[derive(Debug, Default)]
+pub struct Epoch {
+    current: AtomicU64,
+    /// Set by `Simulator::set_epoch`: the tenant stays put until set again.
+    pinned: AtomicBool,
+}
+
+impl Epoch {
+    /// A clock at `start` (pinned there), or free-running from 0 with `None`.
+    pub fn new(start: Option<u64>) -> Epoch {
+        Epoch {
+            current: AtomicU64::new(start.unwrap_or(0).min(MAX_EPOCH)),
+            pinned: AtomicBool::new(start.is_some()),
+        }
+    }
+
+    pub fn get(&self) -> u64 {
+        self.current.load(Ordering::SeqCst)
+    }
+
+    /// Moves the tenant to `epoch` (at most [`MAX_EPOCH`]) and keeps it there.
+    pub fn set(&self, epoch: u64) {
+        self.pinned.store(true, Ordering::SeqCst);
+        self.current.store(epoch.min(MAX_EPOCH), Ordering::SeqCst);
+    }
+
+    /// The epoch a delta link naming `from` leads to, or `None` if `from` is after the
+    /// current epoch (the sync state is unknown: 410). A free-running tenant moves on by one
+    /// epoch when the client is up to date.
+    pub fn catch_up(&self, from: u64) -> Option<u64> {
+        loop {
+            let cur = self.get();
+            if from > cur {
+                return None;
+            }
+            if from < cur || self.pinned.load(Ordering::SeqCst) || cur >= MAX_EPOCH {
+                return Some(cur);
+            }
+            if self
+                .current
+                .compare_exchange(cur, cur + 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                return Some(cur + 1);
+            }
+        }
+    }
 }
 
 impl Tenant {
@@ -77,10 +136,24 @@ impl Tenant {
         (self.born(i) + 1..=epoch).any(|k| self.removed_in(i, k).is_some())
     }
 
+    /// Whether user `i` exists at `epoch` (joined by then, not removed).
+    pub fn exists_at(&self, i: u64, epoch: u64) -> bool {
+        self.born(i) <= epoch && !self.removed_by(i, epoch)
+    }
+
+    /// Users that exist at `epoch` (a scan: O(users × epoch), for `$count`).
+    pub fn users_at(&self, epoch: u64) -> u64 {
+        if epoch == 0 {
+            return self.users;
+        }
+        (0..self.user_bound(epoch))
+            .filter(|i| self.exists_at(*i, epoch))
+            .count() as u64
+    }
     /// User `i` as of `epoch`, or `None` if it doesn't exist (yet, or any more).
     pub(crate) fn record_at(&self, i: u64, epoch: u64) -> Option<UserRec> {
         let born = self.born(i);
-        if born > epoch || self.removed_by(i, epoch) {
+        if !self.exists_at(i, epoch) {
             return None;
         }
         let mut rec = self.record(i);
@@ -103,7 +176,7 @@ impl Tenant {
         Some(rec)
     }
 
-    /// User `i` as of delta epoch `epoch` (epoch 0 is what `/users` serves).
+    /// User `i` as of `epoch`: what `/users` serves while the current epoch is `epoch`.
     pub fn user_at(&self, i: u64, epoch: u64) -> Option<Map<String, Value>> {
         self.record_at(i, epoch).map(|r| r.to_map())
     }
@@ -133,19 +206,33 @@ impl Tenant {
     }
 }
 
-/// What a delta request asks for.
+/// What a delta request asks for, as parsed (before the current epoch is known).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeltaRequest {
-    /// A page of round `epoch`, scanning users from `offset`.
-    Page {
+    /// No token: the first round of a sync, the whole tenant as of the current epoch.
+    Initial { select: Option<Vec<&'static str>> },
+    /// A `$skiptoken` page of a round in progress.
+    Page(DeltaPage),
+    /// A delta link naming the completed `epoch`: the changes since.
+    Link {
         epoch: u64,
-        offset: u64,
         select: Option<Vec<&'static str>>,
-        /// Arrived through a delta link (so the `delta-expired` fault may hit it).
-        via_delta_link: bool,
     },
     /// `$deltatoken=latest`: no data, just a delta link.
     Latest { select: Option<Vec<&'static str>> },
+}
+
+/// One page of a round, resolved: a full sync of epoch `target` (`full`), or the change
+/// rounds `round..=target`, scanning users of `round` from `offset`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeltaPage {
+    pub full: bool,
+    pub round: u64,
+    pub target: u64,
+    pub offset: u64,
+    pub select: Option<Vec<&'static str>>,
+    /// Arrived through a delta link (so the `delta-expired` fault may hit it).
+    pub via_delta_link: bool,
 }
 
 /// Why a delta request was refused.
@@ -159,6 +246,40 @@ pub enum DeltaError {
 impl From<QueryError> for DeltaError {
     fn from(e: QueryError) -> Self {
         DeltaError::Query(e)
+    }
+}
+
+impl DeltaRequest {
+    /// The page to serve, given the simulator's epoch (a delta link may move it on).
+    pub fn resolve(self, epoch: &Epoch) -> Result<DeltaPage, DeltaError> {
+        let page = |full, round, target, select, via_delta_link| DeltaPage {
+            full,
+            round,
+            target,
+            offset: 0,
+            select,
+            via_delta_link,
+        };
+        match self {
+            DeltaRequest::Initial { select } => {
+                let now = epoch.get();
+                Ok(page(true, now, now, select, false))
+            }
+            DeltaRequest::Page(p) => Ok(p),
+            DeltaRequest::Link {
+                epoch: from,
+                select,
+            } => {
+                let target = epoch.catch_up(from).ok_or(DeltaError::Gone)?;
+                // `round > target` when nothing changed: an empty round, then the link.
+                Ok(page(false, from + 1, target, select, true))
+            }
+            // Only a delta link naming the current epoch: no round to serve.
+            DeltaRequest::Latest { select } => {
+                let now = epoch.get();
+                Ok(page(false, now + 1, now, select, false))
+            }
+        }
     }
 }
 
@@ -207,13 +328,40 @@ fn unseal(token: &str, kind: u8) -> Option<Vec<u8>> {
     (checksum(body).to_le_bytes() == sum).then(|| body.to_vec())
 }
 
-/// `$skiptoken` of a delta page: round, scan offset, selection.
-pub fn encode_skiptoken(epoch: u64, offset: u64, select: &Option<Vec<&'static str>>) -> String {
+/// `$skiptoken` of a delta page: full or changes, round, scan offset, target, selection.
+pub fn encode_skiptoken(p: &DeltaPage) -> String {
     let mut b = vec![SKIP];
-    b.extend_from_slice(&epoch.to_le_bytes());
-    b.extend_from_slice(&offset.to_le_bytes());
-    push_select(&mut b, select);
+    b.extend_from_slice(&p.round.to_le_bytes());
+    b.extend_from_slice(&p.offset.to_le_bytes());
+    b.extend_from_slice(&p.target.to_le_bytes());
+    b.push(p.full as u8);
+    push_select(&mut b, &p.select);
     seal(b)
+}
+
+fn decode_skiptoken(t: &str) -> Option<DeltaPage> {
+    let b = unseal(t, SKIP)?;
+    let (round, offset, target) = (u64_at(&b, 1)?, u64_at(&b, 9)?, u64_at(&b, 17)?);
+    let full = match *b.get(25)? {
+        0 => false,
+        1 => true,
+        _ => return None,
+    };
+    let select = read_select(b.get(26..)?)?;
+    let sane = target <= MAX_EPOCH
+        && if full {
+            round == target
+        } else {
+            round <= target
+        };
+    sane.then_some(DeltaPage {
+        full,
+        round,
+        target,
+        offset,
+        select,
+        via_delta_link: false,
+    })
 }
 
 /// `$deltatoken` naming the completed `epoch`, issued at `issued` (unix seconds).
@@ -275,21 +423,9 @@ pub fn parse(
 
     if let Some(t) = get("$skiptoken") {
         only("$skiptoken")?;
-        let b = unseal(t, SKIP).ok_or_else(expired_token)?;
-        let (epoch, offset) = (
-            u64_at(&b, 1).ok_or_else(expired_token)?,
-            u64_at(&b, 9).ok_or_else(expired_token)?,
-        );
-        if epoch > MAX_EPOCH {
-            return Err(expired_token().into());
-        }
-        let select = read_select(b.get(17..).unwrap_or(&[])).ok_or_else(expired_token)?;
-        return Ok(DeltaRequest::Page {
-            epoch,
-            offset,
-            select,
-            via_delta_link: false,
-        });
+        return Ok(DeltaRequest::Page(
+            decode_skiptoken(t).ok_or_else(expired_token)?,
+        ));
     }
     match get("$deltatoken") {
         Some(t) if t.eq_ignore_ascii_case("latest") => {
@@ -306,12 +442,7 @@ pub fn parse(
             if now.saturating_sub(issued) > DELTA_TOKEN_TTL_SECS || epoch >= MAX_EPOCH {
                 return Err(DeltaError::Gone);
             }
-            return Ok(DeltaRequest::Page {
-                epoch: epoch + 1,
-                offset: 0,
-                select,
-                via_delta_link: true,
-            });
+            return Ok(DeltaRequest::Link { epoch, select });
         }
         _ => {}
     }
@@ -330,12 +461,7 @@ pub fn parse(
         }
     }
     let select = get("$select").map(|l| parse_select(l, roles)).transpose()?;
-    Ok(DeltaRequest::Page {
-        epoch: 0,
-        offset: 0,
-        select,
-        via_delta_link: false,
-    })
+    Ok(DeltaRequest::Initial { select })
 }
 
 /// The page size a `Prefer: odata.maxpagesize=N` header asks for, if valid.
@@ -369,63 +495,84 @@ fn link(out: &mut Vec<u8>, name: &str, url: &str) {
     let _ = serde_json::to_writer(&mut *out, url);
 }
 
-/// Writes the page for `req` (a `Page` or `Latest`); `now` stamps new delta tokens.
+/// The items of one page (each with the epoch it is served as of) and where the next page
+/// starts: `None` when the round is complete.
+fn collect(
+    tenant: &Tenant,
+    p: &DeltaPage,
+    size: u16,
+) -> (Vec<(DeltaItem, u64)>, Option<DeltaPage>) {
+    let size = size as usize;
+    let mut items = Vec::with_capacity(size);
+    let (mut round, mut i) = (p.round, p.offset);
+    if p.full {
+        let bound = tenant.user_bound(round);
+        while i < bound && items.len() < size {
+            if tenant.exists_at(i, round) {
+                items.push((DeltaItem::Upsert(i), round));
+            }
+            i += 1;
+        }
+        if i >= bound {
+            return (items, None);
+        }
+    } else {
+        while round <= p.target && items.len() < size {
+            let bound = tenant.user_bound(round);
+            while i < bound && items.len() < size {
+                if let Some(item) = tenant.delta_item(i, round) {
+                    items.push((item, round));
+                }
+                i += 1;
+            }
+            if i >= bound {
+                round += 1;
+                i = 0;
+            }
+        }
+        if round > p.target {
+            return (items, None);
+        }
+    }
+    let next = DeltaPage {
+        round,
+        offset: i,
+        via_delta_link: false,
+        ..p.clone()
+    };
+    (items, Some(next))
+}
+
+/// Writes page `p` (at most `size` items); `now` stamps new delta tokens.
 pub fn write_page(
     tenant: &Tenant,
-    req: &DeltaRequest,
-    page: u16,
+    p: &DeltaPage,
+    size: u16,
     graph_url: &str,
     now: i64,
     out: &mut Vec<u8>,
 ) {
     let base = format!("{graph_url}/v1.0/users/delta");
-    let (epoch, offset, select) = match req {
-        DeltaRequest::Latest { select } => {
-            context(out, select);
-            link(
-                out,
-                "@odata.deltaLink",
-                &format!("{base}?$deltatoken={}", encode_deltatoken(0, now, select)),
-            );
-            out.extend_from_slice(b",\"value\":[]}");
-            return;
-        }
-        DeltaRequest::Page {
-            epoch,
-            offset,
-            select,
-            ..
-        } => (*epoch, *offset, select),
-    };
-    let props: &[&'static str] = select.as_deref().unwrap_or(DEFAULT_USER_PROPERTIES);
-    let bound = tenant.user_bound(epoch);
-    let mut items = Vec::with_capacity(page as usize);
-    let mut i = offset.min(bound);
-    while i < bound && items.len() < page as usize {
-        if let Some(item) = tenant.delta_item(i, epoch) {
-            items.push(item);
-        }
-        i += 1;
-    }
-    context(out, select);
-    if i < bound {
-        link(
+    let props: &[&'static str] = p.select.as_deref().unwrap_or(DEFAULT_USER_PROPERTIES);
+    let (items, next) = collect(tenant, p, size);
+    context(out, &p.select);
+    match &next {
+        Some(n) => link(
             out,
             "@odata.nextLink",
-            &format!("{base}?$skiptoken={}", encode_skiptoken(epoch, i, select)),
-        );
-    } else {
-        link(
+            &format!("{base}?$skiptoken={}", encode_skiptoken(n)),
+        ),
+        None => link(
             out,
             "@odata.deltaLink",
             &format!(
                 "{base}?$deltatoken={}",
-                encode_deltatoken(epoch, now, select)
+                encode_deltatoken(p.target, now, &p.select)
             ),
-        );
+        ),
     }
     out.extend_from_slice(b",\"value\":[");
-    for (n, item) in items.iter().enumerate() {
+    for (n, (item, epoch)) in items.iter().enumerate() {
         if n > 0 {
             out.push(b',');
         }
@@ -438,7 +585,7 @@ pub fn write_page(
                 );
             }
             DeltaItem::Upsert(u) => {
-                let Some(rec) = tenant.record_at(u, epoch) else {
+                let Some(rec) = tenant.record_at(u, *epoch) else {
                     out.extend_from_slice(b"{}");
                     continue;
                 };
@@ -455,7 +602,6 @@ pub fn write_page(
     }
     out.extend_from_slice(b"]}");
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -557,24 +703,25 @@ mod tests {
         let sel = Some(vec!["id", "displayName"]);
         let pairs = |q: String| super::super::request::parse_pairs(&q, false).unwrap();
         let now = 1_800_000_000;
-        let skip = encode_skiptoken(3, 1234, &sel);
+        let page = DeltaPage {
+            full: false,
+            round: 3,
+            target: 5,
+            offset: 1234,
+            select: sel.clone(),
+            via_delta_link: false,
+        };
+        let skip = encode_skiptoken(&page);
         assert_eq!(
             parse(&pairs(format!("$skiptoken={skip}")), &[], now),
-            Ok(DeltaRequest::Page {
-                epoch: 3,
-                offset: 1234,
-                select: sel.clone(),
-                via_delta_link: false
-            })
+            Ok(DeltaRequest::Page(page.clone()))
         );
         let delta = encode_deltatoken(3, now - 100, &sel);
         assert_eq!(
             parse(&pairs(format!("$deltatoken={delta}")), &[], now),
-            Ok(DeltaRequest::Page {
-                epoch: 4,
-                offset: 0,
+            Ok(DeltaRequest::Link {
+                epoch: 3,
                 select: sel.clone(),
-                via_delta_link: true
             })
         );
         let old = encode_deltatoken(3, now - DELTA_TOKEN_TTL_SECS - 1, &sel);
@@ -596,12 +743,7 @@ mod tests {
         ));
         assert_eq!(
             parse(&pairs("$deltatoken=".into()), &[], now),
-            Ok(DeltaRequest::Page {
-                epoch: 0,
-                offset: 0,
-                select: None,
-                via_delta_link: false
-            })
+            Ok(DeltaRequest::Initial { select: None })
         );
         // A users skiptoken is not a delta skiptoken.
         let users_token = super::super::users::encode_skiptoken(&super::super::users::UsersQuery {

@@ -157,7 +157,15 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, ctx: Ctx) -> io:
                 return Ok(resp);
             }
             let mut out = Vec::with_capacity(64 + q.top as usize * 700);
-            users::write_page(&state.tenant, &q, &state.graph_url, d.short_page, &mut out);
+            let epoch = state.epoch.get();
+            users::write_page(
+                &state.tenant,
+                &q,
+                epoch,
+                &state.graph_url,
+                d.short_page,
+                &mut out,
+            );
             Ok(finish_json(state, &ctx, d, out))
         }
         Resource::UsersDelta => {
@@ -334,13 +342,7 @@ async fn users_delta(
         }
         Err(DeltaError::Gone) => return Ok(resync_required(state, ctx)),
     };
-    let via_delta_link = matches!(
-        req,
-        DeltaRequest::Page {
-            via_delta_link: true,
-            ..
-        }
-    );
+    let via_delta_link = matches!(req, DeltaRequest::Link { .. });
     let target = if via_delta_link {
         Target::DeltaLink
     } else {
@@ -355,6 +357,11 @@ async fn users_delta(
     if d.failure == Some(Failure::DeltaExpired) {
         return Ok(resync_required(state, ctx));
     }
+    // Resolved only now, so a request answered by an injected fault never moves the tenant.
+    let req = match req.resolve(&state.epoch) {
+        Ok(p) => p,
+        Err(_) => return Ok(resync_required(state, ctx)),
+    };
     let asked = delta::preferred_page_size(prefer);
     let page = asked.unwrap_or(delta::DEFAULT_DELTA_PAGE);
     let mut out = Vec::with_capacity(64 + page as usize * 700);
@@ -417,7 +424,7 @@ async fn users_count(state: &State, ctx: &Ctx, eventual: bool) -> Resp {
         ctx,
         StatusCode::OK,
         "text/plain",
-        respond::full(state.tenant.users.to_string()),
+        respond::full(state.tenant.users_at(state.epoch.get()).to_string()),
     )
 }
 

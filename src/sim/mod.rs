@@ -42,7 +42,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use csv_body::{BOM, CsvBody, write_record};
-pub use delta::{DeltaItem, encode_deltatoken};
+pub use delta::{DeltaItem, MAX_EPOCH, encode_deltatoken};
 pub use faults::{FaultSpecError, Faults, RetryAfterMode};
 pub use names::conceal;
 pub use overrides::{Override, OverrideHost};
@@ -88,6 +88,10 @@ pub struct SimOptions {
     /// real wait (Microsoft: 14 per 10 minutes); smaller in tests of an exhausted budget.
     pub report_budget: usize,
     pub report_window: std::time::Duration,
+    /// The tenant's epoch (see `delta.rs`): `Some(e)` serves the tenant as of epoch `e` and
+    /// keeps it there until [`Simulator::set_epoch`]; `None` (the default) starts at 0 and
+    /// moves on by one epoch whenever a client follows a delta link that is up to date.
+    pub epoch: Option<u64>,
     /// 0 = an ephemeral port.
     pub graph_port: u16,
     pub download_port: u16,
@@ -110,6 +114,7 @@ impl Default for SimOptions {
             today: chrono::Utc::now().date_naive(),
             report_budget: state::REPORT_BUDGET,
             report_window: state::REPORT_WINDOW,
+            epoch: None,
             graph_port: 0,
             download_port: 0,
         }
@@ -234,6 +239,18 @@ impl Simulator {
 
     pub fn stats(&self) -> SimStats {
         self.state.stats.snapshot()
+    }
+
+    /// Moves the tenant to `epoch` (users changed, removed and joined in rounds 1..=epoch;
+    /// at most 1000) and keeps it there: `/users` and new delta syncs serve it, and a delta
+    /// link naming an older epoch brings every round since. Reports stay as of epoch 0.
+    pub fn set_epoch(&self, epoch: u64) {
+        self.state.epoch.set(epoch);
+    }
+
+    /// The tenant's current epoch.
+    pub fn epoch(&self) -> u64 {
+        self.state.epoch.get()
     }
 
     /// Changes fault injection while running; applies to the next request.

@@ -84,6 +84,8 @@ impl Counters {
 pub struct State {
     pub opts: SimOptions,
     pub tenant: Tenant,
+    /// The tenant's current epoch: what `/users` serves and where delta links lead.
+    pub epoch: super::delta::Epoch,
     pub faults: RwLock<Faults>,
     pub graph_url: String,
     pub download_url: String,
@@ -122,6 +124,7 @@ impl State {
         State {
             faults: RwLock::new(opts.faults.clone()),
             tenant,
+            epoch: super::delta::Epoch::new(opts.epoch),
             graph_url,
             download_url,
             stats: Counters::default(),

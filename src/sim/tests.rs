@@ -108,7 +108,7 @@ fn a_huge_tenant_costs_no_memory() {
         select: None,
         count: false,
     };
-    users::write_page(&t, &q, "http://127.0.0.1:1", None, &mut page);
+    users::write_page(&t, &q, 0, "http://127.0.0.1:1", None, &mut page);
     let v: Value = serde_json::from_slice(&page).unwrap();
     assert_eq!(v["value"].as_array().unwrap().len(), 999);
     assert!(v.get("@odata.nextLink").is_none());
@@ -1245,4 +1245,192 @@ async fn garbage_requests_get_errors_not_crashes() {
         StatusCode::OK
     );
     sim.shutdown().await;
+}
+
+// ---------------------------------------------------------------- epochs
+
+/// What a client that asked for `SELECT` should hold for user `i` at `epoch`.
+fn selected_at(t: &Tenant, i: u64, epoch: u64) -> Option<Value> {
+    let all = t.user_at(i, epoch)?;
+    let selected: serde_json::Map<String, Value> = SELECT
+        .split(',')
+        .map(|p| (p.to_string(), all[p].clone()))
+        .collect();
+    Some(Value::Object(selected))
+}
+
+/// The tenant at `epoch` as `id -> selected properties`.
+fn tenant_at(t: &Tenant, epoch: u64) -> std::collections::BTreeMap<String, Value> {
+    (0..t.user_bound(epoch))
+        .filter_map(|i| selected_at(t, i, epoch).map(|u| (t.user_id(i), u)))
+        .collect()
+}
+
+/// Applies delta items in order: the last occurrence of an entity wins.
+fn apply(state: &mut std::collections::BTreeMap<String, Value>, items: &[Value]) {
+    for u in items {
+        let id = u["id"].as_str().unwrap().to_string();
+        if u.get("@removed").is_some() {
+            state.remove(&id);
+        } else {
+            state.insert(id, u.clone());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_and_new_delta_syncs_serve_the_current_epoch() {
+    let sim = start(SimOptions {
+        users: 3000,
+        ..Default::default()
+    })
+    .await;
+    sim.set_epoch(2);
+    assert_eq!(sim.epoch(), 2);
+    let t = sim.tenant();
+    let expected = tenant_at(&t, 2);
+    assert!(expected.len() > 2900 && expected.len() != 3000);
+    assert!(expected.len() > tenant_at(&t, 0).len() - 30, "joiners came");
+    let c = client();
+    let tok = token(&c, &sim).await;
+    let g = sim.graph_url();
+
+    // /users: removed users are gone, joiners are there, changed users show their change.
+    let mut url = format!("{g}/v1.0/users?$select={SELECT}&$top=999");
+    let mut served = std::collections::BTreeMap::new();
+    loop {
+        let v: Value = get(&c, &url, &tok).await.json().await.unwrap();
+        for u in v["value"].as_array().unwrap() {
+            served.insert(u["id"].as_str().unwrap().to_string(), u.clone());
+        }
+        match v["@odata.nextLink"].as_str() {
+            Some(n) => url = n.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(served, expected);
+    let count = c
+        .get(format!("{g}/v1.0/users/$count"))
+        .bearer_auth(&tok)
+        .header("ConsistencyLevel", "eventual")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(count, expected.len().to_string());
+
+    // A new delta sync starts from the same state; its link names epoch 2, so following it
+    // while the tenant stays at 2 is an empty round.
+    let first = format!("{g}/v1.0/users/delta?$select={SELECT}");
+    let (initial, link) = delta_round(&c, &tok, &first).await;
+    let mut state = std::collections::BTreeMap::new();
+    apply(&mut state, &initial);
+    assert_eq!(state, expected);
+    let (none, again) = delta_round(&c, &tok, &link).await;
+    assert!(none.is_empty(), "{none:?}");
+    assert!(again.starts_with(&format!("{g}/v1.0/users/delta?$deltatoken=")));
+    // `$deltatoken=latest` names the current epoch too.
+    let v: Value = get(
+        &c,
+        &format!("{g}/v1.0/users/delta?$deltatoken=latest"),
+        &tok,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let latest = v["@odata.deltaLink"].as_str().unwrap().to_string();
+    let (none, _) = delta_round(&c, &tok, &latest).await;
+    assert!(none.is_empty());
+    // Reports stay as of epoch 0: joiners have no rows.
+    let joiner = t.user_at(t.users, 2).unwrap()["userPrincipalName"]
+        .as_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(
+        t.report_rows(Report::Office365ActiveUserDetail)
+            .all(|row| row[1].to_lowercase() != joiner)
+    );
+    assert_eq!(sim.stats().delta_gone_410, 0);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delta_link_brings_every_round_since_with_replays() {
+    let sim = start(SimOptions {
+        users: 20_000,
+        epoch: Some(0),
+        ..Default::default()
+    })
+    .await;
+    let t = sim.tenant();
+    let c = client();
+    let tok = token(&c, &sim).await;
+    let g = sim.graph_url();
+    let first = format!("{g}/v1.0/users/delta?$select={SELECT}");
+    let (initial, link0) = delta_round(&c, &tok, &first).await;
+    let mut state = std::collections::BTreeMap::new();
+    apply(&mut state, &initial);
+    assert_eq!(state, tenant_at(&t, 0));
+
+    // Pinned at 0: nothing changed.
+    let (none, _) = delta_round(&c, &tok, &link0).await;
+    assert!(none.is_empty());
+
+    // Three rounds at once: rounds 1, 2 and 3 one after another.
+    sim.set_epoch(3);
+    let (changes, link3) = delta_round(&c, &tok, &link0).await;
+    let mut seen: std::collections::HashMap<&str, usize> = Default::default();
+    for u in &changes {
+        *seen.entry(u["id"].as_str().unwrap()).or_default() += 1;
+    }
+    let replays = seen.values().filter(|n| **n > 1).count();
+    assert!(
+        replays > 0,
+        "an entity changed in several rounds comes again"
+    );
+    let reasons: HashSet<&str> = changes
+        .iter()
+        .filter_map(|u| u["@removed"]["reason"].as_str())
+        .collect();
+    assert_eq!(reasons, HashSet::from(["changed", "deleted"]));
+    // About 200 changed, 40 removed and 40 joined per round.
+    assert!(
+        (3 * 200..3 * 400).contains(&changes.len()),
+        "about 1% changed, 0.2% removed and 0.2% joined per round: {}",
+        changes.len()
+    );
+    apply(&mut state, &changes);
+    assert_eq!(
+        state,
+        tenant_at(&t, 3),
+        "the last occurrence of each entity wins"
+    );
+
+    // Up to date again: an empty round; a link from an epoch the tenant never reached
+    // (it was set back) is a 410 that asks for a full sync.
+    let (none, _) = delta_round(&c, &tok, &link3).await;
+    assert!(none.is_empty());
+    sim.set_epoch(2);
+    let resp = get(&c, &link3, &tok).await;
+    assert_eq!(resp.status(), StatusCode::GONE);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "syncStateNotFound");
+    assert_eq!(sim.stats().delta_gone_410, 1);
+    sim.shutdown().await;
+}
+
+#[test]
+fn a_free_running_epoch_moves_on_only_when_a_client_is_up_to_date() {
+    let e = delta::Epoch::new(None);
+    assert_eq!(e.catch_up(0), Some(1), "up to date: time passes");
+    assert_eq!(e.catch_up(0), Some(1), "a retried link sees the same round");
+    assert_eq!(e.catch_up(2), None, "a link from the future");
+    let pinned = delta::Epoch::new(Some(4));
+    assert_eq!(pinned.catch_up(4), Some(4));
+    assert_eq!(pinned.catch_up(1), Some(4));
+    pinned.set(delta::MAX_EPOCH + 5);
+    assert_eq!(pinned.get(), delta::MAX_EPOCH);
 }

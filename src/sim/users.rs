@@ -265,21 +265,34 @@ pub fn decode_skiptoken(token: &str) -> Option<UsersQuery> {
     })
 }
 
-/// Writes one page. `short` (0–99) makes the page hold only that percentage of `$top`.
+/// Writes one page of the tenant as of `epoch` (users that joined by then and were not
+/// removed). `short` (0–99) makes the page hold only that percentage of `$top`.
 pub fn write_page(
     tenant: &Tenant,
     q: &UsersQuery,
+    epoch: u64,
     graph_url: &str,
     short: Option<u16>,
     out: &mut Vec<u8>,
 ) {
     let props: &[&'static str] = q.select.as_deref().unwrap_or(DEFAULT_USER_PROPERTIES);
-    let remaining = tenant.users.saturating_sub(q.offset);
-    let mut len = remaining.min(q.top as u64);
-    if let Some(pct) = short.filter(|_| len == q.top as u64 && remaining > len) {
-        len = q.top as u64 * pct.min(99) as u64 / 100;
+    let bound = tenant.user_bound(epoch);
+    let top = q.top as usize;
+    let mut users = Vec::with_capacity(top);
+    let mut end = q.offset.min(bound);
+    while end < bound && users.len() < top {
+        if tenant.exists_at(end, epoch) {
+            users.push(end);
+        }
+        end += 1;
     }
-    let end = q.offset + len;
+    if let Some(pct) = short.filter(|_| users.len() == top && end < bound) {
+        let keep = top * pct.min(99) as usize / 100;
+        if let Some(first_dropped) = users.get(keep) {
+            end = *first_dropped;
+            users.truncate(keep);
+        }
+    }
 
     out.extend_from_slice(
         b"{\"@odata.context\":\"https://graph.microsoft.com/v1.0/$metadata#users",
@@ -291,9 +304,9 @@ pub fn write_page(
     }
     out.push(b'"');
     if q.count && q.offset == 0 {
-        out.extend_from_slice(format!(",\"@odata.count\":{}", tenant.users).as_bytes());
+        out.extend_from_slice(format!(",\"@odata.count\":{}", tenant.users_at(epoch)).as_bytes());
     }
-    if end < tenant.users {
+    if end < bound {
         let next = UsersQuery {
             offset: end,
             count: false,
@@ -307,11 +320,13 @@ pub fn write_page(
         let _ = serde_json::to_writer(&mut *out, &link);
     }
     out.extend_from_slice(b",\"value\":[");
-    for i in q.offset..end {
-        if i > q.offset {
+    for (n, i) in users.iter().enumerate() {
+        if n > 0 {
             out.push(b',');
         }
-        let u = tenant.record(i);
+        let Some(u) = tenant.record_at(*i, epoch) else {
+            continue;
+        };
         out.push(b'{');
         for (n, p) in props.iter().enumerate() {
             if n > 0 {
@@ -422,7 +437,7 @@ mod tests {
             count: false,
         };
         let mut out = Vec::new();
-        write_page(&t, &q, "http://127.0.0.1:1", None, &mut out);
+        write_page(&t, &q, 0, "http://127.0.0.1:1", None, &mut out);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         let users = v["value"].as_array().unwrap();
         assert_eq!(users.len(), 50);
@@ -441,6 +456,7 @@ mod tests {
         write_page(
             &t,
             &UsersQuery { offset: 0, ..q },
+            0,
             "http://127.0.0.1:1",
             None,
             &mut out,

@@ -8,6 +8,7 @@ mod corpus;
 mod crash;
 mod extract;
 mod faults;
+mod incremental;
 mod load;
 mod report;
 mod serve;

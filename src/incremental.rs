@@ -1,0 +1,435 @@
+//! Incremental users sync (`[pipeline] incremental = true`): `/users/delta`, the stored delta
+//! link and the users snapshot.
+//!
+//! - **extract** walks `/users/delta?$select=<USER_SELECT>` in full when no usable delta link
+//!   is stored (the first run, after a resync, or when the tenant or the selection changed),
+//!   and from the stored link otherwise, landing the records exactly as Graph sent them
+//!   (changes, and `@removed` entries for removed users) as the `users` stream. The manifest
+//!   says which kind of sync it was, which run the changes apply to and the new delta link
+//!   ([`DeltaSync`]). A stored link Graph refuses (410 Gone, `syncStateNotFound`,
+//!   `resyncRequired`) is replaced by a full sync in the same run, with a `delta_resync`
+//!   warning.
+//! - **transform** keeps `users_current`, the directory as of the run in `delta_links.run_id`:
+//!   a full sync replaces it, a delta run merges its changes (the last occurrence of an id
+//!   wins, `@removed` deletes it and becomes a row of `users_tombstones`). The run's delta
+//!   link is stored in `delta_links` in the same transaction, so the link never runs ahead
+//!   of the snapshot: a run that was extracted but never transformed is simply fetched again
+//!   from the older link by the next run (delta queries are idempotent), and no change is
+//!   lost. The models then read the snapshot as `raw_users`, so everything downstream is the
+//!   same as for a full run.
+
+use std::path::Path;
+
+use reqwest::Url;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::graph::{GraphError, RequestIds};
+use crate::manifest::{
+    RunManifest, SYNC_DELTA, SYNC_FULL, StreamManifest, Warning, committed_runs,
+};
+use crate::mapping::quote_literal;
+use crate::staging::{Staging, db_error};
+use crate::streams::USER_SELECT;
+
+/// `Prefer` header of delta requests: `/users/delta` takes no `$top`.
+pub const DELTA_PREFER: &str = "odata.maxpagesize=999";
+
+/// The `$select` of the users stream, as stored next to a delta link: a link made for another
+/// selection does not track the properties asked for now, so it is not used.
+pub fn user_select() -> String {
+    USER_SELECT.join(",")
+}
+
+/// The first request of a full delta sync.
+pub fn full_sync_path() -> String {
+    format!("/users/delta?$select={}", user_select())
+}
+
+/// A connector's row of `delta_links`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredLink {
+    /// `None`: the run in `run_id` ended without a delta link; the next run syncs in full.
+    pub link: Option<String>,
+    /// The run whose users `users_current` holds.
+    pub run_id: String,
+    pub tenant_id: String,
+    pub user_select: String,
+}
+
+/// The stored delta link of `connector`, if any.
+pub fn stored_link(staging: &Staging, connector: &str) -> Result<Option<StoredLink>> {
+    let mut stmt = staging
+        .conn
+        .prepare(
+            "SELECT link, run_id, coalesce(tenant_id, ''), coalesce(user_select, '')
+             FROM delta_links WHERE connector = ? ORDER BY stored_at DESC LIMIT 1",
+        )
+        .map_err(|e| db_error(&staging.path, "reading the stored delta link", e))?;
+    let mut rows = stmt
+        .query_map(duckdb::params![connector], |r| {
+            Ok(StoredLink {
+                link: r.get(0)?,
+                run_id: r.get(1)?,
+                tenant_id: r.get(2)?,
+                user_select: r.get(3)?,
+            })
+        })
+        .map_err(|e| db_error(&staging.path, "reading the stored delta link", e))?;
+    rows.next()
+        .transpose()
+        .map_err(|e| db_error(&staging.path, "reading the stored delta link", e))
+}
+
+/// Where the users walk of an incremental run starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// Every user, from `/users/delta?$select=…`; `reason` says why (for the log).
+    Full { reason: String },
+    /// The changes since run `from_run`, from its delta link.
+    Delta { link: Url, from_run: String },
+}
+
+/// Decides how the users of an incremental run are fetched.
+pub fn plan(cfg: &Config, stored: Option<&StoredLink>) -> Start {
+    let full = |reason: &str| Start::Full {
+        reason: reason.to_string(),
+    };
+    let Some(s) = stored else {
+        return full("no delta link is stored yet (first incremental run)");
+    };
+    let Some(link) = &s.link else {
+        return full("the last transformed run ended without a delta link");
+    };
+    if !s.tenant_id.eq_ignore_ascii_case(&cfg.tenant.tenant_id) {
+        return full("the stored delta link was made for another tenant");
+    }
+    if s.user_select != user_select() {
+        return full("the stored delta link tracks another $select (the connector was upgraded)");
+    }
+    match check_delta_link(link, &cfg.tenant.graph_url) {
+        Ok(link) => Start::Delta {
+            link,
+            from_run: s.run_id.clone(),
+        },
+        Err(_) => full("the stored delta link is not on the configured Graph host"),
+    }
+}
+
+/// A delta link is followed (and stored) only on the Graph origin, like a next link: it is
+/// requested with the bearer token.
+pub fn check_delta_link(link: &str, graph: &Url) -> std::result::Result<Url, GraphError> {
+    let url = Url::parse(link).ok().filter(|u| {
+        u.origin() == graph.origin() && u.username().is_empty() && u.password().is_none()
+    });
+    url.ok_or_else(|| GraphError::BadBody {
+        url: graph.to_string(),
+        problem: format!(
+            "@odata.deltaLink leaves the Graph host {}: it is never stored or followed",
+            graph.host_str().unwrap_or("")
+        ),
+        fix: "this is a Graph or proxy fault; run again, and report it with the request id if it repeats".into(),
+        ids: RequestIds::default(),
+    })
+}
+
+/// Whether Graph refused a delta link for good: the client must sync in full again
+/// (graph-api.md §2: 410 Gone, `syncStateNotFound`, `resyncRequired`).
+pub fn is_resync(e: &GraphError) -> bool {
+    match e {
+        GraphError::Api { status, code, .. } => {
+            *status == 410
+                || code.eq_ignore_ascii_case("syncStateNotFound")
+                || code.eq_ignore_ascii_case("resyncRequired")
+        }
+        _ => false,
+    }
+}
+
+/// What Graph said, without the link (a credential of sorts).
+pub fn resync_reason(e: &GraphError) -> String {
+    match e {
+        GraphError::Api {
+            status,
+            code,
+            message,
+            ids,
+            ..
+        } => format!("HTTP {status} {code}: {message} ({ids})"),
+        other => other.to_string(),
+    }
+}
+
+/// The warnings an incremental users stream earns in the run manifest.
+pub fn warnings(s: &StreamManifest) -> Vec<Warning> {
+    let mut w = Vec::new();
+    if let Some(reason) = &s.delta.resync {
+        w.push(Warning {
+            code: "delta_resync".into(),
+            message: format!(
+                "Graph refused the stored users delta link ({reason}), so this run fetched every user again (a full sync) instead of the changes"
+            ),
+            fix: "none needed: the next run continues incrementally from this run's delta link. Delta links expire after 7 days without use, so schedule an incremental connector at least weekly".into(),
+        });
+    }
+    if s.delta.sync.is_some() && s.delta.delta_link.is_none() {
+        w.push(Warning {
+            code: "delta_link_missing".into(),
+            message: "the users delta walk ended without an @odata.deltaLink, so the next run fetches every user again (a full sync)".into(),
+            fix: "none needed; if it happens every run, report it to Microsoft with a request id from the log".into(),
+        });
+    }
+    w
+}
+
+/// How a transform brought `users_current` to its run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotSync {
+    pub sync: String,
+    /// Users records of the run (changes and tombstones for a delta).
+    pub rows_fetched: u64,
+    /// Users inserted or replaced by the run (the last occurrence of each id).
+    pub upserted: u64,
+    /// `@removed` entries of the run.
+    pub removed: u64,
+    /// Users in the snapshot afterwards.
+    pub users: u64,
+    /// Earlier runs applied again first, oldest first (when the snapshot was not at the run
+    /// this one continues: an older run transformed again, or a lost database).
+    pub replayed: Vec<String>,
+}
+
+/// For an incremental run, brings the snapshot to `manifest`'s run, records tombstones and
+/// the delta link, and points `raw_users` at the snapshot. `None` (and nothing touched) for
+/// a run that was not incremental. Runs inside the transform's transaction.
+pub fn sync_snapshot(
+    staging: &Staging,
+    manifest: &RunManifest,
+    dir: &Path,
+) -> Result<Option<SnapshotSync>> {
+    let Some(users) = manifest.streams.get("users") else {
+        return Ok(None);
+    };
+    let Some(sync) = users.delta.sync.clone() else {
+        return Ok(None);
+    };
+    let connector = manifest.connector.as_str();
+    let raw = dir.parent().unwrap_or(dir);
+    let snapshot_run = stored_link(staging, connector)?.map(|s| s.run_id);
+    let chain = chain(raw, manifest, snapshot_run.as_deref())?;
+    let mut last = (0, 0);
+    for (run_id, run_dir, s) in &chain {
+        last = apply(staging, connector, run_id, run_dir, s)?;
+    }
+    let conn = &staging.conn;
+    let path = &staging.path;
+    conn.execute_batch(&format!(
+        "CREATE OR REPLACE TEMP VIEW raw_users AS
+         SELECT _run_id, _stream, _page, (row_number() OVER (ORDER BY id) - 1)::BIGINT AS _row,
+                _extracted_at, record
+         FROM users_current WHERE connector = {};",
+        quote_literal(connector)
+    ))
+    .map_err(|e| db_error(path, "reading the users snapshot", e))?;
+    let snapshot_users: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM users_current WHERE connector = ?",
+            duckdb::params![connector],
+            |r| r.get(0),
+        )
+        .map_err(|e| db_error(path, "counting the users snapshot", e))?;
+    conn.execute(
+        "DELETE FROM delta_links WHERE connector = ?",
+        duckdb::params![connector],
+    )
+    .and_then(|_| {
+        conn.execute(
+            "INSERT INTO delta_links VALUES (?, ?, ?, ?, ?, now()::TIMESTAMP)",
+            duckdb::params![
+                connector,
+                manifest.tenant_id,
+                user_select(),
+                users.delta.delta_link,
+                manifest.run_id
+            ],
+        )
+    })
+    .map_err(|e| db_error(path, "storing the delta link", e))?;
+    let replayed: Vec<String> = chain
+        .iter()
+        .map(|(id, _, _)| id.clone())
+        .filter(|id| *id != manifest.run_id)
+        .collect();
+    conn.execute(
+        "DELETE FROM run_users_sync WHERE run_id = ?",
+        duckdb::params![manifest.run_id],
+    )
+    .and_then(|_| {
+        conn.execute(
+            "INSERT INTO run_users_sync VALUES (?, ?, ?, ?, ?, ?, ?, ?, list_filter(string_split(?, ','), lambda x: x <> ''), ?)",
+            duckdb::params![
+                manifest.run_id,
+                connector,
+                sync,
+                users.delta.delta_from,
+                users.rows,
+                last.0,
+                last.1,
+                snapshot_users,
+                replayed.join(","),
+                users.delta.resync
+            ],
+        )
+    })
+    .map_err(|e| db_error(path, "recording the users sync", e))?;
+    if !replayed.is_empty() {
+        tracing::info!(run_id = %manifest.run_id, replayed = %replayed.join(", "), "rebuilt the users snapshot from earlier runs");
+    }
+    Ok(Some(SnapshotSync {
+        sync,
+        rows_fetched: users.rows,
+        upserted: last.0,
+        removed: last.1,
+        users: snapshot_users as u64,
+        replayed,
+    }))
+}
+
+type ChainLink = (String, std::path::PathBuf, StreamManifest);
+
+/// The runs to apply to the snapshot, oldest first, to bring it to `target`'s run: just the
+/// target when the snapshot is at the run it continues (the usual case), at the target itself
+/// (a transform run again: merging the same changes twice changes nothing), or when the
+/// target is a full sync; otherwise back through `delta_from` to the snapshot's run or to a
+/// full sync.
+fn chain(raw: &Path, target: &RunManifest, snapshot_run: Option<&str>) -> Result<Vec<ChainLink>> {
+    let mut out: Vec<ChainLink> = Vec::new();
+    let mut run_id = target.run_id.clone();
+    let mut m = target.clone();
+    loop {
+        let s = m.streams.get("users").cloned().unwrap_or_default();
+        let sync = s.delta.sync.clone().unwrap_or_default();
+        let from = s.delta.delta_from.clone();
+        out.push((run_id.clone(), raw.join(&run_id), s));
+        let at_snapshot = snapshot_run == Some(run_id.as_str());
+        if sync == SYNC_FULL || (out.len() == 1 && at_snapshot) {
+            break;
+        }
+        if sync != SYNC_DELTA {
+            return Err(Error::Usage(format!(
+                "run {run_id} has no incremental users sync, yet run {} continues it; extract a new run",
+                target.run_id
+            )));
+        }
+        let Some(from) = from else {
+            return Err(Error::Usage(format!(
+                "run {run_id} holds users changes but does not say which run they apply to; extract a new run"
+            )));
+        };
+        if snapshot_run == Some(from.as_str()) {
+            break;
+        }
+        if out.len() > 100_000 || out.iter().any(|(id, _, _)| *id == from) {
+            return Err(Error::Usage(format!(
+                "the users delta runs before {} form a loop at {from}; extract a new run",
+                target.run_id
+            )));
+        }
+        let committed = committed_runs(raw)
+            .map_err(|e| Error::io(format!("listing runs in {}", raw.display()), e))?;
+        if !committed.contains(&from) {
+            return Err(Error::Usage(format!(
+                "run {} holds the users changes since run {from}, but the users snapshot is at run {} and run {from} is no longer in {} to rebuild it from: transform the newest run instead, or run `m365-connector run` to sync again",
+                target.run_id,
+                snapshot_run.unwrap_or("(none)"),
+                raw.display()
+            )));
+        }
+        m = RunManifest::read(&raw.join(&from))
+            .map_err(|e| Error::io(format!("reading the manifest of run {from}"), e))?;
+        run_id = from;
+    }
+    out.reverse();
+    Ok(out)
+}
+
+/// Applies one run's users to the snapshot: a full sync replaces it, a delta merges into it.
+/// Returns (users upserted, `@removed` entries).
+fn apply(
+    staging: &Staging,
+    connector: &str,
+    run_id: &str,
+    dir: &Path,
+    s: &StreamManifest,
+) -> Result<(u64, u64)> {
+    let conn = &staging.conn;
+    let path = &staging.path;
+    let files: Vec<String> = s
+        .files
+        .iter()
+        .map(|f| quote_literal(&dir.join(&f.file).display().to_string()))
+        .collect();
+    if files.is_empty() {
+        return Err(Error::Usage(format!(
+            "run {run_id} lists no users files in its manifest; extract a new run"
+        )));
+    }
+    let full = s.delta.sync.as_deref() == Some(SYNC_FULL);
+    let c = quote_literal(connector);
+    let r = quote_literal(run_id);
+    let replace = if full {
+        format!("DELETE FROM users_current WHERE connector = {c};")
+    } else {
+        format!(
+            "DELETE FROM users_current WHERE connector = {c}
+                 AND id IN (SELECT id FROM _users_in WHERE id IS NOT NULL);"
+        )
+    };
+    let sql = format!(
+        "CREATE OR REPLACE TEMP TABLE _users_in AS
+         SELECT json_extract_string(record, '$.id') AS id,
+                json_extract(record, '$.\"@removed\"') IS NOT NULL AS removed,
+                json_extract_string(record, '$.\"@removed\".reason') AS reason,
+                record, _run_id, _stream, _page, _row, _extracted_at
+         FROM read_parquet([{files}]);
+         {replace}
+         INSERT INTO users_current
+         SELECT {c}, id, record, _run_id, _stream, _page, _row, _extracted_at
+         FROM _users_in
+         WHERE id IS NOT NULL
+         QUALIFY row_number() OVER (PARTITION BY id ORDER BY _page DESC, _row DESC) = 1
+             AND NOT removed;
+         DELETE FROM users_tombstones WHERE run_id = {r} AND connector = {c};
+         INSERT INTO users_tombstones
+         SELECT DISTINCT {r}, {c}, id, reason FROM _users_in WHERE removed AND id IS NOT NULL
+         ORDER BY ALL;",
+        files = files.join(", ")
+    );
+    conn.execute_batch(&sql)
+        .map_err(|e| db_error(path, &format!("merging the users of run {run_id}"), e))?;
+    let (removed, without_id): (i64, i64) = conn
+        .query_row(
+            "SELECT count(*) FILTER (WHERE removed), count(*) FILTER (WHERE id IS NULL)
+             FROM _users_in",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(|e| db_error(path, "counting the users merged", e))?;
+    if without_id > 0 {
+        tracing::warn!(
+            run_id,
+            records = without_id,
+            "users records without an id were left out of the snapshot"
+        );
+    }
+    let upserted: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM users_current WHERE connector = ? AND _run_id = ?",
+            duckdb::params![connector, run_id],
+            |r| r.get(0),
+        )
+        .map_err(|e| db_error(path, "counting the users merged", e))?;
+    conn.execute_batch("DROP TABLE _users_in")
+        .map_err(|e| db_error(path, "merging users", e))?;
+    Ok((upserted as u64, removed as u64))
+}
