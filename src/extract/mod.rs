@@ -1,0 +1,369 @@
+//! Stage 1, extract: Graph → raw Parquet under `raw/.partial-<run_id>/`, committed by
+//! writing the manifest last and renaming the directory to `raw/<run_id>/`.
+//!
+//! Sign-in happens before anything touches the disk, so a wrong secret leaves nothing
+//! behind. The users walk runs concurrently with the small streams and the eight reports;
+//! each report is requested once (the 14 calls / 10 minutes budget). Any stream failing
+//! fails the run: the partial directory is removed and earlier runs are untouched.
+
+mod collection;
+mod report_stream;
+mod run_manifest;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use indicatif::ProgressBar;
+use tokio::task::JoinSet;
+
+use crate::concealment::Setting;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::graph::GraphClient;
+use crate::incremental::{self, Start};
+use crate::manifest::{RunManifest, StreamManifest, Warning};
+use crate::output::Progress;
+use crate::resume::{self, Resumed};
+use crate::streams::{Report, USER_SELECT, USERS_PAGE_SIZE};
+
+use collection::{land_collection, land_users_delta};
+use report_stream::{land_report, report_settings};
+use run_manifest::build_manifest;
+
+/// A committed extract run.
+#[derive(Debug, Clone)]
+pub struct Extracted {
+    pub run_id: String,
+    pub dir: PathBuf,
+    pub manifest: RunManifest,
+}
+
+/// A new run id: sortable UTC time plus a random suffix, e.g. `20261128T020000Z-7f3a`.
+pub fn new_run_id(at: DateTime<Utc>) -> String {
+    format!(
+        "{}-{:04x}",
+        at.format("%Y%m%dT%H%M%SZ"),
+        crate::random::u64() as u16
+    )
+}
+
+/// Runs the extract stage for `cfg` and commits the run. An extract interrupted earlier is
+/// resumed (see [`crate::resume`]): same run id, finished streams kept.
+pub async fn extract(cfg: &Config, progress: &Progress) -> Result<Extracted> {
+    let secret = cfg.secret()?;
+    let client = Arc::new(GraphClient::new(cfg, secret)?);
+
+    // The run is a row in the staging database from here on, so a refused sign-in is on
+    // record too (nothing else is written before sign-in succeeds).
+    let staging = crate::staging::Staging::open(&cfg.pipeline.data_dir)?;
+    let resumed = resume::prepare(cfg, &staging, Utc::now())?;
+    let (run_id, started_at) = match &resumed {
+        Some(r) => {
+            tracing::info!(run_id = %r.run_id, streams_kept = r.done.len(), users_pages_kept = r.pages_kept(), "resuming an interrupted extract");
+            (r.run_id.clone(), r.started_at)
+        }
+        None => {
+            let now = Utc::now();
+            let id = new_run_id(now);
+            staging.begin_extract(cfg, &id, now)?;
+            (id, now)
+        }
+    };
+    // Incremental users: where the stored delta link lets this run continue.
+    let users_plan = if cfg.pipeline.incremental {
+        let stored = incremental::stored_link(&staging, &cfg.connector.name)?;
+        Some(incremental::plan(cfg, stored.as_ref()))
+    } else {
+        None
+    };
+    drop(staging);
+    let outcome = sign_in_land_and_commit(
+        cfg, &client, &run_id, started_at, resumed, users_plan, progress,
+    )
+    .await;
+    let staging = crate::staging::Staging::open(&cfg.pipeline.data_dir)?;
+    match &outcome {
+        Ok(run) => {
+            staging.finish_extract(&run.manifest, (Utc::now() - started_at).as_seconds_f64())?
+        }
+        Err(e) => staging.fail(&run_id, "extract", &e.to_string()),
+    }
+    outcome
+}
+
+/// Signs in (and checks consent) before anything lands.
+async fn sign_in_land_and_commit(
+    cfg: &Config,
+    client: &Arc<GraphClient>,
+    run_id: &str,
+    started_at: DateTime<Utc>,
+    resumed: Option<Resumed>,
+    users_plan: Option<Start>,
+    progress: &Progress,
+) -> Result<Extracted> {
+    let login = progress.line("sign-in");
+    login.set_message(format!("tenant {}", cfg.tenant.tenant_id));
+    client.token().await?;
+    client.check_roles().await?;
+    login.finish_with_message("ok");
+    crate::failpoint::hit("extract.signed_in");
+    land_and_commit(
+        cfg, client, run_id, started_at, resumed, users_plan, progress,
+    )
+    .await
+}
+
+/// Lands every stream into a partial directory and commits it.
+async fn land_and_commit(
+    cfg: &Config,
+    client: &Arc<GraphClient>,
+    run_id: &str,
+    started_at: DateTime<Utc>,
+    resumed: Option<Resumed>,
+    users_plan: Option<Start>,
+    progress: &Progress,
+) -> Result<Extracted> {
+    let run_id = run_id.to_string();
+    let raw = cfg.raw_dir();
+    create_private_dir(&raw)?;
+    let partial = raw.join(format!("{}{run_id}", resume::PARTIAL_PREFIX));
+    let resumed = match resumed {
+        Some(r) => r,
+        None => {
+            create_private_dir(&partial)?;
+            resume::start(&partial, cfg, &run_id, started_at)?;
+            Resumed::default()
+        }
+    };
+    tracing::info!(run_id = %run_id, dir = %partial.display(), "extract started");
+
+    let manifest = match resumed.manifest.clone() {
+        // Killed between writing the manifest and renaming the directory: just commit.
+        Some(m) => m,
+        None => {
+            let landed = land_streams(
+                client, cfg, &run_id, &partial, &resumed, users_plan, progress,
+            )
+            .await;
+            let (streams, setting) = match landed {
+                Ok(v) => v,
+                Err(e) => {
+                    remove_partial(&partial);
+                    return Err(e);
+                }
+            };
+            let mut m = build_manifest(cfg, client, &run_id, started_at, streams, setting);
+            if !resumed.run_id.is_empty() {
+                m.warnings.push(resumed_warning(&resumed));
+            }
+            m
+        }
+    };
+    let dir = raw.join(&run_id);
+    let commit = manifest
+        .write(&partial)
+        .map_err(|e| Error::io(format!("writing the manifest in {}", partial.display()), e))
+        .and_then(|_| {
+            crate::failpoint::hit("extract.manifest_written");
+            resume::remove_markers(&partial)
+        })
+        .and_then(|_| {
+            std::fs::rename(&partial, &dir)
+                .and_then(|_| sync_dir(&raw))
+                .map_err(|e| Error::io(format!("committing run {run_id} in {}", raw.display()), e))
+        });
+    if let Err(e) = commit {
+        remove_partial(&partial);
+        return Err(e);
+    }
+    crate::failpoint::hit("extract.committed");
+    tracing::info!(run_id = %run_id, users = manifest.users(), "extract committed");
+    Ok(Extracted {
+        run_id,
+        dir,
+        manifest,
+    })
+}
+
+/// Tells the admin the run continued an interrupted one.
+fn resumed_warning(r: &Resumed) -> Warning {
+    Warning {
+        code: "resumed".into(),
+        message: format!(
+            "this run continued an extract interrupted earlier (started {} UTC): {} finished streams and {} users pages were kept, not fetched again",
+            r.started_at.format("%Y-%m-%d %H:%M:%S"),
+            r.done.len(),
+            r.pages_kept()
+        ),
+        fix: "none needed; if the process was killed, see why (out of memory, a service stop or a reboot)".into(),
+    }
+}
+
+type StreamResult = Result<(String, StreamManifest)>;
+
+/// What every stream task of a run shares.
+#[derive(Clone)]
+struct StreamCtx {
+    client: Arc<GraphClient>,
+    /// The run's partial directory.
+    dir: PathBuf,
+    run_id: String,
+    /// Becomes `true` when another stream failed.
+    cancel: tokio::sync::watch::Receiver<bool>,
+    /// Users pages per Parquet segment and checkpoint.
+    segment_pages: u64,
+}
+
+async fn land_streams(
+    client: &Arc<GraphClient>,
+    cfg: &Config,
+    run_id: &str,
+    dir: &Path,
+    resumed: &Resumed,
+    users_plan: Option<Start>,
+    progress: &Progress,
+) -> Result<(BTreeMap<String, StreamManifest>, Setting)> {
+    let mut tasks: JoinSet<StreamResult> = JoinSet::new();
+    // One failing stream stops the others at their next await point. Tasks are never
+    // aborted: their blocking Parquet writers must finish before the directory is removed.
+    let (cancel, cancelled) = tokio::sync::watch::channel(false);
+    // Streams an interrupted run of this id finished are taken as they are.
+    let mut streams = resumed.done.clone();
+
+    let users_url = client.v1(&format!(
+        "/users?$select={}&$top={USERS_PAGE_SIZE}",
+        USER_SELECT.join(",")
+    ))?;
+    let users_bar = progress.line("users");
+    let ctx = StreamCtx {
+        client: client.clone(),
+        dir: dir.to_path_buf(),
+        run_id: run_id.to_string(),
+        cancel: cancelled,
+        segment_pages: cfg.pipeline.checkpoint_pages,
+    };
+    for (stream, first, what, bar) in [
+        ("users", users_url, "users", users_bar),
+        (
+            "organization",
+            client.v1("/organization")?,
+            "the organization",
+            ProgressBar::hidden(),
+        ),
+        (
+            "subscribed_skus",
+            client.v1("/subscribedSkus")?,
+            "subscribed licences",
+            ProgressBar::hidden(),
+        ),
+    ] {
+        if let Some(done) = streams.get(stream) {
+            bar.finish_with_message(format!("{} (kept from the interrupted run)", done.rows));
+            continue;
+        }
+        let from = resumed.checkpoints.get(stream).cloned();
+        match (&users_plan, stream) {
+            (Some(plan), "users") => {
+                let full = client.v1(&incremental::full_sync_path())?;
+                tasks.spawn(land_users_delta(ctx.clone(), full, plan.clone(), from, bar));
+            }
+            _ => {
+                tasks.spawn(land_collection(ctx.clone(), stream, first, what, from, bar));
+            }
+        }
+    }
+    let reports_bar = progress.line("reports");
+    let mut reports_done = Report::ALL
+        .iter()
+        .filter(|r| streams.contains_key(r.stream()))
+        .count();
+    reports_bar.set_message(format!("{reports_done}/{}", Report::ALL.len()));
+    for report in Report::ALL {
+        if streams.contains_key(report.stream()) {
+            continue;
+        }
+        tasks.spawn(land_report(
+            ctx.clone(),
+            report,
+            cfg.pipeline.report_period.clone(),
+        ));
+    }
+
+    let setting = report_settings(client).await;
+    while let Some(joined) = tasks.join_next().await {
+        let result = joined.map_err(|e| Error::Internal(format!("an extract task failed: {e}")))?;
+        match result {
+            Ok((name, manifest)) => {
+                if Report::from_stream(&name).is_some() {
+                    reports_done += 1;
+                    reports_bar.set_message(format!("{reports_done}/{}", Report::ALL.len()));
+                }
+                streams.insert(name, manifest);
+            }
+            Err(e) => {
+                let _ = cancel.send(true);
+                while tasks.join_next().await.is_some() {}
+                return Err(e);
+            }
+        }
+    }
+    reports_bar.finish();
+    Ok((streams, setting))
+}
+
+fn cancelled_error() -> Error {
+    Error::Internal("stopped because another stream of the run failed".into())
+}
+
+/// Removes an uncommitted run directory. A file a cancelled download was still creating can
+/// make one attempt fail with "directory not empty", so it is retried briefly.
+pub fn remove_partial(dir: &Path) {
+    for _ in 0..20 {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    }
+    tracing::warn!(dir = %dir.display(), "could not remove the uncommitted run directory; it is never used and can be deleted");
+}
+
+/// Creates a directory (and parents) readable by its owner only.
+pub fn create_private_dir(path: &Path) -> Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(path)
+        .map_err(|e| Error::io(format!("creating {}", path.display()), e))
+}
+
+/// Makes a rename inside `dir` durable (directories can be opened and synced on Unix).
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn run_ids_sort_by_time() {
+        let a = new_run_id(Utc.with_ymd_and_hms(2026, 11, 28, 2, 0, 0).unwrap());
+        let b = new_run_id(Utc.with_ymd_and_hms(2026, 11, 28, 2, 0, 1).unwrap());
+        assert!(a.starts_with("20261128T020000Z-") && a.len() == 21, "{a}");
+        assert!(a < b);
+    }
+}

@@ -1,0 +1,153 @@
+//! Usage reports: download, read by header name, land as Parquet; plus the report settings
+//! that say whether names are concealed.
+
+use std::path::Path;
+
+use chrono::Utc;
+
+use crate::concealment::{self, Setting, Tally};
+use crate::error::{Error, Result};
+use crate::graph::report_csv::ReportReader;
+use crate::graph::{CallStats, GraphClient, GraphError, reports};
+use crate::land::{CsvLander, Lineage};
+use crate::manifest::{DeltaSync, StreamManifest};
+use crate::resume;
+use crate::streams::Report;
+
+use super::{StreamCtx, StreamResult, cancelled_error};
+
+/// Rows per Parquet batch when converting a report CSV.
+const CSV_BATCH_ROWS: usize = 2_048;
+
+/// Downloads one report and lands it, noting how its user names look.
+pub(super) async fn land_report(ctx: StreamCtx, report: Report, period: String) -> StreamResult {
+    let StreamCtx {
+        client,
+        dir,
+        run_id,
+        mut cancel,
+        ..
+    } = ctx;
+    let stats = CallStats::default();
+    let csv_path = dir.join(format!("{}.csv.download", report.stream()));
+    let downloaded = tokio::select! {
+        d = reports::download_report(&client, report, &period, &csv_path, &stats) => d?,
+        _ = cancel.wait_for(|c| *c) => return Err(cancelled_error()),
+    };
+    let at = Utc::now();
+    let lineage = Lineage {
+        run_id,
+        stream: report.stream().to_string(),
+    };
+    let marker_dir = dir.clone();
+    let (file, names, columns, invalid, ragged) =
+        tokio::task::spawn_blocking(move || -> Result<_> {
+            let ctx = |e| {
+                Error::io(
+                    format!("reading the {report} report {}", csv_path.display()),
+                    e,
+                )
+            };
+            let mut reader = ReportReader::open(&csv_path).map_err(ctx)?;
+            // Not one documented column: an HTML page, a JSON error or a CSV a proxy converted
+            // to ';', never a usage report. Refused rather than landed as garbage columns.
+            let documented = report.documented_columns();
+            if !reader.header().is_empty()
+                && !reader
+                    .header()
+                    .iter()
+                    .any(|h| documented.contains(&h.as_str()))
+            {
+                return Err(GraphError::NotAReport {
+                    report: report.to_string(),
+                    start: file_start(&csv_path),
+                }
+                .into());
+            }
+            let header: Vec<String> = if reader.header().is_empty() {
+                report
+                    .documented_columns()
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect()
+            } else {
+                reader.header().to_vec()
+            };
+            let user_col = header.iter().position(|h| h == report.user_column());
+            let mut lander = CsvLander::create(&dir, report.stream(), &header, lineage)?;
+            let mut names = Tally::default();
+            loop {
+                let batch = reader.next_batch(CSV_BATCH_ROWS).map_err(ctx)?;
+                if batch.is_empty() {
+                    break;
+                }
+                for row in &batch {
+                    names.add(user_col.and_then(|i| row.cells[i].as_deref()));
+                }
+                lander.write_rows(at, &batch)?;
+            }
+            let file = lander.finish()?;
+            std::fs::remove_file(&csv_path).map_err(ctx)?;
+            Ok((
+                file,
+                names,
+                reader.header().to_vec(),
+                reader.invalid_utf8_cells,
+                reader.ragged_rows,
+            ))
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("landing the {report} report failed: {e}")))??;
+    if invalid > 0 || ragged > 0 {
+        tracing::warn!(report = %report, invalid_utf8_cells = invalid, ragged_rows = ragged, "report CSV needed repairs");
+    }
+    let manifest = StreamManifest {
+        rows: file.rows,
+        files: vec![file],
+        pages: 1,
+        calls: stats.snapshot(),
+        downloaded_bytes: Some(downloaded),
+        names: Some(names),
+        columns,
+        invalid_utf8_cells: invalid,
+        ragged_rows: ragged,
+        delta: DeltaSync::default(),
+    };
+    resume::mark_done(&marker_dir, report.stream(), &manifest)?;
+    Ok((report.stream().to_string(), manifest))
+}
+
+/// `1 row had` / `3 rows had`.
+pub(super) fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The first bytes of a file, on one line, for a message.
+fn file_start(path: &Path) -> String {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(200);
+    let _ = std::fs::File::open(path).and_then(|f| f.take(200).read_to_end(&mut head));
+    let head = head.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&head);
+    crate::graph::snippet(head)
+}
+
+/// `GET /admin/reportSettings`: a 403 (the usual answer, as the app lacks
+/// ReportSettings.Read.All) or any other failure just means "unknown".
+pub(super) async fn report_settings(client: &GraphClient) -> Setting {
+    let Ok(url) = client.v1("/admin/reportSettings") else {
+        return Setting::Unknown;
+    };
+    let stats = CallStats::default();
+    match client
+        .get_graph(&url, &stats, "report settings", |r| {
+            Ok::<_, (String, _)>(concealment::parse_report_settings(&r.body))
+        })
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(error = %e, "report settings not readable; concealment is detected from the reports");
+            Setting::Unknown
+        }
+    }
+}
