@@ -51,17 +51,7 @@ pub(super) async fn land_collection(
         other => other,
     }?;
     bar.finish_with_message(format!("{} ({} pages)", landed.rows, landed.pages));
-    let mut calls = stats.snapshot();
-    if let Some(c) = &from {
-        calls = add_counts(calls, c.calls);
-    }
-    let manifest = StreamManifest {
-        rows: landed.rows,
-        files: landed.files,
-        pages: landed.pages,
-        calls,
-        ..StreamManifest::default()
-    };
+    let manifest = landed_manifest(landed, stats.snapshot(), from.as_ref());
     resume::mark_done(&ctx.dir, stream, &manifest)?;
     Ok((stream.to_string(), manifest))
 }
@@ -157,20 +147,10 @@ pub(super) async fn land_users_delta(
         landed.pages,
         sync.sync.as_deref().unwrap_or(SYNC_FULL)
     ));
-    let mut calls = stats.snapshot();
-    if let Some(c) = &from {
-        calls = add_counts(calls, c.calls);
-    }
+    let delta_link = landed.delta.delta_link.clone();
     let manifest = StreamManifest {
-        rows: landed.rows,
-        files: landed.files,
-        pages: landed.pages,
-        calls,
-        delta: DeltaSync {
-            delta_link: landed.delta.delta_link,
-            ..sync
-        },
-        ..StreamManifest::default()
+        delta: DeltaSync { delta_link, ..sync },
+        ..landed_manifest(landed, stats.snapshot(), from.as_ref())
     };
     resume::mark_done(&ctx.dir, STREAM, &manifest)?;
     Ok((STREAM.to_string(), manifest))
@@ -209,6 +189,25 @@ fn resume_link(ctx: &StreamCtx, stream: &str, c: &Checkpoint) -> Option<Url> {
             "the checkpoint's next link is not on the Graph host; fetching the stream from its start"
         );
         None
+    }
+}
+
+/// The manifest of a landed paged stream. Its calls include those the interrupted run it
+/// resumed had made, so a resumed stream reports all the requests its data cost.
+fn landed_manifest(
+    landed: Checkpoint,
+    calls: CallCounts,
+    resumed_from: Option<&Checkpoint>,
+) -> StreamManifest {
+    StreamManifest {
+        rows: landed.rows,
+        files: landed.files,
+        pages: landed.pages,
+        calls: match resumed_from {
+            Some(c) => add_counts(calls, c.calls),
+            None => calls,
+        },
+        ..StreamManifest::default()
     }
 }
 

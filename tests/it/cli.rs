@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 
 use m365_connector::sim::Simulator;
 
-use crate::util::{TempDir, connector_file, sim_options};
+use crate::util::{TempDir, connector_file, sim_options, text};
 
 const BIN: &str = env!("CARGO_BIN_EXE_m365-connector");
 
@@ -30,14 +30,6 @@ async fn run_async(
     })
     .await
     .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]

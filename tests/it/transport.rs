@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use m365_connector::sim::{SimOptions, Simulator};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::util::{TempDir, connector_file, files_under, sim_options};
+use crate::util::{TempDir, connector_file, files_under, sim_options, text};
 
 const BIN: &str = env!("CARGO_BIN_EXE_m365-connector");
 
@@ -36,14 +36,6 @@ async fn binary(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Output {
     tokio::task::spawn_blocking(move || cmd.output().unwrap())
         .await
         .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Places a secret or a token could surface, and how often each did.

@@ -154,3 +154,12 @@ pub fn assert_same_people(got: &str, expected: &str, what: &str) {
         e.get(i).map_or("(none)", String::as_str)
     );
 }
+
+/// A finished process's stdout and stderr as one text, for messages and leak scans.
+pub fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
