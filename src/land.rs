@@ -33,7 +33,7 @@ pub const RECORD_COLUMN: &str = "record";
 pub const EXTRA_COLUMN: &str = "_extra";
 
 /// Rows per Parquet row group: bounds writer memory whatever the tenant size.
-const ROW_GROUP_ROWS: usize = 16_384;
+const ROW_GROUP_ROWS: usize = 8_192;
 
 /// A landing failure, naming the file.
 #[derive(Debug, thiserror::Error)]

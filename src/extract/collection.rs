@@ -235,7 +235,7 @@ async fn walk_and_land(
     delta: bool,
 ) -> Result<Checkpoint> {
     let mut cancel = ctx.cancel.clone();
-    let (tx, rx) = tokio::sync::mpsc::channel::<PageMsg>(4);
+    let (tx, rx) = tokio::sync::mpsc::channel::<PageMsg>(2);
     let writer = {
         let (dir, stats) = (ctx.dir.clone(), stats.clone());
         let lineage = Lineage {
