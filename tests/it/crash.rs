@@ -10,7 +10,7 @@ use std::time::Duration;
 use m365_connector::failpoint;
 use m365_connector::sim::{SimOptions, Simulator};
 
-use crate::util::{TempDir, assert_same_people, connector_file, sim_options};
+use crate::util::{TempDir, assert_same_people, connector_file, leftovers, sim_options};
 
 const BIN: &str = env!("CARGO_BIN_EXE_m365-connector");
 
@@ -139,13 +139,8 @@ fn check_invariants(data: &Path) {
         0
     );
     // Nothing uncommitted is left behind.
-    let leftovers: Vec<String> = std::fs::read_dir(data.join("raw"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let left = leftovers(&data.join("raw"));
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// People exported by a run that was never interrupted.

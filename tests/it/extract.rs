@@ -10,7 +10,7 @@ use m365_connector::sim::Tenant;
 use m365_connector::sim::{Faults, SimOptions, Simulator};
 use m365_connector::streams::{Report, USER_SELECT};
 
-use crate::util::{TempDir, connector_file, duck, lit, sim_options, sim_with_config};
+use crate::util::{TempDir, connector_file, duck, leftovers, lit, sim_options, sim_with_config};
 
 async fn run_extract(opts: SimOptions, tag: &str) -> (TempDir, Simulator, Extracted) {
     let dir = TempDir::new(tag);
@@ -106,12 +106,8 @@ async fn lands_exactly_the_simulators_users_with_select_honoured() {
     );
     // No partial directory is left behind.
     let raw = run.dir.parent().unwrap();
-    let leftovers: Vec<_> = std::fs::read_dir(raw)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
-        .collect();
-    assert!(leftovers.is_empty());
+    let left = leftovers(raw);
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

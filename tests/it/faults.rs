@@ -2,7 +2,7 @@
 //! loopback. Every run either exports exactly what a clean run exports, or fails clearly with
 //! nothing committed; waiting is capped by `[pipeline] max_wait_seconds`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use m365_connector::config::Config;
@@ -13,7 +13,7 @@ use m365_connector::output::Progress;
 use m365_connector::pipeline::{self, RunOutcome};
 use m365_connector::sim::{Faults, SimOptions, Simulator};
 
-use crate::util::{TempDir, assert_same_people, connector_file, sim_options};
+use crate::util::{TempDir, assert_same_people, connector_file, leftovers, sim_options};
 
 /// Three users pages: enough JSON responses for every fault to hit some.
 const USERS: u64 = 2_500;
@@ -63,14 +63,8 @@ fn assert_nothing_committed(data: &Path, runs_before: usize, case: &str) {
         runs_before,
         "{case}: a failed run committed data"
     );
-    let leftovers: Vec<PathBuf> = std::fs::read_dir(data.join("raw"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with('.'))
-        .collect();
-    assert!(leftovers.is_empty(), "{case}: {leftovers:?}");
+    let left = leftovers(&data.join("raw"));
+    assert!(left.is_empty(), "{case}: {left:?}");
 }
 
 /// One fault spec, on several seeds: the same people as a clean run, every time.

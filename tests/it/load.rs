@@ -15,7 +15,7 @@ use m365_connector::query::query;
 use m365_connector::sim::Simulator;
 use serde_json::Value;
 
-use crate::util::{TempDir, connector_file, duck, lit, sim_options, sim_with_config};
+use crate::util::{TempDir, connector_file, duck, leftovers, lit, sim_options, sim_with_config};
 
 const BIN: &str = env!("CARGO_BIN_EXE_m365-connector");
 
@@ -230,13 +230,8 @@ async fn a_killed_load_never_leaves_a_half_export() {
         String::from_utf8_lossy(&done.stderr)
     );
     check_export(&out, &cfg, &run_id);
-    let leftovers: Vec<String> = std::fs::read_dir(out.parent().unwrap())
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let left = leftovers(out.parent().unwrap());
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]
