@@ -159,7 +159,15 @@ pub struct PipelineSection {
     pub retry_base_ms: u64,
     /// Users pages per Parquet segment: an interrupted extract resumes after the last one.
     pub checkpoint_pages: u64,
+    /// DuckDB's memory limit for transform and load; beyond it DuckDB spills to
+    /// `<data_dir>/.duckdb-tmp` instead of growing with the tenant.
+    pub memory_limit_mib: u64,
 }
+
+/// `[pipeline] memory_limit_mib` when unset: a million users transform without spilling.
+pub const DEFAULT_MEMORY_LIMIT_MIB: u64 = 2048;
+/// Below this DuckDB cannot hold the hash tables of even a small tenant's joins.
+pub const MIN_MEMORY_LIMIT_MIB: u64 = 256;
 
 /// A validated connector configuration.
 #[derive(Debug, Clone)]
@@ -268,6 +276,8 @@ struct RawPipeline {
     retry_base_ms: Option<Spanned<i64>>,
     #[serde(default)]
     checkpoint_pages: Option<Spanned<i64>>,
+    #[serde(default)]
+    memory_limit_mib: Option<Spanned<i64>>,
 }
 
 // ---- loading ---------------------------------------------------------------------------
@@ -975,6 +985,22 @@ impl Ctx<'_> {
                 50,
                 100_000,
             )?,
+            memory_limit_mib: match &raw.memory_limit_mib {
+                None => DEFAULT_MEMORY_LIMIT_MIB,
+                Some(s) if (MIN_MEMORY_LIMIT_MIB as i64..=1_048_576).contains(s.get_ref()) => {
+                    *s.get_ref() as u64
+                }
+                Some(s) => {
+                    return Err(self.err(
+                        s.span(),
+                        "pipeline.memory_limit_mib",
+                        &format!(
+                            "{} is out of range: use a whole number of MiB from {MIN_MEMORY_LIMIT_MIB} to 1048576 (default {DEFAULT_MEMORY_LIMIT_MIB})",
+                            s.get_ref()
+                        ),
+                    ));
+                }
+            },
         })
     }
 }
@@ -1130,6 +1156,7 @@ max_wait_seconds = 900      # cap on total throttling/backoff waits in one run
 request_timeout_seconds = 120
 retry_base_ms = 500         # first backoff step when Graph sends no Retry-After
 checkpoint_pages = 50       # users pages per checkpoint: a killed extract resumes after it
+memory_limit_mib = 2048     # DuckDB memory for transform/load; beyond it, spill to data_dir/.duckdb-tmp
 "#;
 
 #[cfg(test)]

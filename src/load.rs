@@ -87,6 +87,7 @@ pub struct Loaded {
 pub fn load(cfg: &Config, run_id: Option<&str>, formats: &[ExportFormat]) -> Result<Loaded> {
     let started = Instant::now();
     let staging = Staging::open(&cfg.pipeline.data_dir)?;
+    staging.limit_memory(cfg.pipeline.memory_limit_mib)?;
     let run = pick_transformed_run(&staging, run_id)?;
     let result = export(cfg, &staging, &run, formats);
     match result {

@@ -33,6 +33,8 @@ pub const META_SQL: &[(&str, &str)] = &[
 ];
 
 pub const DB_FILE: &str = "staging.duckdb";
+/// Where DuckDB spills beyond `[pipeline] memory_limit_mib` (next to the database).
+pub const TEMP_DIR: &str = ".duckdb-tmp";
 
 /// An open staging database.
 pub struct Staging {
@@ -52,6 +54,20 @@ impl Staging {
             })?;
         }
         Ok(Staging { conn, path })
+    }
+
+    /// Caps DuckDB's memory at `mib` and lets it spill to `<data_dir>/.duckdb-tmp` beyond:
+    /// transform and load then need the same memory at any tenant size (DuckDB's own default,
+    /// 80 % of RAM, grows with the tenant until the machine runs out).
+    pub fn limit_memory(&self, mib: u64) -> Result<()> {
+        let dir = self.path.with_file_name(TEMP_DIR);
+        crate::extract::create_private_dir(&dir)?;
+        self.conn
+            .execute_batch(&format!(
+                "SET memory_limit = '{mib}MiB'; SET temp_directory = {};",
+                crate::mapping::quote_literal(&dir.display().to_string())
+            ))
+            .map_err(|e| db_error(&self.path, "setting the memory limit", e))
     }
 
     /// Records the start of an extract: the run row, status `running`.
@@ -203,13 +219,34 @@ pub fn config_fingerprint(cfg: &Config) -> String {
     crate::land::hex(&Sha256::digest(text.as_bytes()))
 }
 
-/// A DuckDB failure with the database file named.
-pub fn db_error(path: &Path, doing: &str, e: duckdb::Error) -> Error {
-    let text = e.to_string();
-    let hint = if text.contains("lock") {
+/// The fix for DuckDB errors an admin can act on ("" for the rest).
+pub fn hint_for(text: &str) -> &'static str {
+    if text.contains("Out of Memory") {
+        " (DuckDB reached [pipeline] memory_limit_mib: raise it in the connector file, or free disk space for data_dir/.duckdb-tmp where it spills)"
+    } else if text.contains("lock") {
         " (another process has the staging database open: close the duckdb CLI or the other m365-connector, then retry)"
     } else {
         ""
-    };
+    }
+}
+
+/// A DuckDB failure with the database file named.
+pub fn db_error(path: &Path, doing: &str, e: duckdb::Error) -> Error {
+    let text = e.to_string();
+    let hint = hint_for(&text);
     Error::Internal(format!("{doing} in {}: {text}{hint}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_memory_names_the_knob_and_the_spill_folder() {
+        let hint = hint_for("Out of Memory Error: failed to pin block of size 256.0 KiB");
+        assert!(hint.contains("[pipeline] memory_limit_mib"), "{hint}");
+        assert!(hint.contains(".duckdb-tmp"), "{hint}");
+        assert!(hint_for("Conflicting lock is held").contains("another process"));
+        assert_eq!(hint_for("Binder Error: column x"), "");
+    }
 }

@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use arrow::array::AsArray;
 use duckdb::params;
 use sha2::{Digest, Sha256};
 
@@ -173,6 +174,7 @@ pub fn transform(cfg: &Config, run_id: Option<&str>) -> Result<Transformed> {
     let sql_hash = sql_sha256(&models);
 
     let staging = Staging::open(&cfg.pipeline.data_dir)?;
+    staging.limit_memory(cfg.pipeline.memory_limit_mib)?;
     let conn = &staging.conn;
     let exec = |sql: &str, doing: &str| {
         conn.execute_batch(sql)
@@ -251,7 +253,11 @@ fn run_in_transaction(
             quote_ident(table),
             sql
         ))
-        .map_err(|e| Error::Internal(format!("model sql/{name}.sql failed: {e}")))?;
+        .map_err(|e| {
+            let text = e.to_string();
+            let hint = crate::staging::hint_for(&text);
+            Error::Internal(format!("model sql/{name}.sql failed: {text}{hint}"))
+        })?;
         let rows: i64 = conn
             .query_row(
                 &format!("SELECT count(*) FROM {}", quote_ident(table)),
@@ -310,14 +316,7 @@ fn run_in_transaction(
     let kept_by_filter = count("SELECT count(*) FROM int_people WHERE kept_by_date_filter")?;
     let kept = count("SELECT count(*) FROM out_people")?;
     let rejected = count("SELECT count(*) FROM out_rejects")?;
-    let people_sha256: String = conn
-        .query_row(
-            "SELECT coalesce(sha256(string_agg(to_json(p)::VARCHAR, chr(10) ORDER BY p.\"User.ExternalId\")), '')
-             FROM (SELECT * EXCLUDE (_run_id) FROM people WHERE _run_id = getvariable('run_id')) p",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(|e| db_error(path, "hashing people", e))?;
+    let people_sha256 = people_sha256(staging)?;
     let mut unmatched = Vec::new();
     {
         let mut stmt = conn
@@ -408,6 +407,40 @@ fn run_in_transaction(
         concealed,
         people_sha256,
         seconds,
+    })
+}
+
+/// sha256 over the run's people as JSON lines in key order (no trailing newline; "" when
+/// there are none). Streamed row by row: the whole text of a million people is never held.
+fn people_sha256(staging: &Staging) -> Result<String> {
+    let path = &staging.path;
+    let fail = |e| db_error(path, "hashing people", e);
+    let mut stmt = staging
+        .conn
+        .prepare(
+            "SELECT to_json(p)::VARCHAR
+             FROM (SELECT * EXCLUDE (_run_id) FROM people WHERE _run_id = getvariable('run_id')) p
+             ORDER BY p.\"User.ExternalId\"",
+        )
+        .map_err(fail)?;
+    let mut hasher = Sha256::new();
+    let mut any = false;
+    for batch in stmt.stream_arrow([]).map_err(fail)? {
+        let batch = batch.map_err(fail)?;
+        let column = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)
+            .map_err(|e| Error::Internal(format!("hashing people: {e}")))?;
+        for line in column.as_string::<i32>().iter() {
+            if any {
+                hasher.update(b"\n");
+            }
+            hasher.update(line.unwrap_or("null").as_bytes());
+            any = true;
+        }
+    }
+    Ok(if any {
+        crate::land::hex(&hasher.finalize())
+    } else {
+        String::new()
     })
 }
 

@@ -123,16 +123,25 @@ teams AS (
     FROM teams_rows r JOIN stg_reports__teams_user_activity_user_detail t USING (_row)
     GROUP BY r.id
 ),
-licences AS (
-    SELECT a.id,
-        list(coalesce(s.sku_name, n.friendly_name, a.sku_id) ORDER BY coalesce(s.sku_name, n.friendly_name, a.sku_id))
-            AS licenses,
-        list(coalesce(s.sku_part_number, n.sku_part_number, a.sku_id) ORDER BY coalesce(s.sku_name, n.friendly_name, a.sku_id))
-            AS license_part_numbers
-    FROM (SELECT id, lower(unnest(assigned_sku_ids)) AS sku_id FROM users) a
-    LEFT JOIN stg_graph__subscribed_skus s ON s.sku_id = a.sku_id
-    LEFT JOIN ref_sku_names n ON n.sku_id = a.sku_id
-    GROUP BY a.id
+-- Licence names without grouping users: one small map from SKU id to (name, part number),
+-- the tenant's own names first, then the shipped list; an unknown SKU keeps its id.
+sku_map AS (
+    SELECT map_from_entries(list((sku_id, {'name': name, 'part': part}))) AS skus
+    FROM (
+        SELECT coalesce(s.sku_id, n.sku_id) AS sku_id,
+               coalesce(s.sku_name, n.friendly_name) AS name,
+               coalesce(s.sku_part_number, n.sku_part_number) AS part
+        FROM (SELECT DISTINCT ON (sku_id) * FROM stg_graph__subscribed_skus WHERE sku_id IS NOT NULL ORDER BY sku_id) s
+        FULL JOIN ref_sku_names n ON n.sku_id = s.sku_id
+    )
+),
+licensed AS (
+    SELECT u.*,
+        list_sort(list_transform(u.assigned_sku_ids, lambda s: {
+            'name': coalesce(map_extract_value(k.skus, lower(s)).name, lower(s)),
+            'part': coalesce(map_extract_value(k.skus, lower(s)).part, lower(s))
+        })) AS _licence_pairs
+    FROM users u CROSS JOIN sku_map k
 ),
 joined AS (
     SELECT
@@ -161,8 +170,8 @@ joined AS (
         u.on_premises_sync_enabled,
         u.last_password_change_at,
         u.assigned_sku_ids,
-        coalesce(l.licenses, []::VARCHAR[])             AS licenses,
-        coalesce(l.license_part_numbers, []::VARCHAR[]) AS license_part_numbers,
+        list_transform(u._licence_pairs, lambda p: p.name) AS licenses,
+        list_transform(u._licence_pairs, lambda p: p.part) AS license_part_numbers,
         a.exchange_last_activity_date,
         greatest(a.onedrive_last_activity_date, o.onedrive_report_last_activity_date)     AS onedrive_last_activity_date,
         greatest(a.sharepoint_last_activity_date, sp.sharepoint_report_last_activity_date) AS sharepoint_last_activity_date,
@@ -198,8 +207,7 @@ joined AS (
                  sp.sharepoint_report_last_activity_date, t.teams_report_last_activity_date)
                                                   AS last_activity_date,
         u._row
-    FROM users u
-    LEFT JOIN licences   l   ON l.id = u.id
+    FROM licensed u
     LEFT JOIN active     a   ON a.upn_key = u.upn_key
     LEFT JOIN activations act ON act.upn_key = u.upn_key
     LEFT JOIN apps       ap  ON ap.upn_key = u.upn_key

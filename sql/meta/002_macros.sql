@@ -11,8 +11,11 @@ CREATE OR REPLACE MACRO m365_bool(x) AS
 -- A Graph ISO 8601 UTC timestamp (e.g. 2014-01-01T00:00:00Z).
 CREATE OR REPLACE MACRO m365_ts(x) AS TRY_CAST(nullif(trim(x), '') AS TIMESTAMP);
 -- Concealed report names: 32-hex hashes or <PII:...> tokens (see src/concealment.rs).
+-- The regular expression runs only on 32-byte names (CASE evaluates lazily): run on every
+-- row of eight million-row reports it was a third of the transform's time.
 CREATE OR REPLACE MACRO m365_is_concealed(x) AS
-    regexp_full_match(trim(x), '[0-9A-Fa-f]{32}') OR starts_with(trim(x), '<PII:');
+    CASE WHEN strlen(trim(x)) = 32 THEN regexp_full_match(trim(x), '[0-9A-Fa-f]{32}') OR starts_with(trim(x), '<PII:')
+         ELSE starts_with(trim(x), '<PII:') END;
 -- The key a report row joins users by: the lower-cased name, NULL when it is concealed.
 CREATE OR REPLACE MACRO m365_user_key(x) AS
     CASE WHEN NOT m365_is_concealed(x) THEN lower(m365_text(x)) END;

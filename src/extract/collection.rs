@@ -255,6 +255,7 @@ async fn walk_and_land(
     let mut delta_link = None;
     let walked: Result<()> = async {
         loop {
+            let t_page = std::time::Instant::now();
             let next = tokio::select! {
                 next = pager.next_page(&ctx.client, stats, what) => next?,
                 _ = cancel.wait_for(|c| *c) => return Err(cancelled_error()),
@@ -270,6 +271,12 @@ async fn walk_and_land(
             }
             pages += 1;
             rows += page.len() as u64;
+            tracing::debug!(
+                stream,
+                page = pages,
+                ms = t_page.elapsed().as_millis() as u64,
+                "page fetched"
+            );
             bar.set_message(format!("{rows} ({pages} pages)"));
             let msg = (pages as i32, Utc::now(), page, pager.next_link().cloned());
             if tx.send(msg).await.is_err() {

@@ -214,7 +214,14 @@ struct StreamCtx {
     cancel: tokio::sync::watch::Receiver<bool>,
     /// Users pages per Parquet segment and checkpoint.
     segment_pages: u64,
+    /// Turns to convert a downloaded report into Parquet (see [`REPORTS_CONVERTED_AT_ONCE`]).
+    convert_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// Reports converted from CSV to Parquet at the same time. Downloads all run at once (their
+/// waits overlap), but conversion is CPU work: one at a time leaves a core to the users walk,
+/// which sets the pace of the run, and holds one report's buffers in memory, not eight.
+const REPORTS_CONVERTED_AT_ONCE: usize = 1;
 
 async fn land_streams(
     client: &Arc<GraphClient>,
@@ -243,6 +250,7 @@ async fn land_streams(
         run_id: run_id.to_string(),
         cancel: cancelled,
         segment_pages: cfg.pipeline.checkpoint_pages,
+        convert_slots: Arc::new(tokio::sync::Semaphore::new(REPORTS_CONVERTED_AT_ONCE)),
     };
     for (stream, first, what, bar) in [
         ("users", users_url, "users", users_bar),

@@ -26,6 +26,7 @@ pub(super) async fn land_report(ctx: StreamCtx, report: Report, period: String) 
         dir,
         run_id,
         mut cancel,
+        convert_slots,
         ..
     } = ctx;
     let stats = CallStats::default();
@@ -40,6 +41,11 @@ pub(super) async fn land_report(ctx: StreamCtx, report: Report, period: String) 
         stream: report.stream().to_string(),
     };
     let marker_dir = dir.clone();
+    let _turn = tokio::select! {
+        turn = convert_slots.acquire_owned() => turn
+            .map_err(|e| Error::Internal(format!("waiting to convert the {report} report: {e}")))?,
+        _ = cancel.wait_for(|c| *c) => return Err(cancelled_error()),
+    };
     let (file, names, columns, invalid, ragged) =
         tokio::task::spawn_blocking(move || -> Result<_> {
             let ctx = |e| {

@@ -176,23 +176,12 @@ impl Simulator {
         let download_url = format!("http://localhost:{download_port}");
         let state = Arc::new(State::new(opts, graph_url, download_url));
         let (stop, rx) = watch::channel(false);
-        let mut tasks = vec![
+        let mut downloads = vec![download];
+        downloads.extend(download_v6);
+        let tasks = vec![
             tokio::spawn(server::serve(graph, state.clone(), Host::Graph, rx.clone())),
-            tokio::spawn(server::serve(
-                download,
-                state.clone(),
-                Host::Download,
-                rx.clone(),
-            )),
+            server::serve_in_background(downloads, state.clone(), Host::Download, rx)?,
         ];
-        if let Some(l) = download_v6 {
-            tasks.push(tokio::spawn(server::serve(
-                l,
-                state.clone(),
-                Host::Download,
-                rx,
-            )));
-        }
         Ok(Simulator {
             state,
             graph_addr,

@@ -372,3 +372,39 @@ async fn concealed_runs_never_import_hashed_names() {
     .unwrap();
     assert!(runs.contains("concealed_names"), "{runs}");
 }
+
+/// `[pipeline] memory_limit_mib` at its minimum changes where DuckDB keeps data, never the
+/// result; and the streamed people hash is the SQL definition (JSON lines in key order).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_memory_limit_gives_the_same_people_and_hash() {
+    let s = setup(sim_options(3_000, 11), "memlimit").await;
+    let roomy = transform(&Config::load(&s.cfg_path).unwrap(), None).unwrap();
+    let tight_cfg = config_with(
+        &s,
+        30,
+        &format!(
+            "memory_limit_mib = {}",
+            m365_connector::config::MIN_MEMORY_LIMIT_MIB
+        ),
+    );
+    let roomy_30 = transform(&config_with(&s, 30, ""), None).unwrap();
+    let tight = transform(&tight_cfg, None).unwrap();
+    assert_eq!(tight.people_sha256, roomy_30.people_sha256);
+    assert_eq!(tight.kept, roomy_30.kept);
+    assert!(tight.kept > 0 && tight.kept <= roomy.kept);
+    assert!(
+        s.dir.path().join("data/.duckdb-tmp").is_dir(),
+        "no spill directory next to the database"
+    );
+    let by_sql = query(
+        &tight_cfg.pipeline.data_dir,
+        &format!(
+            "SELECT coalesce(sha256(string_agg(to_json(p)::VARCHAR, chr(10) ORDER BY p.\"User.ExternalId\")), '') AS h
+             FROM (SELECT * EXCLUDE (_run_id) FROM people WHERE _run_id = '{}') p",
+            tight.run_id
+        ),
+        SqlFormat::Csv,
+    )
+    .unwrap();
+    assert_eq!(by_sql.lines().nth(1), Some(tight.people_sha256.as_str()));
+}
