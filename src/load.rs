@@ -11,6 +11,7 @@ use std::io::{BufWriter, Read};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use arrow::array::{Array, AsArray};
 use duckdb::params;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -313,22 +314,30 @@ fn write_csv(
         .conn
         .prepare(&format!("SELECT {} {from}", select.join(", ")))
         .map_err(|e| db_error(path, "reading people", e))?;
-    let mut rows = stmt
-        .query([])
-        .map_err(|e| db_error(path, "reading people", e))?;
-    let mut record: Vec<String> = Vec::with_capacity(columns.len());
-    while let Some(row) = rows
-        .next()
+    // Streamed in Arrow batches: never the whole export in memory. Every column is VARCHAR
+    // (csv_column); a NULL is an empty cell.
+    let mut record: Vec<String> = vec![String::new(); columns.len()];
+    for batch in stmt
+        .stream_arrow([])
         .map_err(|e| db_error(path, "reading people", e))?
     {
-        record.clear();
-        for i in 0..columns.len() {
-            let v: Option<String> = row
-                .get(i)
-                .map_err(|e| db_error(path, "reading people", e))?;
-            record.push(v.unwrap_or_default());
+        let batch = batch.map_err(|e| db_error(path, "reading people", e))?;
+        let cells = batch
+            .columns()
+            .iter()
+            .map(|c| arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Internal(format!("writing {}: {e}", file.display())))?;
+        for row in 0..batch.num_rows() {
+            for (cell, column) in record.iter_mut().zip(&cells) {
+                cell.clear();
+                let column = column.as_string::<i32>();
+                if column.is_valid(row) {
+                    cell.push_str(column.value(row));
+                }
+            }
+            w.write_record(&record).map_err(csv_err)?;
         }
-        w.write_record(&record).map_err(csv_err)?;
     }
     let inner = w
         .into_inner()

@@ -13,9 +13,6 @@
 -- are concealed, no report row is joined at all: hashed names never become attribute values,
 -- activity columns stay NULL, and the filter falls back to directory dates.
 WITH
-users AS (
-    SELECT * FROM stg_graph__users
-),
 active AS (
     SELECT upn_key,
         max(exchange_last_activity_date)   AS exchange_last_activity_date,
@@ -106,11 +103,11 @@ sharepoint AS (
 teams_rows AS (
     -- Teams rows match a user by User Id or by UPN; UNION keeps each (user, row) once.
     SELECT u.id, t._row
-    FROM users u JOIN stg_reports__teams_user_activity_user_detail t ON t.user_id_key = lower(u.id)
+    FROM stg_graph__users u JOIN stg_reports__teams_user_activity_user_detail t ON t.user_id_key = lower(u.id)
     WHERE NOT getvariable('concealed') AND NOT t.is_deleted
     UNION
     SELECT u.id, t._row
-    FROM users u JOIN stg_reports__teams_user_activity_user_detail t ON t.upn_key = u.upn_key
+    FROM stg_graph__users u JOIN stg_reports__teams_user_activity_user_detail t ON t.upn_key = u.upn_key
     WHERE NOT getvariable('concealed') AND NOT t.is_deleted
 ),
 teams AS (
@@ -141,7 +138,7 @@ licensed AS (
             'name': coalesce(map_extract_value(k.skus, lower(s)).name, lower(s)),
             'part': coalesce(map_extract_value(k.skus, lower(s)).part, lower(s))
         })) AS _licence_pairs
-    FROM users u CROSS JOIN sku_map k
+    FROM stg_graph__users u CROSS JOIN sku_map k
 ),
 joined AS (
     SELECT
