@@ -13,6 +13,14 @@ fn main() -> ExitCode {
     unsafe {
         libc::umask(0o077);
     }
+    // glibc gives each thread that allocates its own malloc arena and rarely returns their
+    // freed pages; with tokio's workers, blocking writers and DuckDB's threads that made a
+    // 1 M-user extract peak at 140 MiB where two arenas need 92 MiB, at the same speed.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: called before any thread exists; mallopt only tunes the allocator.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
     let cli = Cli::parse();
     m365_connector::output::init_logging(cli.verbose, cli.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
