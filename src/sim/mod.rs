@@ -68,7 +68,8 @@ pub struct SimOptions {
     /// Reports conceal names (32-hex UPN and display name), as tenants do by default.
     pub concealed: bool,
     pub faults: Faults,
-    /// Added to every login, Graph and download response.
+    /// Response time of every login, Graph and download request: the answer is prepared
+    /// meanwhile and sent when it is over (or when ready, if preparing takes longer).
     pub latency_ms: u64,
     /// The accepted tenant GUID; the verified domains `contoso.onmicrosoft.com` and
     /// `contoso.com` are accepted too.
@@ -290,7 +291,7 @@ pub struct SimArgs {
     /// html200=0.01,download-expired=0.1,short-page=0.1,delta-expired=0.05".
     #[arg(long, value_name = "SPEC")]
     pub faults: Option<Faults>,
-    /// Milliseconds added to every response.
+    /// Response time in milliseconds of every request (the answer is prepared during it).
     #[arg(long, value_name = "L", default_value_t = 0)]
     pub latency_ms: u64,
     /// Port of the login + Graph listener (0 = any free port).
