@@ -164,9 +164,9 @@ pub struct PipelineSection {
     pub memory_limit_mib: u64,
 }
 
-/// `[pipeline] memory_limit_mib` when unset: a million users transform in ~1.2 GiB of RSS,
-/// spilling part of `int_people` (43 s instead of 36 s with 2048).
-pub const DEFAULT_MEMORY_LIMIT_MIB: u64 = 1024;
+/// `[pipeline] memory_limit_mib` when unset. With `int_people` built in parts a million users
+/// transform in 43 s and ~650 MiB; 1024 was no faster, 256 takes 68 s and ~380 MiB.
+pub const DEFAULT_MEMORY_LIMIT_MIB: u64 = 512;
 /// Below this DuckDB cannot hold the hash tables of even a small tenant's joins.
 pub const MIN_MEMORY_LIMIT_MIB: u64 = 256;
 
@@ -1157,7 +1157,7 @@ max_wait_seconds = 900      # cap on total throttling/backoff waits in one run
 request_timeout_seconds = 120
 retry_base_ms = 500         # first backoff step when Graph sends no Retry-After
 checkpoint_pages = 50       # users pages per checkpoint: a killed extract resumes after it
-memory_limit_mib = 1024     # DuckDB memory for transform/load; beyond it, spill to data_dir/.duckdb-tmp
+memory_limit_mib = 512      # DuckDB memory for transform/load; beyond it, spill to data_dir/.duckdb-tmp
 "#;
 
 #[cfg(test)]

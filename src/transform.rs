@@ -190,6 +190,7 @@ pub fn transform(cfg: &Config, run_id: Option<&str>) -> Result<Transformed> {
         &models,
         &sku_names,
         &sql_hash,
+        cfg.pipeline.memory_limit_mib,
         started,
     );
     match result {
@@ -220,6 +221,7 @@ fn run_in_transaction(
     models: &[Model],
     sku_names: &[(String, String, String)],
     sql_hash: &str,
+    memory_limit_mib: u64,
     started: Instant,
 ) -> Result<Transformed> {
     let conn = &staging.conn;
@@ -229,7 +231,7 @@ fn run_in_transaction(
 
     // Run parameters: typed values only.
     conn.execute_batch(&format!(
-        "SET VARIABLE run_id = {}; SET VARIABLE run_date = DATE '{}'; SET VARIABLE date_filter_days = {}; SET VARIABLE concealed = {}; SET VARIABLE report_period = {};",
+        "SET VARIABLE run_id = {}; SET VARIABLE run_date = DATE '{}'; SET VARIABLE date_filter_days = {}; SET VARIABLE concealed = {}; SET VARIABLE report_period = {}; SET VARIABLE parts = 1; SET VARIABLE part = 0;",
         quote_literal(run_id),
         manifest.run_date.format("%Y-%m-%d"),
         date_filter_days,
@@ -245,19 +247,26 @@ fn run_in_transaction(
 
     let mut seq = 0i32;
     let mut steps: Vec<(i32, String, u64, f64)> = Vec::new();
-    let mut run_model = |name: &str, sql: &str| -> Result<u64> {
+    let mut run_model = |name: &str, sql: &str, parts: u64| -> Result<u64> {
         let t = Instant::now();
         let table = name.rsplit('/').next().unwrap_or(name);
-        conn.execute_batch(&format!(
-            "CREATE OR REPLACE TABLE {} AS\n{}",
-            quote_ident(table),
-            sql
-        ))
-        .map_err(|e| {
-            let text = e.to_string();
-            let hint = crate::staging::hint_for(&text);
-            Error::Internal(format!("model sql/{name}.sql failed: {text}{hint}"))
-        })?;
+        for part in 0..parts {
+            let statement = if part == 0 {
+                format!("CREATE OR REPLACE TABLE {} AS\n{sql}", quote_ident(table))
+            } else {
+                format!("INSERT INTO {}\n{sql}", quote_ident(table))
+            };
+            conn.execute_batch(&format!(
+                "SET VARIABLE parts = {parts}; SET VARIABLE part = {part};\n{statement}"
+            ))
+            .map_err(|e| {
+                let text = e.to_string();
+                let hint = crate::staging::hint_for(&text);
+                Error::Internal(format!("model sql/{name}.sql failed: {text}{hint}"))
+            })?;
+        }
+        conn.execute_batch("SET VARIABLE parts = 1; SET VARIABLE part = 0;")
+            .map_err(|e| db_error(path, "resetting the model parts", e))?;
         let rows: i64 = conn
             .query_row(
                 &format!("SELECT count(*) FROM {}", quote_ident(table)),
@@ -281,9 +290,17 @@ fn run_in_transaction(
             let select = mapping
                 .compile(&columns)
                 .map_err(|e| Error::Usage(e.to_string()))?;
-            run_model("mapping/int_people_mapped", &select)?;
+            run_model("mapping/int_people_mapped", &select, 1)?;
         }
-        run_model(&m.name, &m.sql)?;
+        let parts = if m.sql.contains("m365_in_part") {
+            let users: i64 = conn
+                .query_row("SELECT count(*) FROM stg_graph__users", [], |r| r.get(0))
+                .map_err(|e| db_error(path, "counting users", e))?;
+            parts_for(users.max(0) as u64, memory_limit_mib)
+        } else {
+            1
+        };
+        run_model(&m.name, &m.sql, parts)?;
     }
 
     // The steps after the models are timed too, so `run_steps` accounts for the whole run.
@@ -424,24 +441,44 @@ fn run_in_transaction(
 
 /// sha256 over the run's people as JSON lines in key order (no trailing newline; "" when
 /// there are none). Streamed row by row: the whole text of a million people is never held.
+/// `people` rows are inserted in key order, so they are read in stored order, which avoids
+/// sorting a gigabyte of JSON; the order is checked on the way and, should it ever differ,
+/// the hash is taken again with an explicit sort.
 fn people_sha256(staging: &Staging) -> Result<String> {
+    const PEOPLE: &str =
+        "FROM (SELECT * EXCLUDE (_run_id) FROM people WHERE _run_id = getvariable('run_id')) p";
+    let stored = format!("SELECT p.\"User.ExternalId\", to_json(p)::VARCHAR {PEOPLE}");
+    if let Some(hash) = hash_json_lines(staging, &stored)? {
+        return Ok(hash);
+    }
+    tracing::debug!("people are not stored in key order; hashing them sorted");
+    let sorted = format!("{stored} ORDER BY p.\"User.ExternalId\"");
+    hash_json_lines(staging, &sorted)?
+        .ok_or_else(|| Error::Internal("hashing people: the sorted rows came out of order".into()))
+}
+
+/// The hash of `sql`'s (key, JSON) rows as JSON lines, or `None` when the keys are not in
+/// ascending order.
+fn hash_json_lines(staging: &Staging, sql: &str) -> Result<Option<String>> {
     let path = &staging.path;
     let fail = |e| db_error(path, "hashing people", e);
-    let mut stmt = staging
-        .conn
-        .prepare(
-            "SELECT to_json(p)::VARCHAR
-             FROM (SELECT * EXCLUDE (_run_id) FROM people WHERE _run_id = getvariable('run_id')) p
-             ORDER BY p.\"User.ExternalId\"",
-        )
-        .map_err(fail)?;
+    let as_text = |c: &arrow::array::ArrayRef| {
+        arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8)
+            .map_err(|e| Error::Internal(format!("hashing people: {e}")))
+    };
+    let mut stmt = staging.conn.prepare(sql).map_err(fail)?;
     let mut hasher = Sha256::new();
+    let mut last: Option<String> = None;
     let mut any = false;
     for batch in stmt.stream_arrow([]).map_err(fail)? {
         let batch = batch.map_err(fail)?;
-        let column = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)
-            .map_err(|e| Error::Internal(format!("hashing people: {e}")))?;
-        for line in column.as_string::<i32>().iter() {
+        let (keys, lines) = (as_text(batch.column(0))?, as_text(batch.column(1))?);
+        for (key, line) in keys.as_string::<i32>().iter().zip(lines.as_string::<i32>()) {
+            let key = key.unwrap_or("");
+            if last.as_deref().is_some_and(|l| l > key) {
+                return Ok(None);
+            }
+            last = Some(key.to_string());
             if any {
                 hasher.update(b"\n");
             }
@@ -449,11 +486,32 @@ fn people_sha256(staging: &Staging) -> Result<String> {
             any = true;
         }
     }
-    Ok(if any {
+    Ok(Some(if any {
         crate::land::hex(&hasher.finalize())
     } else {
         String::new()
-    })
+    }))
+}
+
+/// Users per part of a partitioned model (`int_people`) for each MiB of
+/// `[pipeline] memory_limit_mib`: its nine per-user hash tables take about 1 KiB per user, and
+/// DuckDB cannot spill them below ~1 GiB at a million users. 1024 MiB: 256,000 users per part.
+const USERS_PER_PART_PER_MIB: u64 = 250;
+
+/// Forces the number of `int_people` parts (tests and tuning; unset in production).
+pub const PARTS_ENV: &str = "M365_CONNECTOR_PEOPLE_PARTS";
+
+/// How many parts `int_people` is built in, so that memory does not grow with the tenant.
+fn parts_for(users: u64, memory_limit_mib: u64) -> u64 {
+    if let Some(n) = std::env::var(PARTS_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        return n.clamp(1, 1024);
+    }
+    users
+        .div_ceil(memory_limit_mib.max(1) * USERS_PER_PART_PER_MIB)
+        .max(1)
 }
 
 /// The run to transform: the given one (must be committed) or the newest.
@@ -701,6 +759,16 @@ fn sql_sha256(models: &[Model]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parts_grow_with_users_and_shrink_with_memory() {
+        assert_eq!(parts_for(0, 1024), 1);
+        assert_eq!(parts_for(256_000, 1024), 1);
+        assert_eq!(parts_for(256_001, 1024), 2);
+        assert_eq!(parts_for(1_000_000, 1024), 4);
+        assert_eq!(parts_for(1_000_000, 256), 16);
+        assert_eq!(parts_for(1_000_000, 4096), 1);
+    }
 
     #[test]
     fn shipped_sku_names_parse() {

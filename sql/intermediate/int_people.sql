@@ -12,6 +12,11 @@
 -- Rows of deleted accounts (Is Deleted = True) are never joined. When the run's report names
 -- are concealed, no report row is joined at all: hashed names never become attribute values,
 -- activity columns stay NULL, and the filter falls back to directory dates.
+--
+-- Large tenants run this model in parts (src/transform.rs): each run sees only the users, and
+-- the report rows, whose UPN falls in part `getvariable('part')` (m365_in_part), so its hash
+-- tables fit `[pipeline] memory_limit_mib` whatever the tenant's size. Every users or report
+-- source must keep that filter, or a part would repeat other parts' users.
 WITH
 active AS (
     SELECT upn_key,
@@ -32,7 +37,7 @@ active AS (
         max(assigned_products)             AS report_assigned_products,
         max(report_refresh_date)           AS report_refresh_date
     FROM stg_reports__office365_active_user_detail
-    WHERE NOT getvariable('concealed') AND upn_key IS NOT NULL AND NOT is_deleted
+    WHERE NOT getvariable('concealed') AND upn_key IS NOT NULL AND m365_in_part(upn_key) AND NOT is_deleted
     GROUP BY upn_key
 ),
 activations AS (
@@ -45,7 +50,7 @@ activations AS (
         list(DISTINCT product_type ORDER BY product_type) FILTER (WHERE product_type IS NOT NULL)
                                                         AS office_activated_products
     FROM stg_reports__office365_activations_user_detail
-    WHERE NOT getvariable('concealed') AND upn_key IS NOT NULL
+    WHERE NOT getvariable('concealed') AND upn_key IS NOT NULL AND m365_in_part(upn_key)
     GROUP BY upn_key
 ),
 apps AS (
@@ -59,7 +64,7 @@ apps AS (
          + coalesce(bool_or(onenote), false)::INT + coalesce(bool_or(teams), false)::INT)
                                   AS apps_used_count
     FROM stg_reports__m365_app_user_detail
-    WHERE NOT getvariable('concealed') AND upn_key IS NOT NULL
+    WHERE NOT getvariable('concealed') AND upn_key IS NOT NULL AND m365_in_part(upn_key)
     GROUP BY upn_key
 ),
 mailbox AS (
@@ -69,7 +74,7 @@ mailbox AS (
         max(item_count)          AS mailbox_item_count,
         bool_or(has_archive)     AS mailbox_has_archive
     FROM stg_reports__mailbox_usage_detail
-    WHERE NOT getvariable('concealed') AND upn_key IS NOT NULL AND NOT is_deleted
+    WHERE NOT getvariable('concealed') AND upn_key IS NOT NULL AND m365_in_part(upn_key) AND NOT is_deleted
     GROUP BY upn_key
 ),
 email AS (
@@ -79,7 +84,7 @@ email AS (
         sum(receive_count)      AS email_receive_count,
         sum(read_count)         AS email_read_count
     FROM stg_reports__email_activity_user_detail
-    WHERE NOT getvariable('concealed') AND upn_key IS NOT NULL AND NOT is_deleted
+    WHERE NOT getvariable('concealed') AND upn_key IS NOT NULL AND m365_in_part(upn_key) AND NOT is_deleted
     GROUP BY upn_key
 ),
 onedrive AS (
@@ -88,7 +93,7 @@ onedrive AS (
         max(storage_used_bytes)  AS onedrive_storage_used_bytes,
         sum(file_count)          AS onedrive_file_count
     FROM stg_reports__onedrive_usage_account_detail
-    WHERE NOT getvariable('concealed') AND upn_key IS NOT NULL AND NOT is_deleted
+    WHERE NOT getvariable('concealed') AND upn_key IS NOT NULL AND m365_in_part(upn_key) AND NOT is_deleted
     GROUP BY upn_key
 ),
 sharepoint AS (
@@ -97,18 +102,18 @@ sharepoint AS (
         sum(viewed_or_edited_file_count) AS sharepoint_viewed_or_edited_file_count,
         sum(visited_page_count)          AS sharepoint_visited_page_count
     FROM stg_reports__sharepoint_activity_user_detail
-    WHERE NOT getvariable('concealed') AND upn_key IS NOT NULL AND NOT is_deleted
+    WHERE NOT getvariable('concealed') AND upn_key IS NOT NULL AND m365_in_part(upn_key) AND NOT is_deleted
     GROUP BY upn_key
 ),
 teams_rows AS (
     -- Teams rows match a user by User Id or by UPN; UNION keeps each (user, row) once.
     SELECT u.id, t._row
     FROM stg_graph__users u JOIN stg_reports__teams_user_activity_user_detail t ON t.user_id_key = lower(u.id)
-    WHERE NOT getvariable('concealed') AND NOT t.is_deleted
+    WHERE NOT getvariable('concealed') AND NOT t.is_deleted AND m365_in_part(u.upn_key)
     UNION
     SELECT u.id, t._row
     FROM stg_graph__users u JOIN stg_reports__teams_user_activity_user_detail t ON t.upn_key = u.upn_key
-    WHERE NOT getvariable('concealed') AND NOT t.is_deleted
+    WHERE NOT getvariable('concealed') AND NOT t.is_deleted AND m365_in_part(u.upn_key)
 ),
 teams AS (
     SELECT r.id,
@@ -139,6 +144,7 @@ licensed AS (
             'part': coalesce(map_extract_value(k.skus, lower(s)).part, lower(s))
         })) AS _licence_pairs
     FROM stg_graph__users u CROSS JOIN sku_map k
+    WHERE m365_in_part(u.upn_key)
 ),
 joined AS (
     SELECT

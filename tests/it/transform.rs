@@ -408,3 +408,36 @@ async fn a_small_memory_limit_gives_the_same_people_and_hash() {
     .unwrap();
     assert_eq!(by_sql.lines().nth(1), Some(tight.people_sha256.as_str()));
 }
+
+/// `int_people` built in parts (as a large tenant's is, to fit `memory_limit_mib`) holds every
+/// user once and gives the same people as one part.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn int_people_in_parts_equals_one_part() {
+    let s = setup(sim_options(2_500, 12), "parts").await;
+    let cfg = Config::load(&s.cfg_path).unwrap();
+    let whole = transform(&cfg, None).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_m365-connector"))
+        .args(["-q", "transform", "-c"])
+        .arg(&s.cfg_path)
+        .env(m365_connector::transform::PARTS_ENV, "7")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", crate::util::text(&out));
+    let facts = query(
+        &cfg.pipeline.data_dir,
+        &format!(
+            "SELECT (SELECT count(*) FROM int_people) AS users,
+                    (SELECT count(DISTINCT id) FROM int_people) AS ids,
+                    (SELECT coalesce(sha256(string_agg(to_json(p)::VARCHAR, chr(10) ORDER BY p.\"User.ExternalId\")), '')
+                     FROM (SELECT * EXCLUDE (_run_id) FROM people WHERE _run_id = '{}') p) AS people",
+            whole.run_id
+        ),
+        SqlFormat::Csv,
+    )
+    .unwrap();
+    assert_eq!(
+        facts.lines().nth(1),
+        Some(format!("2500,2500,{}", whole.people_sha256).as_str()),
+        "{facts}"
+    );
+}
