@@ -11,7 +11,6 @@ use std::io::{BufWriter, Read};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use arrow::array::{Array, AsArray};
 use duckdb::params;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -200,7 +199,9 @@ fn write_files(
         .collect();
     // The transform stores people in key order; read that way no export sorts (a sort of a
     // million wide rows is what made exports need a gigabyte). Checked, never assumed.
-    let order = if people_in_key_order(staging, &run.run_id)? {
+    let in_order = people_in_key_order(staging, &run.run_id)?;
+    tracing::debug!(in_order, "people as stored");
+    let order = if in_order {
         ""
     } else {
         " ORDER BY \"User.ExternalId\""
@@ -309,28 +310,19 @@ fn csv_column(name: &str, ty: &str) -> String {
 
 /// Whether the run's people are stored in ascending `User.ExternalId` order (streamed keys).
 fn people_in_key_order(staging: &Staging, run_id: &str) -> Result<bool> {
-    let fail = |e| db_error(&staging.path, "reading people", e);
-    let mut stmt = staging
-        .conn
-        .prepare(&format!(
-            "SELECT CAST(\"User.ExternalId\" AS VARCHAR) FROM people WHERE _run_id = {}",
-            quote_literal(run_id)
-        ))
-        .map_err(fail)?;
+    let sql = format!(
+        "SELECT \"User.ExternalId\" FROM people WHERE _run_id = {}",
+        quote_literal(run_id)
+    );
     let mut last: Option<String> = None;
-    for batch in stmt.stream_arrow([]).map_err(fail)? {
-        let batch = batch.map_err(fail)?;
-        let keys = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)
-            .map_err(|e| Error::Internal(format!("reading people: {e}")))?;
-        for key in keys.as_string::<i32>().iter() {
-            let key = key.unwrap_or("");
-            if last.as_deref().is_some_and(|l| l > key) {
-                return Ok(false);
-            }
-            last = Some(key.to_string());
-        }
-    }
-    Ok(true)
+    let mut ascending = true;
+    staging.for_each_text_row(&sql, "reading people", |cells| {
+        let key = cells[0].unwrap_or("");
+        ascending = last.as_deref().is_none_or(|l| l <= key);
+        last = Some(key.to_string());
+        Ok(ascending)
+    })?;
+    Ok(ascending)
 }
 
 /// RFC 4180: CRLF line ends, quotes only where needed, header = attribute names.
@@ -340,7 +332,6 @@ fn write_csv(
     from: &str,
     file: &Path,
 ) -> Result<()> {
-    let path = &staging.path;
     let f = File::create(file).map_err(|e| Error::io(format!("creating {}", file.display()), e))?;
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
@@ -349,35 +340,14 @@ fn write_csv(
     w.write_record(columns.iter().map(|(n, _)| n.as_str()))
         .map_err(csv_err)?;
     let select: Vec<String> = columns.iter().map(|(n, t)| csv_column(n, t)).collect();
-    let mut stmt = staging
-        .conn
-        .prepare(&format!("SELECT {} {from}", select.join(", ")))
-        .map_err(|e| db_error(path, "reading people", e))?;
-    // Streamed in Arrow batches: never the whole export in memory. Every column is VARCHAR
-    // (csv_column); a NULL is an empty cell.
-    let mut record: Vec<String> = vec![String::new(); columns.len()];
-    for batch in stmt
-        .stream_arrow([])
-        .map_err(|e| db_error(path, "reading people", e))?
-    {
-        let batch = batch.map_err(|e| db_error(path, "reading people", e))?;
-        let cells = batch
-            .columns()
-            .iter()
-            .map(|c| arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::Internal(format!("writing {}: {e}", file.display())))?;
-        for row in 0..batch.num_rows() {
-            for (cell, column) in record.iter_mut().zip(&cells) {
-                cell.clear();
-                let column = column.as_string::<i32>();
-                if column.is_valid(row) {
-                    cell.push_str(column.value(row));
-                }
-            }
-            w.write_record(&record).map_err(csv_err)?;
-        }
-    }
+    // Streamed: never the whole export in memory. Every column is VARCHAR (csv_column); a
+    // NULL is an empty cell.
+    let sql = format!("SELECT {} {from}", select.join(", "));
+    staging.for_each_text_row(&sql, "reading people", |cells| {
+        w.write_record(cells.iter().map(|c| c.unwrap_or("")))
+            .map_err(csv_err)?;
+        Ok(true)
+    })?;
     let inner = w
         .into_inner()
         .map_err(|e| Error::Internal(format!("writing {}: {e}", file.display())))?;

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use arrow::array::{Array, AsArray};
 use chrono::{DateTime, Utc};
 use duckdb::{Connection, params};
 use sha2::{Digest, Sha256};
@@ -201,6 +202,37 @@ impl Staging {
             .and_then(|rows| rows.collect::<duckdb::Result<Vec<_>>>())
             .map_err(|e| db_error(&self.path, "inspecting columns", e))?;
         Ok(rows)
+    }
+
+    /// Streams `sql`'s rows as text (every column cast to VARCHAR, NULL as `None`) into `row`
+    /// in Arrow batches, so no result is ever held whole. `row` returns `Ok(false)` to stop.
+    pub fn for_each_text_row(
+        &self,
+        sql: &str,
+        doing: &str,
+        mut row: impl FnMut(&[Option<&str>]) -> Result<bool>,
+    ) -> Result<()> {
+        let fail = |e| db_error(&self.path, doing, e);
+        let mut stmt = self.conn.prepare(sql).map_err(fail)?;
+        for batch in stmt.stream_arrow([]).map_err(fail)? {
+            let batch = batch.map_err(fail)?;
+            let arrays = batch
+                .columns()
+                .iter()
+                .map(|c| arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| Error::Internal(format!("{doing} in {}: {e}", self.path.display())))?;
+            let columns: Vec<_> = arrays.iter().map(|c| c.as_string::<i32>()).collect();
+            let mut cells: Vec<Option<&str>> = Vec::with_capacity(columns.len());
+            for i in 0..batch.num_rows() {
+                cells.clear();
+                cells.extend(columns.iter().map(|c| c.is_valid(i).then(|| c.value(i))));
+                if !row(&cells)? {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -11,7 +11,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use arrow::array::AsArray;
 use duckdb::params;
 use sha2::{Digest, Sha256};
 
@@ -460,36 +459,25 @@ fn people_sha256(staging: &Staging) -> Result<String> {
 /// The hash of `sql`'s (key, JSON) rows as JSON lines, or `None` when the keys are not in
 /// ascending order.
 fn hash_json_lines(staging: &Staging, sql: &str) -> Result<Option<String>> {
-    let path = &staging.path;
-    let fail = |e| db_error(path, "hashing people", e);
-    let as_text = |c: &arrow::array::ArrayRef| {
-        arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8)
-            .map_err(|e| Error::Internal(format!("hashing people: {e}")))
-    };
-    let mut stmt = staging.conn.prepare(sql).map_err(fail)?;
     let mut hasher = Sha256::new();
     let mut last: Option<String> = None;
-    let mut any = false;
-    for batch in stmt.stream_arrow([]).map_err(fail)? {
-        let batch = batch.map_err(fail)?;
-        let (keys, lines) = (as_text(batch.column(0))?, as_text(batch.column(1))?);
-        for (key, line) in keys.as_string::<i32>().iter().zip(lines.as_string::<i32>()) {
-            let key = key.unwrap_or("");
-            if last.as_deref().is_some_and(|l| l > key) {
-                return Ok(None);
-            }
-            last = Some(key.to_string());
-            if any {
-                hasher.update(b"\n");
-            }
-            hasher.update(line.unwrap_or("null").as_bytes());
-            any = true;
+    let mut ascending = true;
+    staging.for_each_text_row(sql, "hashing people", |cells| {
+        let key = cells[0].unwrap_or("");
+        if last.as_deref().is_some_and(|l| l > key) {
+            ascending = false;
+            return Ok(false);
         }
-    }
-    Ok(Some(if any {
-        crate::land::hex(&hasher.finalize())
-    } else {
-        String::new()
+        if last.is_some() {
+            hasher.update(b"\n");
+        }
+        last = Some(key.to_string());
+        hasher.update(cells[1].unwrap_or("null").as_bytes());
+        Ok(true)
+    })?;
+    Ok(ascending.then(|| match last {
+        Some(_) => crate::land::hex(&hasher.finalize()),
+        None => String::new(),
     }))
 }
 
