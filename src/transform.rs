@@ -446,12 +446,14 @@ fn run_in_transaction(
 fn people_sha256(staging: &Staging) -> Result<String> {
     const PEOPLE: &str =
         "FROM (SELECT * EXCLUDE (_run_id) FROM people WHERE _run_id = getvariable('run_id')) p";
-    let stored = format!("SELECT p.\"User.ExternalId\", to_json(p)::VARCHAR {PEOPLE}");
+    // Keys compare as text on both sides, whatever type a mapping gives `User.ExternalId`.
+    const KEY: &str = "CAST(p.\"User.ExternalId\" AS VARCHAR)";
+    let stored = format!("SELECT {KEY}, to_json(p)::VARCHAR {PEOPLE}");
     if let Some(hash) = hash_json_lines(staging, &stored)? {
         return Ok(hash);
     }
     tracing::debug!("people are not stored in key order; hashing them sorted");
-    let sorted = format!("{stored} ORDER BY p.\"User.ExternalId\"");
+    let sorted = format!("{stored} ORDER BY {KEY}");
     hash_json_lines(staging, &sorted)?
         .ok_or_else(|| Error::Internal("hashing people: the sorted rows came out of order".into()))
 }

@@ -441,3 +441,50 @@ async fn int_people_in_parts_equals_one_part() {
         "{facts}"
     );
 }
+
+/// The people hash and the exports read people in stored order only after checking it: with
+/// models that store people unsorted (a custom `sql_dir` whose `out_people` has no ORDER BY),
+/// they sort instead and give the same hash and the same bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_stored_out_of_key_order_are_hashed_and_exported_sorted() {
+    use m365_connector::load::{ExportFormat, load};
+    let s = setup(sim_options(1_500, 13), "unsorted").await;
+    let formats = [ExportFormat::Jsonl, ExportFormat::Csv];
+    let cfg = config_with(&s, 30, "");
+    let sorted = transform(&cfg, None).unwrap();
+    let export = |cfg: &Config| {
+        let loaded = load(cfg, None, &formats).unwrap();
+        ["people.jsonl", "people.csv"].map(|f| std::fs::read(loaded.dir.join(f)).unwrap())
+    };
+    let expected = export(&cfg);
+
+    let sql = s.dir.path().join("sql");
+    for entry in m365_connector::transform::MODELS {
+        let file = sql.join(format!("{}.sql", entry.0));
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        let text = entry.1.replace("ORDER BY \"User.ExternalId\"", "");
+        std::fs::write(file, text).unwrap();
+    }
+    let unsorted_cfg = config_with(
+        &s,
+        30,
+        &format!("sql_dir = {:?}", sql.display().to_string()),
+    );
+    let unsorted = transform(&unsorted_cfg, None).unwrap();
+    let stored = query(
+        &cfg.pipeline.data_dir,
+        &format!(
+            "SELECT \"User.ExternalId\" FROM people WHERE _run_id = '{}'",
+            unsorted.run_id
+        ),
+        SqlFormat::Csv,
+    )
+    .unwrap();
+    let keys: Vec<&str> = stored.lines().skip(1).collect();
+    assert!(
+        keys.windows(2).any(|w| w[0] > w[1]),
+        "people came out sorted anyway: the test would not reach the fallback"
+    );
+    assert_eq!(unsorted.people_sha256, sorted.people_sha256);
+    assert_eq!(export(&unsorted_cfg), expected);
+}
