@@ -438,7 +438,13 @@ impl GraphClient {
             });
         }
         CallStats::bump(&stats.waited_ms, wait.as_millis() as u64);
-        tracing::debug!(url = %redact_query(url), %problem, wait_ms = wait.as_millis() as u64, "transient failure; retrying");
+        // A blip stays quiet; an outage (a refused connection, a proxy down) says so from the
+        // third try on, instead of waiting out max_wait_seconds in silence.
+        if *attempt >= 3 {
+            tracing::warn!(host = url.host_str().unwrap_or(""), %problem, attempt = *attempt, retry_in_s = wait.as_secs_f64(), waited_s = self.retry.waited().as_secs_f64(), "connection failing; still retrying until [pipeline] max_wait_seconds is used up");
+        } else {
+            tracing::debug!(url = %redact_query(url), %problem, wait_ms = wait.as_millis() as u64, "transient failure; retrying");
+        }
         tokio::time::sleep(wait).await;
         Ok(())
     }

@@ -130,3 +130,35 @@ async fn wrong_secret_exits_1_with_advice_and_writes_nothing() {
         "status,extract_status,aadsts\nfailed,failed,true\n"
     );
 }
+
+/// A Graph host that refuses connections is retried, visibly from the third try on, until
+/// `max_wait_seconds`; then the run fails with the cause and commits nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_graph_is_reported_while_retrying_then_fails() {
+    let opts = sim_options(100, 1);
+    let sim = Simulator::start(opts.clone()).await.unwrap();
+    let dir = TempDir::new("unreachable");
+    let cfg = connector_file(dir.path(), &sim, &opts, &opts.client_secret);
+    sim.shutdown().await; // its port now refuses connections
+    let text_of = std::fs::read_to_string(&cfg).unwrap();
+    assert!(text_of.contains("max_wait_seconds = 120"), "{text_of}");
+    let text_of = text_of.replace("max_wait_seconds = 120", "max_wait_seconds = 3");
+    std::fs::write(&cfg, text_of).unwrap();
+    let out = run_async(
+        vec!["extract".into(), "-c".into(), "connector.toml".into()],
+        dir.path().to_path_buf(),
+        vec![],
+    )
+    .await;
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("still retrying"), "no word while retrying: {t}");
+    assert!(t.contains("cannot connect"), "{t}");
+    assert!(
+        !dir.path()
+            .join("data/raw")
+            .read_dir()
+            .is_ok_and(|mut d| d.next().is_some()),
+        "something landed: {t}"
+    );
+}
