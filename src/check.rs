@@ -178,7 +178,8 @@ pub async fn check(path: &Path) -> Checklist {
             return list;
         }
     };
-    let client = match GraphClient::new(&cfg, secret) {
+    // Quick verdicts: an unreachable host is named within seconds, not after max_wait_seconds.
+    let client = match GraphClient::preflight(&cfg, secret) {
         Ok(c) => c,
         Err(e) => {
             list.push(Status::Fail, "sign-in", e.to_string(), None);

@@ -18,8 +18,19 @@ pub struct Cli {
     /// More log detail on stderr (-v info, -vv debug). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Log line format on stderr: `text` for people (colour only on a terminal; NO_COLOR
+    /// turns it off), `json` for log shippers (one JSON object per line).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, env = "M365_LOG_FORMAT")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

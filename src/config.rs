@@ -153,8 +153,15 @@ pub struct PipelineSection {
     pub incremental: bool,
     /// Cap on the total time spent waiting for throttling and backoff in one run.
     pub max_wait_seconds: u64,
-    /// Per-request timeout (headers and body).
+    /// Total deadline of one Graph or token request (headers and body): a trickling body is
+    /// cut there and counted as a stall, whatever the per-read timeouts.
     pub request_timeout_seconds: u64,
+    /// Total deadline of one report download (a million-user report is hundreds of MB).
+    pub download_timeout_seconds: u64,
+    /// How long a host that does not resolve, refuses connections or presents a certificate
+    /// that does not verify is retried before the run fails with the fix (instead of using
+    /// up `max_wait_seconds`).
+    pub unreachable_seconds: u64,
     /// First backoff step when Graph gives no Retry-After; doubles per retry, with jitter.
     pub retry_base_ms: u64,
     /// Users pages per Parquet segment: an interrupted extract resumes after the last one.
@@ -273,6 +280,10 @@ struct RawPipeline {
     max_wait_seconds: Option<Spanned<i64>>,
     #[serde(default)]
     request_timeout_seconds: Option<Spanned<i64>>,
+    #[serde(default)]
+    download_timeout_seconds: Option<Spanned<i64>>,
+    #[serde(default)]
+    unreachable_seconds: Option<Spanned<i64>>,
     #[serde(default)]
     retry_base_ms: Option<Spanned<i64>>,
     #[serde(default)]
@@ -979,6 +990,18 @@ impl Ctx<'_> {
                 120,
                 3_600,
             )?,
+            download_timeout_seconds: positive(
+                &raw.download_timeout_seconds,
+                "pipeline.download_timeout_seconds",
+                900,
+                86_400,
+            )?,
+            unreachable_seconds: positive(
+                &raw.unreachable_seconds,
+                "pipeline.unreachable_seconds",
+                60,
+                86_400,
+            )?,
             retry_base_ms: positive(&raw.retry_base_ms, "pipeline.retry_base_ms", 500, 60_000)?,
             checkpoint_pages: positive(
                 &raw.checkpoint_pages,
@@ -1154,7 +1177,9 @@ data_dir = "data"           # raw Parquet, staging.duckdb and exports live here
 report_period = "D30"       # usage-report period: D7 | D30 | D90 | D180
 incremental = false         # true: users via /users/delta; later runs fetch only the changes
 max_wait_seconds = 900      # cap on total throttling/backoff waits in one run
-request_timeout_seconds = 120
+request_timeout_seconds = 120 # total deadline per Graph request; a body still arriving then is a stall
+download_timeout_seconds = 900 # total deadline per report download
+unreachable_seconds = 60    # a host that does not resolve, refuses or fails TLS: fail after this long
 retry_base_ms = 500         # first backoff step when Graph sends no Retry-After
 checkpoint_pages = 50       # users pages per checkpoint: a killed extract resumes after it
 memory_limit_mib = 512      # DuckDB memory for transform/load; beyond it, spill to data_dir/.duckdb-tmp

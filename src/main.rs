@@ -22,7 +22,11 @@ fn main() -> ExitCode {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
     let cli = Cli::parse();
-    m365_connector::output::init_logging(cli.verbose, cli.quiet);
+    m365_connector::output::init_logging(
+        cli.verbose,
+        cli.quiet,
+        cli.log_format == m365_connector::cli::LogFormat::Json,
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -49,6 +49,39 @@ pub struct StreamManifest {
     /// Users with `[pipeline] incremental`: how they were synced, and from where.
     #[serde(default, flatten)]
     pub delta: DeltaSync,
+    /// Records listed more than once (users by `id`, report rows by user). Landed as sent;
+    /// staging keeps the latest page's copy of each.
+    #[serde(default, skip_serializing_if = "Duplicates::is_empty")]
+    pub duplicates: Duplicates,
+}
+
+/// Repeated records of one stream (see `extract/duplicates.rs`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Duplicates {
+    /// Extra copies beyond the first of each key (all are landed; one per key is used).
+    pub copies: u64,
+    /// Keys whose copies were not byte-identical: the latest page's copy is used.
+    pub changed: u64,
+    /// The first few such keys, with where their first and last copies were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub examples: Vec<DuplicateKey>,
+}
+
+impl Duplicates {
+    pub fn is_empty(&self) -> bool {
+        self.copies == 0
+    }
+}
+
+/// A key whose copies differed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DuplicateKey {
+    /// The user id (users) or the report's user name column.
+    pub key: String,
+    pub first_page: u64,
+    pub last_page: u64,
+    pub first_row: u64,
+    pub last_row: u64,
 }
 
 /// How an incremental users stream was fetched from `/users/delta` (absent otherwise, and
@@ -117,6 +150,11 @@ pub struct RunManifest {
     pub retries: u64,
     pub throttled: u64,
     pub waited_ms: u64,
+    /// Requests cut at their deadline (see [`crate::graph::CallCounts::stalled`]).
+    #[serde(default)]
+    pub stalled: u64,
+    #[serde(default)]
+    pub stalled_ms: u64,
     pub concealment: Concealment,
     pub warnings: Vec<Warning>,
 }

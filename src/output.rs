@@ -8,7 +8,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tracing_subscriber::EnvFilter;
 
 /// Installs the log subscriber: `RUST_LOG` wins; otherwise warn, info (-v), debug (-vv).
-pub fn init_logging(verbose: u8, quiet: bool) {
+/// Text lines carry colour only when stderr is a terminal (a pipe, a file or journald gets
+/// plain bytes) and `NO_COLOR` is unset; JSON lines never do.
+pub fn init_logging(verbose: u8, quiet: bool, json: bool) {
     let default = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
@@ -16,11 +18,21 @@ pub fn init_logging(verbose: u8, quiet: bool) {
         (false, _) => "m365_connector=debug,info",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = if json {
+        builder.json().with_ansi(false).try_init()
+    } else {
+        builder.with_ansi(colour_logs()).try_init()
+    };
+}
+
+/// Whether log lines may carry ANSI colour: only on an interactive stderr, never with
+/// `NO_COLOR` set (no-color.org).
+fn colour_logs() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Progress display for one command.

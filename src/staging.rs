@@ -106,6 +106,7 @@ impl Staging {
             self.conn.execute(
                 "UPDATE runs SET extract_status = 'succeeded', status = 'running', extract_seconds = ?,
                      users_fetched = ?, requests = ?, retries = ?, throttled = ?, waited_ms = ?,
+                     stalled = ?, stalled_ms = ?,
                      concealed_names = ?, warnings = ?, finished_at = CAST(? AS TIMESTAMP)
                  WHERE run_id = ?",
                 params![
@@ -115,6 +116,8 @@ impl Staging {
                     m.retries,
                     m.throttled,
                     m.waited_ms,
+                    m.stalled,
+                    m.stalled_ms,
                     m.concealment.concealed(),
                     serde_json::to_string(&m.warnings).unwrap_or_else(|_| "[]".into()),
                     m.finished_at.naive_utc().to_string(),
@@ -131,7 +134,9 @@ impl Staging {
             )?;
             for (stream, s) in &m.streams {
                 self.conn.execute(
-                    "INSERT INTO run_streams VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO run_streams (run_id, stream, rows, pages, requests, retries,
+                         throttled, waited_ms, stalled, stalled_ms, duplicates, duplicates_changed)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     params![
                         m.run_id,
                         stream,
@@ -140,7 +145,11 @@ impl Staging {
                         s.calls.requests,
                         s.calls.retries,
                         s.calls.throttled,
-                        s.calls.waited_ms
+                        s.calls.waited_ms,
+                        s.calls.stalled,
+                        s.calls.stalled_ms,
+                        s.duplicates.copies,
+                        s.duplicates.changed
                     ],
                 )?;
                 for f in &s.files {

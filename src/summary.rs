@@ -55,11 +55,13 @@ pub fn extract(run: &Extracted, took: Duration) -> String {
     }
     let _ = writeln!(
         s,
-        "  requests {}, retries {}, throttled {}, waited {:.1} s",
+        "  requests {}, retries {}, throttled {}, waited {:.1} s, stalled {} ({:.1} s lost)",
         m.requests,
         m.retries,
         m.throttled,
-        m.waited_ms as f64 / 1000.0
+        m.waited_ms as f64 / 1000.0,
+        m.stalled,
+        m.stalled_ms as f64 / 1000.0
     );
     let _ = writeln!(s, "  raw files: {}", run.dir.display());
     if !m.warnings.is_empty() {

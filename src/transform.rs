@@ -550,8 +550,19 @@ fn create_raw_views(staging: &Staging, manifest: &RunManifest, dir: &Path) -> Re
             }
             None => Vec::new(),
         };
+        // A report row repeated for one user (counted in the run manifest) is used once:
+        // the last copy in the file. Rows without a user name are all kept.
+        let dedupe = match Report::from_stream(stream) {
+            Some(r) => {
+                let key = quote_ident(r.user_column());
+                format!(
+                    " QUALIFY {key} IS NULL OR trim({key}) = '' OR row_number() OVER (PARTITION BY {key} ORDER BY _page DESC, _row DESC) = 1"
+                )
+            }
+            None => String::new(),
+        };
         sql.push_str(&format!(
-            "CREATE OR REPLACE TEMP VIEW {} AS SELECT *{} FROM {source};\n",
+            "CREATE OR REPLACE TEMP VIEW {} AS SELECT * FROM (SELECT *{} FROM {source}){dedupe};\n",
             quote_ident(&format!("raw_{stream}")),
             extra.join("")
         ));

@@ -46,6 +46,17 @@ CREATE TABLE IF NOT EXISTS run_streams (
     PRIMARY KEY (run_id, stream)
 );
 
+-- Added after the first release (a database from before gets them on open).
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS stalled BIGINT;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS stalled_ms BIGINT;
+-- Requests cut at their deadline (a trickle or no answer), apart from throttling.
+ALTER TABLE run_streams ADD COLUMN IF NOT EXISTS stalled BIGINT;
+ALTER TABLE run_streams ADD COLUMN IF NOT EXISTS stalled_ms BIGINT;
+-- Records listed more than once (users by id, report rows by user): extra identical copies,
+-- and keys whose copies differ (the latest page's copy is kept).
+ALTER TABLE run_streams ADD COLUMN IF NOT EXISTS duplicates BIGINT;
+ALTER TABLE run_streams ADD COLUMN IF NOT EXISTS duplicates_changed BIGINT;
+
 -- Files landed by the extract stage (immutable once committed).
 CREATE TABLE IF NOT EXISTS landed_files (
     run_id      VARCHAR NOT NULL,

@@ -24,5 +24,7 @@ SELECT
     retries,
     throttled,
     round(waited_ms / 1000.0, 1) AS waited_seconds,
+    coalesce(stalled, 0) AS stalled,
+    round(coalesce(stalled_ms, 0) / 1000.0, 1) AS stalled_seconds,
     error
 FROM runs JOIN r USING (run_id)

@@ -3,6 +3,8 @@
 -- (json_transform). A value of an unexpected JSON type never fails the run: it is converted
 -- when it can be ("yes" -> true, 123 -> '123', an array -> its JSON text) and NULL otherwise
 -- (a number for a timestamp, a string for a list); the raw record keeps what Graph sent.
+-- A user Graph listed more than once (pages are eventually consistent; the copies are
+-- counted in the run manifest) is one user: the copy from the latest page is kept.
 WITH parsed AS (
     SELECT
         json_transform(record, '{
@@ -49,3 +51,5 @@ SELECT
     _row,
     _extracted_at
 FROM parsed
+QUALIFY u.id IS NULL
+    OR row_number() OVER (PARTITION BY u.id ORDER BY _page DESC, _row DESC) = 1

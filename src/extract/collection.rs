@@ -217,6 +217,8 @@ fn add_counts(a: CallCounts, b: CallCounts) -> CallCounts {
         retries: a.retries + b.retries,
         throttled: a.throttled + b.throttled,
         waited_ms: a.waited_ms + b.waited_ms,
+        stalled: a.stalled + b.stalled,
+        stalled_ms: a.stalled_ms + b.stalled_ms,
     }
 }
 

@@ -7,6 +7,7 @@
 //! fails the run: the partial directory is removed and earlier runs are untouched.
 
 mod collection;
+mod duplicates;
 mod report_stream;
 mod run_manifest;
 
@@ -147,8 +148,24 @@ async fn land_and_commit(
                 client, cfg, &run_id, &partial, &resumed, users_plan, progress,
             )
             .await;
-            let (streams, setting) = match landed {
+            let (mut streams, setting) = match landed {
                 Ok(v) => v,
+                Err(e) => {
+                    remove_partial(&partial);
+                    return Err(e);
+                }
+            };
+            let counted = {
+                let (cfg, dir) = (cfg.clone(), partial.clone());
+                tokio::task::spawn_blocking(move || {
+                    duplicates::count_all(&cfg, &dir, &mut streams).map(|()| streams)
+                })
+                .await
+                .map_err(|e| Error::Internal(format!("counting repeated records: {e}")))
+                .and_then(|r| r)
+            };
+            let streams = match counted {
+                Ok(s) => s,
                 Err(e) => {
                     remove_partial(&partial);
                     return Err(e);

@@ -1,14 +1,12 @@
 //! Usage reports: download, read by header name, land as Parquet; plus the report settings
 //! that say whether names are concealed.
 
-use std::path::Path;
-
 use chrono::Utc;
 
 use crate::concealment::{self, Setting, Tally};
 use crate::error::{Error, Result};
 use crate::graph::report_csv::ReportReader;
-use crate::graph::{CallStats, GraphClient, GraphError, reports};
+use crate::graph::{CallStats, GraphClient, reports};
 use crate::land::{CsvLander, Lineage};
 use crate::manifest::{DeltaSync, StreamManifest};
 use crate::resume;
@@ -54,22 +52,9 @@ pub(super) async fn land_report(ctx: StreamCtx, report: Report, period: String) 
                     e,
                 )
             };
+            // The download was proven complete and a report (its header has documented
+            // columns) before it was written: see graph::reports::download_report.
             let mut reader = ReportReader::open(&csv_path).map_err(ctx)?;
-            // Not one documented column: an HTML page, a JSON error or a CSV a proxy converted
-            // to ';', never a usage report. Refused rather than landed as garbage columns.
-            let documented = report.documented_columns();
-            if !reader.header().is_empty()
-                && !reader
-                    .header()
-                    .iter()
-                    .any(|h| documented.contains(&h.as_str()))
-            {
-                return Err(GraphError::NotAReport {
-                    report: report.to_string(),
-                    start: file_start(&csv_path),
-                }
-                .into());
-            }
             let header: Vec<String> = if reader.header().is_empty() {
                 report
                     .documented_columns()
@@ -118,6 +103,7 @@ pub(super) async fn land_report(ctx: StreamCtx, report: Report, period: String) 
         invalid_utf8_cells: invalid,
         ragged_rows: ragged,
         delta: DeltaSync::default(),
+        duplicates: Default::default(),
     };
     resume::mark_done(&marker_dir, report.stream(), &manifest)?;
     Ok((report.stream().to_string(), manifest))
@@ -126,15 +112,6 @@ pub(super) async fn land_report(ctx: StreamCtx, report: Report, period: String) 
 /// `1 row had` / `3 rows had`.
 pub(super) fn count(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
-}
-
-/// The first bytes of a file, on one line, for a message.
-fn file_start(path: &Path) -> String {
-    use std::io::Read;
-    let mut head = Vec::with_capacity(200);
-    let _ = std::fs::File::open(path).and_then(|f| f.take(200).read_to_end(&mut head));
-    let head = head.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&head);
-    crate::graph::snippet(head)
 }
 
 /// `GET /admin/reportSettings`: a 403 (the usual answer, as the app lacks

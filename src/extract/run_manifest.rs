@@ -83,7 +83,7 @@ pub(super) fn build_manifest(
             warnings.push(Warning {
                 code: "report_repaired".into(),
                 message: format!("the {name} report needed repairs: {}", what.join("; ")),
-                fix: "none needed for the rest of the report; if names or values in it look wrong, report it with the run id".into(),
+                fix: "nothing to fix here: the download was proven complete (README, \"Complete downloads\"), so these rows are as Microsoft generated them; missing cells are landed empty and surplus cells kept in `_extra` of the raw Parquet, where they can be checked if an attribute looks wrong".into(),
             });
         }
         if s.columns.is_empty() && s.rows == 0 {
@@ -92,6 +92,11 @@ pub(super) fn build_manifest(
                 message: format!("the {name} report was empty (no header)"),
                 fix: "usage data can lag 24–48 hours; if it stays empty, check the tenant's reports in the admin center".into(),
             });
+        }
+    }
+    for (name, s) in &streams {
+        if let Some(w) = duplicates_warning(name, &s.duplicates) {
+            warnings.push(w);
         }
     }
     let counts: Vec<CallCounts> = streams.values().map(|s| s.calls).collect();
@@ -110,6 +115,18 @@ pub(super) fn build_manifest(
             fix: "none needed; schedule runs at night or at weekends to meet less throttling".into(),
         });
     }
+    let stalled = sum(|c| c.stalled);
+    if stalled > 0 {
+        warnings.push(Warning {
+            code: "stalled".into(),
+            message: format!(
+                "{} cut at their deadline and retried (no answer in time, or a body still trickling in), {:.1} s lost; this is not throttling",
+                count(stalled, "request was", "requests were"),
+                sum(|c| c.stalled_ms) as f64 / 1000.0
+            ),
+            fix: "check the link and any proxy between this machine and Microsoft (bandwidth, TLS inspection, buffering); [pipeline] request_timeout_seconds and download_timeout_seconds bound each request".into(),
+        });
+    }
     RunManifest {
         format: 1,
         run_id: run_id.to_string(),
@@ -125,9 +142,51 @@ pub(super) fn build_manifest(
         retries: sum(|c| c.retries),
         throttled: sum(|c| c.throttled),
         waited_ms,
+        stalled,
+        stalled_ms: sum(|c| c.stalled_ms),
         login,
         streams,
         concealment,
         warnings,
     }
+}
+
+/// What an admin reads about records Graph listed more than once.
+fn duplicates_warning(stream: &str, d: &crate::manifest::Duplicates) -> Option<Warning> {
+    if d.is_empty() {
+        return None;
+    }
+    let what = if stream == "users" { "users" } else { "rows" };
+    let mut message = format!(
+        "the {stream} stream held {} of {what} listed earlier in it; each counts once (the latest copy)",
+        count(d.copies, "extra copy", "extra copies"),
+    );
+    if d.changed > 0 {
+        let shown: Vec<String> = d
+            .examples
+            .iter()
+            .map(|k| {
+                if stream == "users" {
+                    format!("{} (pages {} and {})", k.key, k.first_page, k.last_page)
+                } else {
+                    format!("{} (rows {} and {})", k.key, k.first_row, k.last_row)
+                }
+            })
+            .collect();
+        message.push_str(&format!(
+            "; {} {what} had copies that differ, the later one was used: {}{}",
+            d.changed,
+            shown.join(", "),
+            if d.changed as usize > shown.len() {
+                ", ..."
+            } else {
+                ""
+            }
+        ));
+    }
+    Some(Warning {
+        code: "duplicate_records".into(),
+        message,
+        fix: "none needed: Graph pages are eventually consistent and may repeat a record; nobody is dropped for it. Every copy stays in the raw Parquet (`_page`, `_row`) for audit".into(),
+    })
 }

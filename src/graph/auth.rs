@@ -8,7 +8,8 @@ use serde::Deserialize;
 
 use super::error::{LoginErrorBody, login_advice};
 use super::retry::{Verdict, classify_status};
-use super::{GraphClient, GraphError, RequestIds, describe, retry_after};
+use super::transport::NetFailure;
+use super::{Attempts, GraphClient, GraphError, RequestIds, retry_after};
 use crate::config::Secret;
 
 /// Application permissions the connector needs (graph-api.md §0).
@@ -27,6 +28,14 @@ pub struct CachedToken {
     renew_at: Instant,
 }
 
+/// The token, and how the latest sign-in ended when it failed (shared with the requests
+/// that queued behind it).
+#[derive(Default)]
+pub struct TokenCache {
+    token: Option<CachedToken>,
+    failed: Option<GraphError>,
+}
+
 #[derive(Deserialize)]
 struct TokenResponse {
     access_token: String,
@@ -35,18 +44,37 @@ struct TokenResponse {
 }
 
 impl GraphClient {
-    /// The current token, fetched or renewed when needed.
+    /// The current token, fetched or renewed when needed. Single flight: requests that need
+    /// a token while a sign-in is under way wait for it and share its outcome, a token or the
+    /// failure (an expired secret is one token request, not one per stream).
     pub async fn token(&self) -> Result<Secret, GraphError> {
+        let seen = self.sign_ins.load(std::sync::atomic::Ordering::SeqCst);
         let mut cache = self.token.lock().await;
-        if let Some(t) = cache.as_ref()
+        if let Some(t) = cache.token.as_ref()
             && Instant::now() < t.renew_at
         {
             return Ok(t.token.clone());
         }
-        let fresh = self.fetch_token().await?;
-        let token = fresh.token.clone();
-        *cache = Some(fresh);
-        Ok(token)
+        if self.sign_ins.load(std::sync::atomic::Ordering::SeqCst) != seen
+            && let Some(failed) = &cache.failed
+        {
+            return Err(failed.duplicate());
+        }
+        let outcome = self.fetch_token().await;
+        self.sign_ins
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        match outcome {
+            Ok(fresh) => {
+                let token = fresh.token.clone();
+                cache.token = Some(fresh);
+                cache.failed = None;
+                Ok(token)
+            }
+            Err(e) => {
+                cache.failed = Some(e.duplicate());
+                Err(e)
+            }
+        }
     }
 
     /// Drops the cached token after Graph rejected `rejected`, unless another request has
@@ -54,10 +82,11 @@ impl GraphClient {
     pub async fn invalidate_token(&self, rejected: &Secret) {
         let mut cache = self.token.lock().await;
         if cache
+            .token
             .as_ref()
             .is_some_and(|t| t.token.expose() == rejected.expose())
         {
-            *cache = None;
+            cache.token = None;
         }
     }
 
@@ -98,7 +127,7 @@ impl GraphClient {
             ("grant_type", "client_credentials"),
         ];
         let stats = &self.login_stats;
-        let mut attempt = 0u32;
+        let mut tries = Attempts::default();
         loop {
             let ids = RequestIds::fresh();
             stats
@@ -114,7 +143,8 @@ impl GraphClient {
             let resp = match sent {
                 Ok(r) => r,
                 Err(e) => {
-                    self.wait_transient(&url, &describe(&e), &mut attempt, stats, &ids)
+                    let failure = NetFailure::classify(&e, false);
+                    self.after_net_failure(&url, failure, false, &mut tries, stats, &ids)
                         .await?;
                     continue;
                 }
@@ -124,7 +154,8 @@ impl GraphClient {
             let body = match resp.bytes().await {
                 Ok(b) => b,
                 Err(e) => {
-                    self.wait_transient(&url, &describe(&e), &mut attempt, stats, &ids)
+                    let failure = NetFailure::classify(&e, true);
+                    self.after_net_failure(&url, failure, false, &mut tries, stats, &ids)
                         .await?;
                     continue;
                 }
@@ -160,7 +191,7 @@ impl GraphClient {
                     &url,
                     status,
                     retry_after(&headers),
-                    &mut attempt,
+                    &mut tries.n,
                     stats,
                     &ids,
                 )

@@ -85,6 +85,32 @@ pub enum GraphError {
         waited_s: f64,
         ids: RequestIds,
     },
+    /// A host that cannot be reached in a way waiting does not cure (a name that does not
+    /// resolve, a refused connection, a certificate that does not verify, a proxy that wants
+    /// credentials), after `[pipeline] unreachable_seconds` of tries at most.
+    #[error("{problem}\n  fix: {fix}\n  (tried for {tried_s:.1} s; nothing was committed; {ids})")]
+    Unreachable {
+        problem: String,
+        fix: String,
+        tried_s: f64,
+        ids: RequestIds,
+    },
+    /// A report download's redirect chain could not be followed (a loop, too many hops, a
+    /// scheme other than https).
+    #[error(
+        "report download {url}: {problem}\n  fix: a proxy or CDN between this machine and reports.office.com is redirecting downloads wrongly; allow the download host through unmodified, then run again"
+    )]
+    DownloadRedirect { url: String, problem: String },
+    /// A report download that never arrived whole, after retries: its length did not match
+    /// its Content-Length, or a close-delimited body ended inside a record.
+    #[error(
+        "the {report} usage report never arrived complete ({tries} downloads): {problem}; nothing was committed\n  fix: something between this machine and the download host cuts long downloads (a proxy's size or time limit, an unstable VPN); raise or lift that limit for reports.office.com, then run again"
+    )]
+    IncompleteDownload {
+        report: String,
+        problem: String,
+        tries: u32,
+    },
     /// Throttling or backoff would exceed `pipeline.max_wait_seconds`.
     #[error(
         "{url}: still throttled or failing (HTTP {status}); waiting another {next_wait_s:.1} s would pass the cap of {cap_s} s (waited {waited_s:.1} s so far); nothing was committed\n  fix: {fix}\n  ({ids})"
@@ -134,6 +160,133 @@ pub enum GraphError {
 }
 
 impl GraphError {
+    /// A copy of this error for another request that shared the failed attempt (a sign-in
+    /// waited for by several streams). I/O errors keep their kind and text.
+    pub fn duplicate(&self) -> GraphError {
+        use GraphError as E;
+        match self {
+            E::Login {
+                code,
+                summary,
+                fix,
+                ids,
+            } => E::Login {
+                code: code.clone(),
+                summary: summary.clone(),
+                fix: fix.clone(),
+                ids: ids.clone(),
+            },
+            E::MissingRoles { missing } => E::MissingRoles {
+                missing: missing.clone(),
+            },
+            E::Api {
+                method,
+                url,
+                status,
+                code,
+                message,
+                fix,
+                ids,
+            } => E::Api {
+                method,
+                url: url.clone(),
+                status: *status,
+                code: code.clone(),
+                message: message.clone(),
+                fix: fix.clone(),
+                ids: ids.clone(),
+            },
+            E::BadBody {
+                url,
+                problem,
+                fix,
+                ids,
+            } => E::BadBody {
+                url: url.clone(),
+                problem: problem.clone(),
+                fix: fix.clone(),
+                ids: ids.clone(),
+            },
+            E::Transport {
+                url,
+                problem,
+                waited_s,
+                ids,
+            } => E::Transport {
+                url: url.clone(),
+                problem: problem.clone(),
+                waited_s: *waited_s,
+                ids: ids.clone(),
+            },
+            E::Unreachable {
+                problem,
+                fix,
+                tried_s,
+                ids,
+            } => E::Unreachable {
+                problem: problem.clone(),
+                fix: fix.clone(),
+                tried_s: *tried_s,
+                ids: ids.clone(),
+            },
+            E::DownloadRedirect { url, problem } => E::DownloadRedirect {
+                url: url.clone(),
+                problem: problem.clone(),
+            },
+            E::IncompleteDownload {
+                report,
+                problem,
+                tries,
+            } => E::IncompleteDownload {
+                report: report.clone(),
+                problem: problem.clone(),
+                tries: *tries,
+            },
+            E::WaitCapExceeded {
+                url,
+                status,
+                waited_s,
+                next_wait_s,
+                cap_s,
+                fix,
+                ids,
+            } => E::WaitCapExceeded {
+                url: url.clone(),
+                status: *status,
+                waited_s: *waited_s,
+                next_wait_s: *next_wait_s,
+                cap_s: *cap_s,
+                fix: fix.clone(),
+                ids: ids.clone(),
+            },
+            E::ForeignNextLink {
+                link,
+                graph_host,
+                ids,
+            } => E::ForeignNextLink {
+                link: link.clone(),
+                graph_host: graph_host.clone(),
+                ids: ids.clone(),
+            },
+            E::NextLinkLoop { link, ids } => E::NextLinkLoop {
+                link: link.clone(),
+                ids: ids.clone(),
+            },
+            E::DownloadExpired { url, status } => E::DownloadExpired {
+                url: url.clone(),
+                status: *status,
+            },
+            E::NotAReport { report, start } => E::NotAReport {
+                report: report.clone(),
+                start: start.clone(),
+            },
+            E::Io { path, source } => E::Io {
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+        }
+    }
+
     /// The HTTP status Graph refused a request with, for errors that have one.
     pub fn status(&self) -> Option<u16> {
         match self {

@@ -4,14 +4,17 @@
 //! budget, and counts requests per stream in [`CallStats`] for the manifest.
 
 pub mod auth;
+pub mod complete;
 pub mod error;
 pub mod paging;
 pub mod report_csv;
 pub mod reports;
 pub mod retry;
+pub mod transport;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reqwest::Url;
@@ -22,6 +25,7 @@ use crate::config::{Config, Secret};
 pub use error::{GraphError, RequestIds};
 use error::{GraphErrorBody, graph_fix};
 use retry::{RetryPolicy, Verdict, classify_status, parse_retry_after};
+use transport::{NetFailure, NetPolicy, SystemResolver};
 
 /// Request counters for one stream (or the login), reported in the run manifest.
 #[derive(Debug, Default)]
@@ -30,6 +34,8 @@ pub struct CallStats {
     pub retries: AtomicU64,
     pub throttled: AtomicU64,
     pub waited_ms: AtomicU64,
+    pub stalled: AtomicU64,
+    pub stalled_ms: AtomicU64,
 }
 
 /// A plain snapshot of [`CallStats`].
@@ -39,6 +45,13 @@ pub struct CallCounts {
     pub retries: u64,
     pub throttled: u64,
     pub waited_ms: u64,
+    /// Requests cut at their deadline (no answer, or a body still trickling in): counted
+    /// apart from throttling, as they cost time without Graph asking for a wait.
+    #[serde(default)]
+    pub stalled: u64,
+    /// Time those requests took before they were cut.
+    #[serde(default)]
+    pub stalled_ms: u64,
 }
 
 impl CallStats {
@@ -48,6 +61,8 @@ impl CallStats {
             retries: self.retries.load(Ordering::Relaxed),
             throttled: self.throttled.load(Ordering::Relaxed),
             waited_ms: self.waited_ms.load(Ordering::Relaxed),
+            stalled: self.stalled.load(Ordering::Relaxed),
+            stalled_ms: self.stalled_ms.load(Ordering::Relaxed),
         }
     }
     fn bump(counter: &AtomicU64, by: u64) {
@@ -63,9 +78,38 @@ const MAX_TOKEN_REFRESHES: u32 = 3;
 /// revoked mid-run): bounded too, but generously, as each one is a real renewal.
 const MAX_TOKEN_RENEWALS: u32 = 10;
 
-/// Unusable bodies (cut JSON, an HTML page with status 200) retried per request before the
+/// Unusable bodies (cut JSON, an HTML page with status 200, a body shorter than its
+/// Content-Length, a download that ends inside a record) retried per request before the
 /// request fails; each retry backs off and counts against the wait cap.
-const MAX_BAD_BODIES: u32 = 5;
+pub(crate) const MAX_BAD_BODIES: u32 = 5;
+
+/// Redirect hops followed from a report's download URL (Graph's 302 is the first, not
+/// counted); more is a misconfigured proxy or CDN, not a report.
+const MAX_DOWNLOAD_HOPS: usize = 5;
+
+/// A silent connection is given up after this long even when the request's total deadline
+/// is further away (the total deadline is what bounds a trickle).
+const MAX_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Connection and wait bounds of one client.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    connect: Duration,
+    /// Total deadline of a Graph or token request.
+    request: Duration,
+    /// Total deadline of a report download.
+    download: Duration,
+    /// How long an unreachable host is retried (see [`NetPolicy::Bounded`]).
+    unreachable: Duration,
+}
+
+/// Retry state of one request across its attempts.
+#[derive(Debug, Default)]
+pub(crate) struct Attempts {
+    n: u32,
+    /// When the host was first found unreachable (DNS, refused, TLS) in an unbroken row.
+    unreachable_since: Option<Instant>,
+}
 
 /// A complete response: status, headers and the whole body (pages are ~1 MB at most).
 #[derive(Debug)]
@@ -86,7 +130,11 @@ pub struct GraphClient {
     secret: Secret,
     scope: String,
     cloud: &'static str,
-    token: tokio::sync::Mutex<Option<auth::CachedToken>>,
+    token: tokio::sync::Mutex<auth::TokenCache>,
+    /// Sign-in attempts finished: a request that waited for another's sign-in shares its
+    /// outcome instead of signing in again (single flight).
+    sign_ins: AtomicU64,
+    limits: Limits,
     /// Hashes of tokens Graph has accepted at least once: a 401 for one of those means
     /// expiry or revocation, not a misconfiguration.
     proven_tokens: std::sync::Mutex<std::collections::HashSet<u64>>,
@@ -108,6 +156,37 @@ impl GraphClient {
     /// Builds a client for the connector; the secret is passed separately so loading it can
     /// fail with its own config error.
     pub fn new(cfg: &Config, secret: Secret) -> Result<GraphClient, GraphError> {
+        let p = &cfg.pipeline;
+        GraphClient::build(
+            cfg,
+            secret,
+            Limits {
+                connect: Duration::from_secs(30),
+                request: Duration::from_secs(p.request_timeout_seconds),
+                download: Duration::from_secs(p.download_timeout_seconds),
+                unreachable: Duration::from_secs(p.unreachable_seconds),
+            },
+        )
+    }
+
+    /// A client for `check`, the pre-flight checklist: an admin at the console wants its
+    /// verdict in seconds, so a host that does not resolve, refuses or fails TLS is tried for
+    /// a few seconds only (a couple of quick tries), and connecting gives up after 5 s.
+    pub fn preflight(cfg: &Config, secret: Secret) -> Result<GraphClient, GraphError> {
+        let p = &cfg.pipeline;
+        GraphClient::build(
+            cfg,
+            secret,
+            Limits {
+                connect: Duration::from_secs(5),
+                request: Duration::from_secs(p.request_timeout_seconds.min(30)),
+                download: Duration::from_secs(p.download_timeout_seconds),
+                unreachable: Duration::from_secs(p.unreachable_seconds.min(3)),
+            },
+        )
+    }
+
+    fn build(cfg: &Config, secret: Secret, limits: Limits) -> Result<GraphClient, GraphError> {
         let mut builder = reqwest::Client::builder();
         if let Some(path) = &cfg.tenant.ca_bundle {
             let certs =
@@ -124,8 +203,11 @@ impl GraphClient {
         let http = builder
             // Redirects are followed by our code, so the token never reaches another host.
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(cfg.pipeline.request_timeout_seconds))
-            .connect_timeout(Duration::from_secs(30))
+            // The total deadline bounds a trickling body; the read timeout a silent one.
+            .timeout(limits.request)
+            .read_timeout(limits.request.min(MAX_READ_TIMEOUT))
+            .connect_timeout(limits.connect)
+            .dns_resolver(Arc::new(SystemResolver))
             .user_agent(concat!("m365-connector/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| GraphError::Transport {
@@ -143,7 +225,9 @@ impl GraphClient {
             secret,
             scope: cfg.tenant.scope.clone(),
             cloud: cfg.tenant.cloud.name(),
-            token: tokio::sync::Mutex::new(None),
+            token: tokio::sync::Mutex::default(),
+            sign_ins: AtomicU64::new(0),
+            limits,
             proven_tokens: std::sync::Mutex::default(),
             retry: RetryPolicy::new(
                 Duration::from_millis(cfg.pipeline.retry_base_ms),
@@ -200,48 +284,78 @@ impl GraphClient {
         self.execute(url, stats, what, Some(prefer), accept).await
     }
 
-    /// GET a pre-authenticated download URL (never with the token).
+    /// GET a pre-authenticated download URL (never with the token), following the download
+    /// host's own redirects: up to [`MAX_DOWNLOAD_HOPS`], https only (http to loopback), a
+    /// loop is an error. Returns the response with its headers read and the URL it came from.
     pub(crate) async fn get_download(
         &self,
-        url: &Url,
+        first: &Url,
         stats: &CallStats,
-    ) -> Result<reqwest::Response, GraphError> {
-        let mut attempt = 0u32;
-        loop {
-            let ids = RequestIds::fresh();
-            CallStats::bump(&stats.requests, 1);
-            let sent = self.http.get(url.clone()).send().await;
-            match sent {
-                Err(e) => {
-                    self.wait_transient(url, &e.to_string(), &mut attempt, stats, &ids)
-                        .await?;
+        tries: &mut Attempts,
+    ) -> Result<(reqwest::Response, Url), GraphError> {
+        'retry: loop {
+            let mut url = first.clone();
+            let mut visited = vec![first.clone()];
+            loop {
+                let ids = RequestIds::fresh();
+                CallStats::bump(&stats.requests, 1);
+                let sent = self
+                    .http
+                    .get(url.clone())
+                    .timeout(self.limits.download)
+                    .send()
+                    .await;
+                let resp = match sent {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let failure = NetFailure::classify(&e, false);
+                        self.after_net_failure(&url, failure, true, tries, stats, &ids)
+                            .await?;
+                        continue 'retry;
+                    }
+                };
+                tries.unreachable_since = None;
+                let status = resp.status().as_u16();
+                if resp.status().is_success() {
+                    return Ok((resp, url));
                 }
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    if resp.status().is_success() {
-                        return Ok(resp);
-                    }
-                    if matches!(status, 401 | 403 | 404 | 410) {
-                        return Err(GraphError::DownloadExpired {
-                            url: redact_query(url),
-                            status,
-                        });
-                    }
-                    if classify_status(status) == Verdict::Fail {
-                        return Err(GraphError::Api {
-                            method: "GET",
-                            url: redact_query(url),
-                            status,
-                            code: String::new(),
-                            message: "the report download host refused the request".into(),
-                            fix: "run again; the report will be requested anew".into(),
-                            ids,
-                        });
-                    }
-                    let ra = retry_after(resp.headers());
-                    self.wait_status(url, status, ra, &mut attempt, stats, &ids)
-                        .await?;
+                if resp.status().is_redirection() {
+                    url = next_hop(&url, resp.headers(), &mut visited)?;
+                    continue;
                 }
+                if matches!(status, 401 | 403 | 404 | 410) {
+                    return Err(GraphError::DownloadExpired {
+                        url: redact_query(&url),
+                        status,
+                    });
+                }
+                if status == 407 {
+                    let failure = NetFailure::ProxyAuth;
+                    return Err(GraphError::Unreachable {
+                        problem: failure.problem(&url, self.limits.download),
+                        fix: failure.fix(&url),
+                        tried_s: 0.0,
+                        ids,
+                    });
+                }
+                if classify_status(status) == Verdict::Fail {
+                    return Err(GraphError::Api {
+                        method: "GET",
+                        url: redact_query(&url),
+                        status,
+                        code: String::new(),
+                        message: format!(
+                            "the report download host {} refused the request",
+                            transport::host_of(&url)
+                        ),
+                        fix: download_refusal_fix(status),
+                        ids,
+                    });
+                }
+                let ra = retry_after(resp.headers());
+                self.wait_status(&url, status, ra, &mut tries.n, stats, &ids)
+                    .await?;
+                continue 'retry;
             }
         }
     }
@@ -254,7 +368,7 @@ impl GraphClient {
         prefer: Option<&str>,
         accept: impl Fn(Reply) -> Result<T, (String, RequestIds)>,
     ) -> Result<T, GraphError> {
-        let mut attempt = 0u32;
+        let mut tries = Attempts::default();
         let mut refreshes = 0u32;
         let mut renewals = 0u32;
         let mut bad_bodies = 0u32;
@@ -276,35 +390,52 @@ impl GraphClient {
             let resp = match req.send().await {
                 Ok(r) => r,
                 Err(e) => {
-                    self.wait_transient(url, &describe(&e), &mut attempt, stats, &ids)
+                    let failure = NetFailure::classify(&e, false);
+                    self.after_net_failure(url, failure, false, &mut tries, stats, &ids)
                         .await?;
                     continue;
                 }
             };
+            tries.unreachable_since = None;
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
             ids.request_id = headers
                 .get("request-id")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
+            let declared = declared_length(&resp);
             let body = match resp.bytes().await {
                 Ok(b) => b,
                 Err(e) => {
-                    // Connection reset or timeout mid-body: the whole request is retried.
-                    self.wait_transient(url, &describe(&e), &mut attempt, stats, &ids)
+                    // Connection reset, a body shorter than its Content-Length, a chunked
+                    // stream ending in error, or a trickle past the deadline: the whole
+                    // request is retried.
+                    let failure = NetFailure::classify(&e, true);
+                    self.after_net_failure(url, failure, false, &mut tries, stats, &ids)
                         .await?;
                     continue;
                 }
             };
             if (200..400).contains(&status) {
                 self.prove(&token, true);
-                let reply = Reply {
-                    status,
-                    headers,
-                    body,
-                    ids,
+                // A body is used only when proven complete; hyper already refuses a short
+                // one, this names the mismatch if anything between lets one through.
+                let cut = declared.filter(|n| *n != body.len() as u64).map(|n| {
+                    format!(
+                        "received {} of the {n} bytes its Content-Length announced",
+                        body.len()
+                    )
+                });
+                let verdict = match cut {
+                    Some(problem) => Err((problem, ids)),
+                    None => accept(Reply {
+                        status,
+                        headers,
+                        body,
+                        ids,
+                    }),
                 };
-                match accept(reply) {
+                match verdict {
                     Ok(v) => return Ok(v),
                     Err((problem, ids)) => {
                         bad_bodies += 1;
@@ -317,7 +448,7 @@ impl GraphClient {
                             });
                         }
                         tracing::warn!(url = %redact_query(url), %problem, "unusable response body; retrying");
-                        self.wait_transient(url, &problem, &mut attempt, stats, &ids)
+                        self.wait_transient(url, &problem, &mut tries.n, stats, &ids)
                             .await?;
                         continue;
                     }
@@ -345,9 +476,18 @@ impl GraphClient {
             }
             if classify_status(status) == Verdict::Retry {
                 let ra = retry_after(&headers);
-                self.wait_status(url, status, ra, &mut attempt, stats, &ids)
+                self.wait_status(url, status, ra, &mut tries.n, stats, &ids)
                     .await?;
                 continue;
+            }
+            if status == 407 {
+                let failure = NetFailure::ProxyAuth;
+                return Err(GraphError::Unreachable {
+                    problem: failure.problem(url, self.limits.request),
+                    fix: failure.fix(url),
+                    tried_s: 0.0,
+                    ids,
+                });
             }
             return Err(GraphError::Api {
                 method: "GET",
@@ -384,6 +524,62 @@ impl GraphClient {
         }
     }
 
+    /// Decides about a failed attempt at the transport level: fail now (proxy credentials),
+    /// retry for at most `unreachable_seconds` (DNS, refused, TLS), or retry under the run's
+    /// wait cap (resets, stalls). A stall is logged and counted apart from throttling.
+    pub(crate) async fn after_net_failure(
+        &self,
+        url: &Url,
+        failure: NetFailure,
+        download: bool,
+        tries: &mut Attempts,
+        stats: &CallStats,
+        ids: &RequestIds,
+    ) -> Result<(), GraphError> {
+        let deadline = if download {
+            self.limits.download
+        } else {
+            self.limits.request
+        };
+        let problem = failure.problem(url, deadline);
+        if let NetFailure::Stalled { .. } = failure {
+            CallStats::bump(&stats.stalled, 1);
+            CallStats::bump(&stats.stalled_ms, deadline.as_millis() as u64);
+            tracing::warn!(host = %transport::host_of(url), path = url.path(), seconds = deadline.as_secs_f64(), "request stalled; retrying");
+        }
+        match failure.policy() {
+            NetPolicy::Transient => {
+                self.wait_transient(url, &problem, &mut tries.n, stats, ids)
+                    .await
+            }
+            NetPolicy::FailNow => Err(GraphError::Unreachable {
+                problem,
+                fix: failure.fix(url),
+                tried_s: 0.0,
+                ids: ids.clone(),
+            }),
+            NetPolicy::Bounded => {
+                let since = *tries.unreachable_since.get_or_insert_with(Instant::now);
+                let wait = self.retry.backoff(tries.n);
+                let tried = since.elapsed();
+                if tried + wait > self.limits.unreachable || !self.retry.reserve(wait) {
+                    return Err(GraphError::Unreachable {
+                        problem,
+                        fix: failure.fix(url),
+                        tried_s: tried.as_secs_f64(),
+                        ids: ids.clone(),
+                    });
+                }
+                tries.n += 1;
+                CallStats::bump(&stats.retries, 1);
+                CallStats::bump(&stats.waited_ms, wait.as_millis() as u64);
+                tracing::warn!(kind = failure.kind(), %problem, retry_in_s = wait.as_secs_f64(), gives_up_in_s = (self.limits.unreachable.saturating_sub(tried)).as_secs_f64(), "cannot reach the host; retrying for [pipeline] unreachable_seconds");
+                tokio::time::sleep(wait).await;
+                Ok(())
+            }
+        }
+    }
+
     /// Waits after a throttled/unavailable status, honouring Retry-After.
     async fn wait_status(
         &self,
@@ -417,8 +613,9 @@ impl GraphClient {
         Ok(())
     }
 
-    /// Waits after a network failure with exponential backoff.
-    async fn wait_transient(
+    /// Waits after a transient failure (a reset, a stall, an unusable body) with exponential
+    /// backoff under the run's wait cap.
+    pub(crate) async fn wait_transient(
         &self,
         url: &Url,
         problem: &str,
@@ -464,30 +661,74 @@ fn wait_cap_fix(url: &Url, status: u16, wait: Duration) -> String {
     }
 }
 
+/// The next URL of a download redirect chain, or why it must not be followed.
+fn next_hop(from: &Url, headers: &HeaderMap, visited: &mut Vec<Url>) -> Result<Url, GraphError> {
+    let refuse = |problem: String| GraphError::DownloadRedirect {
+        url: redact_query(from),
+        problem,
+    };
+    let location = headers
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| refuse("a redirect without a Location header".into()))?;
+    let next = from
+        .join(location)
+        .map_err(|e| refuse(format!("a redirect to an invalid URL ({e})")))?;
+    match next.scheme() {
+        "https" => {}
+        "http" if crate::config::is_loopback(&next) => {}
+        other => {
+            return Err(refuse(format!(
+                "a redirect to {} over {other}: only https is followed",
+                redact_query(&next)
+            )));
+        }
+    }
+    if visited.contains(&next) {
+        return Err(refuse(format!(
+            "a redirect loop: {} points back to a URL already visited",
+            redact_query(from)
+        )));
+    }
+    if visited.len() > MAX_DOWNLOAD_HOPS {
+        return Err(refuse(format!(
+            "more than {MAX_DOWNLOAD_HOPS} redirects after Graph's"
+        )));
+    }
+    visited.push(next.clone());
+    Ok(next)
+}
+
+/// The fix for a download host's 4xx that is not an expired URL.
+fn download_refusal_fix(status: u16) -> String {
+    match status {
+        400 => "the download URL was altered on the way: check that no proxy rewrites URLs or strips their query, then run again".into(),
+        405 | 406 | 415 => "a proxy or content filter changed the request: allow reports.office.com through unmodified".into(),
+        429 => "the download host is throttling; run again later".into(),
+        _ => "a proxy or content filter between this machine and the download host refuses it: allow reports.office.com (and its redirects) through, then run again".into(),
+    }
+}
+
+/// The body length a response announces, when the bytes we read are the bytes it counts
+/// (no Content-Encoding: a decoded body has another length).
+fn declared_length(resp: &reqwest::Response) -> Option<u64> {
+    if resp
+        .headers()
+        .contains_key(reqwest::header::CONTENT_ENCODING)
+    {
+        return None;
+    }
+    resp.headers()
+        .get(reqwest::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     headers
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, chrono::Utc::now()))
-}
-
-/// A reqwest error as one line, including the underlying cause (reset, timeout...).
-fn describe(e: &reqwest::Error) -> String {
-    use std::error::Error as _;
-    let mut s = if e.is_timeout() {
-        "request timed out ([pipeline] request_timeout_seconds)".to_string()
-    } else if e.is_connect() {
-        "cannot connect".to_string()
-    } else {
-        "connection failed".to_string()
-    };
-    let mut src = e.source();
-    while let Some(cause) = src {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        src = cause.source();
-    }
-    s
 }
 
 /// A URL for messages: pre-authenticated download URLs and skip tokens are credentials of

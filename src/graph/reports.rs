@@ -7,6 +7,9 @@ use std::path::Path;
 use reqwest::Url;
 use tokio::io::AsyncWriteExt;
 
+use super::complete::{CsvProof, Framing};
+use super::report_csv::ReportReader;
+use super::transport::NetFailure;
 use super::{CallStats, GraphClient, GraphError, Reply, RequestIds, redact_query};
 use crate::config::is_loopback;
 use crate::streams::Report;
@@ -18,11 +21,18 @@ const MAX_REQUESTS_PER_REPORT: u32 = 3;
 /// What Graph answered to the report call.
 enum Answer {
     Redirect(Url),
-    /// Some proxies follow the redirect themselves; the CSV then arrives directly.
+    /// Some proxies follow the redirect themselves; the CSV then arrives directly (already
+    /// proven complete and a report by [`redirect_target`]).
     Inline(bytes::Bytes),
 }
 
 /// Downloads `report` for `period` into `dest`; returns the number of bytes written.
+///
+/// The file is written only from a download proven complete (see [`super::complete`]) whose
+/// header is a usage report's (not a proxy's HTML page). Anything else is a failed transfer:
+/// downloaded again, and the report requested again when the download URL no longer works,
+/// up to [`super::MAX_BAD_BODIES`] times under the run's wait cap. Never landed, never
+/// "repaired".
 pub async fn download_report(
     client: &GraphClient,
     report: Report,
@@ -32,10 +42,13 @@ pub async fn download_report(
 ) -> Result<u64, GraphError> {
     let url = client.v1(&report.path(period))?;
     let mut requests = 0;
+    let mut bad = BadDownloads::default();
     loop {
         requests += 1;
         let answer = client
-            .get_graph(&url, stats, "usage reports", |r: Reply| redirect_target(r))
+            .get_graph(&url, stats, "usage reports", |r: Reply| {
+                redirect_target(r, report)
+            })
             .await?;
         let location = match answer {
             Answer::Inline(body) => {
@@ -44,20 +57,44 @@ pub async fn download_report(
             }
             Answer::Redirect(loc) => loc,
         };
-        match stream_to_file(client, &location, dest, stats).await {
+        match stream_to_file(client, report, &location, dest, stats, &mut bad).await {
             Ok(n) => return Ok(n),
             Err(GraphError::DownloadExpired { url, status })
-                if requests < MAX_REQUESTS_PER_REPORT =>
+                if requests < MAX_REQUESTS_PER_REPORT + bad.count =>
             {
-                tracing::warn!(report = %report, %url, status, "report download URL expired; requesting the report again");
+                tracing::warn!(report = %report, %url, status, "report download URL expired or single-use; requesting the report again");
             }
             Err(e) => return Err(e),
         }
     }
 }
 
-fn redirect_target(r: Reply) -> Result<Answer, (String, RequestIds)> {
+/// Failed transfers of one report so far (cut bodies, pages that are not the report).
+#[derive(Debug, Default)]
+struct BadDownloads {
+    count: u32,
+    tries: super::Attempts,
+}
+
+fn redirect_target(r: Reply, report: Report) -> Result<Answer, (String, RequestIds)> {
     if r.status == 200 {
+        // Already framed by Content-Length or chunks (checked by the client); the CSV
+        // must still be a report, and a close-delimited one must end on a record.
+        let mut proof = CsvProof::new();
+        proof.feed(&r.body);
+        let framing = if r.headers.contains_key(reqwest::header::CONTENT_LENGTH)
+            || r.headers.contains_key(reqwest::header::TRANSFER_ENCODING)
+        {
+            Framing::Framed
+        } else {
+            Framing::CloseDelimited
+        };
+        if let Err(problem) = proof.verdict(framing) {
+            return Err((problem, r.ids));
+        }
+        if let Err(not) = is_a_report(&proof, report) {
+            return Err((not.to_string(), r.ids));
+        }
         return Ok(Answer::Inline(r.body));
     }
     if !(300..400).contains(&r.status) {
@@ -90,49 +127,97 @@ fn redirect_target(r: Reply) -> Result<Answer, (String, RequestIds)> {
     }
 }
 
-/// Streams the download body to `dest`, retrying transient failures from scratch.
+/// A body whose header has none of the report's documented columns is not the report: an
+/// HTML sign-in page, a JSON error, a CSV a proxy converted. An empty body is a report with
+/// no rows (Microsoft serves those when usage data lags).
+fn is_a_report(proof: &CsvProof, report: Report) -> Result<(), GraphError> {
+    let line = proof.header_line();
+    let line = line
+        .strip_prefix(b"\xef\xbb\xbf".as_slice())
+        .unwrap_or(line);
+    if line.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(());
+    }
+    let names = match ReportReader::from_reader(line) {
+        Ok(r) => r.header().to_vec(),
+        Err(_) => Vec::new(),
+    };
+    let documented = report.documented_columns();
+    if names.iter().any(|h| documented.contains(&h.as_str())) {
+        Ok(())
+    } else {
+        Err(GraphError::NotAReport {
+            report: report.to_string(),
+            start: super::snippet(line),
+        })
+    }
+}
+
+/// Streams the download body to `dest`, retrying transient failures from scratch, and
+/// keeps the file only when it is proven complete and a report.
 async fn stream_to_file(
     client: &GraphClient,
+    report: Report,
     url: &Url,
     dest: &Path,
     stats: &CallStats,
+    bad: &mut BadDownloads,
 ) -> Result<u64, GraphError> {
-    let mut attempt = 0;
     loop {
-        let mut resp = client.get_download(url, stats).await?;
+        let (mut resp, at) = client.get_download(url, stats, &mut bad.tries).await?;
+        let framing = Framing::of(&resp);
         let mut file = create(dest).await?;
-        let mut written = 0u64;
-        let mut failure = None;
+        let mut proof = CsvProof::new();
+        let mut broke = None;
         loop {
             match resp.chunk().await {
                 Ok(Some(chunk)) => {
+                    proof.feed(&chunk);
                     file.write_all(&chunk).await.map_err(|e| io(dest, e))?;
-                    written += chunk.len() as u64;
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    failure = Some(e.to_string());
+                    broke = Some(NetFailure::classify(&e, true));
                     break;
                 }
             }
         }
-        match failure {
-            None => {
+        let ids = RequestIds::fresh();
+        if let Some(failure) = broke {
+            tracing::warn!(report = %report, url = %redact_query(&at), kind = failure.kind(), "report download interrupted; downloading again (never landed)");
+            client
+                .after_net_failure(&at, failure, true, &mut bad.tries, stats, &ids)
+                .await?;
+            continue;
+        }
+        let verdict = proof
+            .verdict(framing)
+            .map_err(|problem| GraphError::IncompleteDownload {
+                report: report.to_string(),
+                problem,
+                tries: bad.count + 1,
+            })
+            .and_then(|()| is_a_report(&proof, report));
+        match verdict {
+            Ok(()) => {
                 file.flush().await.map_err(|e| io(dest, e))?;
                 file.sync_all().await.map_err(|e| io(dest, e))?;
-                return Ok(written);
+                return Ok(proof.bytes());
             }
-            Some(problem) => {
-                let ids = RequestIds::fresh();
-                tracing::warn!(url = %redact_query(url), %problem, "report download interrupted; retrying");
+            Err(e) => {
+                drop(file);
+                let _ = tokio::fs::remove_file(dest).await;
+                bad.count += 1;
+                if bad.count > super::MAX_BAD_BODIES {
+                    return Err(e);
+                }
+                let problem = match &e {
+                    GraphError::IncompleteDownload { problem, .. } => problem.clone(),
+                    other => other.to_string(),
+                };
+                tracing::warn!(report = %report, url = %redact_query(&at), %problem, "report download failed its completeness check; downloading again (never landed)");
                 client
-                    .wait_transient(
-                        url,
-                        &format!("download interrupted: {problem}"),
-                        &mut attempt,
-                        stats,
-                        &ids,
-                    )
+                    .wait_transient(&at, &problem, &mut bad.tries.n, stats, &ids)
                     .await?;
             }
         }

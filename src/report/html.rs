@@ -735,19 +735,21 @@ fn run_details(s: &mut String, d: &ReportData) {
     s.push_str(&svg::hbars("Seconds per stage", &bars, max, None));
     let _ = writeln!(
         s,
-        "<p>{} requests in total (sign-in included), {} retries, {} throttling responses, {} spent waiting on them.</p>",
+        "<p>{} requests in total (sign-in included), {} retries, {} throttling responses, {} spent waiting on them; {} requests stalled (cut at their deadline, not throttling), {} lost to them.</p>",
         num("b", run, "run", false, 0, "requests", Fmt::Int),
         num("b", run, "run", false, 0, "retries", Fmt::Int),
         num("b", run, "run", false, 0, "throttled", Fmt::Int),
         num("b", run, "run", false, 0, "waited_seconds", Fmt::Secs),
+        num("b", run, "run", false, 0, "stalled", Fmt::Int),
+        num("b", run, "run", false, 0, "stalled_seconds", Fmt::Secs),
     );
     let t = d.table("requests");
     if !t.is_empty() {
-        s.push_str("<table><thead><tr><th>Stream</th><th class=\"r\">Rows</th><th class=\"r\">Pages</th><th class=\"r\">Requests</th><th class=\"r\">Retries</th><th class=\"r\">Throttled</th><th class=\"r\">Waited</th></tr></thead><tbody>\n");
+        s.push_str("<table><thead><tr><th>Stream</th><th class=\"r\">Rows</th><th class=\"r\">Pages</th><th class=\"r\">Requests</th><th class=\"r\">Retries</th><th class=\"r\">Throttled</th><th class=\"r\">Waited</th><th class=\"r\">Stalled</th><th class=\"r\">Time lost to stalls</th><th class=\"r\">Repeated records</th></tr></thead><tbody>\n");
         for i in 0..t.len() {
             let _ = writeln!(
                 s,
-                "<tr><td>{}</td>{}{}{}{}{}{}</tr>",
+                "<tr><td>{}</td>{}{}{}{}{}{}{}{}{}</tr>",
                 esc(&t.get(i, "stream").text()),
                 td(t, "requests", i, "rows", Fmt::Int),
                 td(t, "requests", i, "pages", Fmt::Int),
@@ -755,6 +757,9 @@ fn run_details(s: &mut String, d: &ReportData) {
                 td(t, "requests", i, "retries", Fmt::Int),
                 td(t, "requests", i, "throttled", Fmt::Int),
                 td(t, "requests", i, "waited_seconds", Fmt::Secs),
+                td(t, "requests", i, "stalled", Fmt::Int),
+                td(t, "requests", i, "stalled_seconds", Fmt::Secs),
+                td(t, "requests", i, "duplicates", Fmt::Int),
             );
         }
         s.push_str("</tbody></table>\n");

@@ -4,6 +4,11 @@
 //! The URL token is self-contained (report, period, expiry, MAC), so the host keeps no state
 //! per report request. It needs no `Authorization` header; one sent anyway is counted, since
 //! a client that forwards the Graph bearer token to another host leaks it.
+//!
+//! With `redirects=N`, a URL first answers `302 Found` N times, each hop to
+//! `/data/download/{token}/hop-{k}` (k = 1..=N) on this host; hop N (or a URL naming a hop
+//! past N) serves the CSV. Hops roll no fault dice: the faults are decided where the CSV is
+//! served, as without hops.
 
 use std::io;
 use std::sync::Arc;
@@ -14,10 +19,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::AUTHORIZATION;
+use hyper::header::{AUTHORIZATION, HOST, HeaderValue, LOCATION};
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::csv_body::CsvBody;
+use super::csv_body::{CsvBody, CutCsvBody};
 use super::faults::{Failure, Target};
 use super::overrides::OverrideHost;
 use super::respond::{self, Ctx, Resp};
@@ -75,6 +80,77 @@ pub fn open(state: &State, token: &str, now: DateTime<Utc>) -> Result<(Report, u
     Ok((r, period))
 }
 
+/// The path of hop `hop` of a download URL (0: the URL the report call handed out).
+fn hop_path(token: &str, hop: u8) -> String {
+    if hop == 0 {
+        format!("/data/download/{token}")
+    } else {
+        format!("/data/download/{token}/hop-{hop}")
+    }
+}
+
+/// Splits `/data/download/{token}[/hop-{k}]`; `None` for anything else.
+fn parse_path(path: &str) -> Option<(&str, u8)> {
+    let rest = path.strip_prefix("/data/download/")?;
+    match rest.split_once('/') {
+        None => Some((rest, 0)),
+        Some((token, hop)) => Some((token, hop.strip_prefix("hop-")?.parse().ok()?)),
+    }
+}
+
+/// `302 Found` to `location`, with no body.
+fn found(ctx: &Ctx, location: &str) -> Resp {
+    let mut r = Response::new(respond::empty());
+    *r.status_mut() = StatusCode::FOUND;
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(LOCATION, v);
+    }
+    with_request_id(&mut r, ctx);
+    r
+}
+
+/// The URL the client asked for, as it named the host (`Host`), for `redirect-loop`.
+fn request_url(state: &State, req: &Request<Incoming>) -> String {
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
+    match req.headers().get(HOST).and_then(|h| h.to_str().ok()) {
+        Some(host) => format!("http://{host}{path}"),
+        None => format!("{}{path}", state.download_url),
+    }
+}
+
+/// `html-download`: what a web proxy that wants an interactive sign-in serves instead of
+/// the file, with a 200.
+fn sign_in_page(ctx: &Ctx) -> Resp {
+    let body = format!(
+        "<!DOCTYPE html><html><head><title>Sign in to continue</title>\
+         <meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"></head>\
+         <body><form method=\"post\" action=\"/proxy/sign-in\"><h1>Sign in to continue</h1>\
+         <p>Your organization requires you to sign in before you can reach this site.</p>\
+         <label>User name <input type=\"text\" name=\"username\"></label>\
+         <label>Password <input type=\"password\" name=\"password\"></label>\
+         <button type=\"submit\">Sign in</button></form><p>Reference: {}</p></body></html>\r\n",
+        ctx.request_id
+    );
+    let mut r = Response::new(respond::full(body));
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-store"));
+    with_request_id(&mut r, ctx);
+    r
+}
+
+/// The data record (0-based) a `cut-close` download is cut in: about half of the report
+/// (reports hold about 0.9 rows per user), i.e. the first or second record of a tiny one.
+fn cut_row(users: u64) -> u64 {
+    users.saturating_mul(9) / 20
+}
+
 fn not_found(ctx: &Ctx) -> Resp {
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>ReportNotFound</Code>\
@@ -111,19 +187,26 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, ctx: Ctx) -> io:
     {
         return Ok(o.response(&ctx));
     }
-    let token = req
-        .uri()
-        .path()
-        .strip_prefix("/data/download/")
-        .map(str::to_string);
+    let path = req.uri().path().to_string();
+    let parsed = parse_path(&path);
     if req.method() != Method::GET {
         let mut r = not_found(&ctx);
         *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
         return Ok(r);
     }
-    let Some(Ok((r, period))) = token.map(|t| open(state, &t, ctx.now)) else {
+    let Some((token, hop)) = parsed else {
         return Ok(not_found(&ctx));
     };
+    let Ok((r, period)) = open(state, token, ctx.now) else {
+        return Ok(not_found(&ctx));
+    };
+
+    let redirects = state.faults().redirects;
+    if hop < redirects {
+        bump(&state.stats.redirect_hops);
+        let next = format!("{}{}", state.download_url, hop_path(token, hop + 1));
+        return Ok(found(&ctx, &next));
+    }
 
     let (f, d) = state.decide(Target::Download);
     if d.slow {
@@ -135,6 +218,14 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, ctx: Ctx) -> io:
             bump(&state.stats.download_expired);
             return Ok(not_found(&ctx));
         }
+        Some(Failure::HtmlDownload) => {
+            bump(&state.stats.html_download);
+            return Ok(sign_in_page(&ctx));
+        }
+        Some(Failure::RedirectLoop) => {
+            bump(&state.stats.redirect_loops);
+            return Ok(found(&ctx, &request_url(state, &req)));
+        }
         Some(failure) => {
             if let Some(resp) = respond::status_failure(state, &f, failure, &ctx) {
                 return Ok(resp);
@@ -144,16 +235,45 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, ctx: Ctx) -> io:
     }
 
     let tenant = state.tenant;
-    let body = CsvBody::new(tenant.report_header(r), tenant.report_rows_for(r, period));
-    let mut resp = Response::new(body.boxed_unsync());
+    let (header, rows) = (tenant.report_header(r), tenant.report_rows_for(r, period));
+    let mut resp = if d.failure == Some(Failure::CutClose) {
+        bump(&state.stats.cut_close);
+        let body = CutCsvBody::new(header, rows, cut_row(tenant.users), d.cut_quoted);
+        // An HTTP/1.0 response of unknown length: hyper writes it close-delimited (no
+        // Content-Length, no chunks), so the end of the connection is the end of the body.
+        let mut resp = Response::new(body.boxed_unsync());
+        *resp.version_mut() = hyper::Version::HTTP_10;
+        resp.headers_mut()
+            .insert("connection", HeaderValue::from_static("close"));
+        resp
+    } else {
+        Response::new(CsvBody::new(header, rows).boxed_unsync())
+    };
     resp.headers_mut().insert(
         "content-type",
-        hyper::header::HeaderValue::from_static("application/octet-stream"),
+        HeaderValue::from_static("application/octet-stream"),
     );
     with_request_id(&mut resp, &ctx);
-    if d.failure == Some(Failure::Reset) {
-        bump(&state.stats.resets);
-        return Ok(respond::reset(resp, RESET_AFTER_BYTES));
+    match d.failure {
+        Some(Failure::Reset) => {
+            bump(&state.stats.resets);
+            Ok(respond::reset(resp, RESET_AFTER_BYTES))
+        }
+        Some(Failure::BadLength) => {
+            bump(&state.stats.bad_length);
+            // The true length, counted on a second pass (off this thread: a big report
+            // takes a while) so that what is advertised is exactly 1000 bytes too many.
+            let len = tokio::task::spawn_blocking(move || {
+                CsvBody::new(tenant.report_header(r), tenant.report_rows_for(r, period)).byte_len()
+            })
+            .await
+            .map_err(io::Error::other)?;
+            Ok(respond::bad_length(resp, len))
+        }
+        Some(Failure::Trickle) => {
+            bump(&state.stats.trickled);
+            Ok(respond::trickle(resp, &f))
+        }
+        _ => Ok(resp),
     }
-    Ok(resp)
 }

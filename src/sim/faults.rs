@@ -87,7 +87,36 @@ pub struct Faults {
     pub short_page: f64,
     /// A `/users/delta` delta link answers 410 Gone: the client must resync in full.
     pub delta_expired: f64,
+    /// A report download is sent close-delimited (HTTP/1.0, `Connection: close`, neither
+    /// Content-Length nor chunked) and cut inside a data record at about half the report; the
+    /// connection then ends with a clean EOF, so the client sees no error, only a last line
+    /// without a line break and with fewer cells than the header.
+    pub cut_close: f64,
+    /// A Graph JSON response or a download advertises a Content-Length 1000 bytes larger than
+    /// the body it sends, then the connection closes: reqwest's body read fails.
+    pub bad_length: f64,
+    /// A `/users` next page (not `/users/delta`, not the first page) starts with the last 1–3
+    /// users of the previous page again, byte-identical, as eventually consistent paging does.
+    pub repeat_users: f64,
+    /// As `repeat_users`, but the repeated copy differs from the one served before: its
+    /// `jobTitle` (or, when not selected, its `displayName`) ends in " (updated)".
+    pub repeat_users_changed: f64,
+    /// Every report download URL first answers `302 Found` this many times (0–10), each hop
+    /// to another path on the download host, before the CSV is served.
+    pub redirects: u8,
+    /// A download answers `302 Found` with its own URL as Location: a loop.
+    pub redirect_loop: f64,
+    /// A Graph JSON response or download body is sent slowly: 256 bytes at once, then
+    /// `trickle_bytes` every `trickle_ms`.
+    pub trickle: f64,
+    pub trickle_ms: u64,
+    pub trickle_bytes: u64,
+    /// A download answers 200 `text/html` with a proxy's sign-in page instead of the CSV.
+    pub html_download: f64,
 }
+
+/// Most hops `redirects=N` accepts.
+pub const MAX_REDIRECTS: u8 = 10;
 
 impl Default for Faults {
     fn default() -> Self {
@@ -107,6 +136,16 @@ impl Default for Faults {
             download_expired: 0.0,
             short_page: 0.0,
             delta_expired: 0.0,
+            cut_close: 0.0,
+            bad_length: 0.0,
+            repeat_users: 0.0,
+            repeat_users_changed: 0.0,
+            redirects: 0,
+            redirect_loop: 0.0,
+            trickle: 0.0,
+            trickle_ms: 200,
+            trickle_bytes: 16,
+            html_download: 0.0,
         }
     }
 }
@@ -138,8 +177,16 @@ impl FromStr for Faults {
 
     /// Parses `429=0.1,503=0.05,504=0.01,reset=0.02,truncate=0.01,slow=0.01,slow-ms=2000,
     /// token-expiry=50,retry-after=mixed,retry-after-secs=0.2,expired-secret,html200=0.01,
-    /// download-expired=0.1,short-page=0.1,delta-expired=0.1`. Empty items are ignored; `none` or an empty
-    /// string means no faults.
+    /// download-expired=0.1,short-page=0.1,delta-expired=0.1,cut-close=0.05,bad-length=0.01,
+    /// repeat-users=0.1,repeat-users-changed=0.05,redirects=3,redirect-loop=0.01,trickle=0.01,
+    /// trickle-ms=200,trickle-bytes=16,html-download=0.01`. Empty items are ignored; `none` or
+    /// an empty string means no faults.
+    ///
+    /// Probabilities are per request (0.0–1.0). At most one failure hits a request; the
+    /// faults that existed before `cut-close` are rolled first and win, so a seed injects
+    /// the same old faults whatever new keys are added. `redirects=N` is a whole number
+    /// 0–10 (every download, not a probability); `trickle-ms` and `trickle-bytes` (at least 1)
+    /// shape `trickle`.
     fn from_str(spec: &str) -> Result<Self, Self::Err> {
         let mut f = Faults::default();
         for raw in spec.split(',') {
@@ -167,6 +214,34 @@ impl FromStr for Faults {
                 "download-expired" => f.download_expired = probability(item, need()?)?,
                 "short-page" => f.short_page = probability(item, need()?)?,
                 "delta-expired" => f.delta_expired = probability(item, need()?)?,
+                "cut-close" => f.cut_close = probability(item, need()?)?,
+                "bad-length" => f.bad_length = probability(item, need()?)?,
+                "repeat-users" => f.repeat_users = probability(item, need()?)?,
+                "repeat-users-changed" => f.repeat_users_changed = probability(item, need()?)?,
+                "redirect-loop" => f.redirect_loop = probability(item, need()?)?,
+                "trickle" => f.trickle = probability(item, need()?)?,
+                "html-download" => f.html_download = probability(item, need()?)?,
+                "redirects" => {
+                    f.redirects = need()?
+                        .parse()
+                        .ok()
+                        .filter(|n| *n <= MAX_REDIRECTS)
+                        .ok_or_else(|| bad("redirects must be a whole number from 0 to 10"))?
+                }
+                "trickle-ms" => {
+                    f.trickle_ms = need()?
+                        .parse()
+                        .map_err(|_| bad("trickle-ms must be a whole number of milliseconds"))?
+                }
+                "trickle-bytes" => {
+                    f.trickle_bytes = need()?
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=1 << 20).contains(n))
+                        .ok_or_else(|| {
+                            bad("trickle-bytes must be a whole number from 1 to 1048576")
+                        })?
+                }
                 "slow-ms" => {
                     f.slow_ms = need()?
                         .parse()
@@ -200,7 +275,8 @@ impl FromStr for Faults {
                     return Err(bad(
                         "unknown fault (known: 429, 503, 504, reset, truncate, slow, slow-ms, token-expiry, \
                          retry-after, retry-after-secs, expired-secret, html200, download-expired, short-page, \
-                         delta-expired)",
+                         delta-expired, cut-close, bad-length, repeat-users, repeat-users-changed, redirects, \
+                         redirect-loop, trickle, trickle-ms, trickle-bytes, html-download)",
                     ));
                 }
             }
@@ -224,6 +300,13 @@ impl fmt::Display for Faults {
             ("download-expired", self.download_expired),
             ("short-page", self.short_page),
             ("delta-expired", self.delta_expired),
+            ("cut-close", self.cut_close),
+            ("bad-length", self.bad_length),
+            ("repeat-users", self.repeat_users),
+            ("repeat-users-changed", self.repeat_users_changed),
+            ("redirect-loop", self.redirect_loop),
+            ("trickle", self.trickle),
+            ("html-download", self.html_download),
         ] {
             if v > 0.0 {
                 items.push(format!("{k}={v}"));
@@ -235,10 +318,19 @@ impl fmt::Display for Faults {
         if let Some(n) = self.token_expiry_every {
             items.push(format!("token-expiry={n}"));
         }
+        let default = Faults::default();
+        if self.redirects > 0 {
+            items.push(format!("redirects={}", self.redirects));
+        }
+        if self.trickle > 0.0 || self.trickle_ms != default.trickle_ms {
+            items.push(format!("trickle-ms={}", self.trickle_ms));
+        }
+        if self.trickle > 0.0 || self.trickle_bytes != default.trickle_bytes {
+            items.push(format!("trickle-bytes={}", self.trickle_bytes));
+        }
         if self.expired_secret {
             items.push("expired-secret".to_string());
         }
-        let default = Faults::default();
         if !items.is_empty()
             || self.retry_after != default.retry_after
             || self.retry_after_secs != default.retry_after_secs
@@ -264,6 +356,25 @@ pub enum Failure {
     DeltaExpired,
     Reset,
     Truncate,
+    /// Downloads: a close-delimited body cut inside a record, ending in a clean EOF.
+    CutClose,
+    /// JSON and downloads: Content-Length larger than the body sent.
+    BadLength,
+    /// Downloads: 302 to the same URL.
+    RedirectLoop,
+    /// JSON and downloads: the body sent a few bytes at a time.
+    Trickle,
+    /// Downloads: a proxy sign-in page, 200 `text/html`.
+    HtmlDownload,
+}
+
+/// The `repeat-users` faults' choice for one `/users` page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repeat {
+    /// How many of the previous page's last users come again (1–3).
+    pub users: u8,
+    /// The copies differ from what was served before (`repeat-users-changed`).
+    pub changed: bool,
 }
 
 /// Which kind of response a request would get, to pick only applicable faults.
@@ -286,6 +397,10 @@ pub struct Decision {
     pub slow: bool,
     /// Where a short `/users` page ends, as a fraction of `$top` (`None`: a full page).
     pub short_page: Option<u16>,
+    /// `cut-close`: cut inside a quoted field (if the record has one) rather than mid-field.
+    pub cut_quoted: bool,
+    /// Users of the previous `/users` page to serve again at the start of this one.
+    pub repeat: Option<Repeat>,
 }
 
 impl Faults {
@@ -326,15 +441,37 @@ impl Faults {
             (Failure::Reset, self.reset, true),
             (Failure::Truncate, self.truncate, json),
         ];
+        // The newer faults' dice come after all of the above, so adding them changed no
+        // earlier decision; they only hit a request the older faults left alone.
+        let newer_rolls = [r.unit(), r.unit(), r.unit(), r.unit(), r.unit()];
+        let download = target == Target::Download;
+        let body = json || download;
+        let newer = [
+            (Failure::HtmlDownload, self.html_download, download),
+            (Failure::RedirectLoop, self.redirect_loop, download),
+            (Failure::BadLength, self.bad_length, body),
+            (Failure::CutClose, self.cut_close, download),
+            (Failure::Trickle, self.trickle, body),
+        ];
+        let cut_quoted = r.unit() < 0.5;
+        let repeat_same = r.unit() < self.repeat_users;
+        let repeat_changed = r.unit() < self.repeat_users_changed;
+        let repeat_n = 1 + r.below(3) as u8;
         let failure = candidates
             .iter()
             .zip(rolls)
+            .chain(newer.iter().zip(newer_rolls))
             .find(|((_, p, applies), roll)| *applies && *roll < *p)
             .map(|((f, _, _), _)| *f);
         Decision {
             failure,
             slow,
             short_page: short.then_some(short_at),
+            cut_quoted,
+            repeat: (repeat_same || repeat_changed).then_some(Repeat {
+                users: repeat_n,
+                changed: repeat_changed,
+            }),
         }
     }
 }
@@ -379,7 +516,10 @@ mod tests {
         let f: Faults =
             "429=0.1,503=0.05,504=0.01,reset=0.02,truncate=0.01,slow=0.01,slow-ms=2000,\
                          token-expiry=50,retry-after=mixed,retry-after-secs=0.2,expired-secret,\
-                         html200=0.01,download-expired=0.1"
+                         html200=0.01,download-expired=0.1,short-page=0.2,delta-expired=0.3,\
+                         cut-close=0.05,bad-length=0.06,repeat-users=0.07,repeat-users-changed=0.08,\
+                         redirects=3,redirect-loop=0.09,trickle=0.11,trickle-ms=50,trickle-bytes=4,\
+                         html-download=0.12"
                 .parse()
                 .unwrap();
         assert_eq!(f.p429, 0.1);
@@ -395,9 +535,142 @@ mod tests {
         assert!(f.expired_secret);
         assert_eq!(f.html_200, 0.01);
         assert_eq!(f.download_expired, 0.1);
+        assert_eq!(f.short_page, 0.2);
+        assert_eq!(f.delta_expired, 0.3);
+        assert_eq!(f.cut_close, 0.05);
+        assert_eq!(f.bad_length, 0.06);
+        assert_eq!(f.repeat_users, 0.07);
+        assert_eq!(f.repeat_users_changed, 0.08);
+        assert_eq!(f.redirects, 3);
+        assert_eq!(f.redirect_loop, 0.09);
+        assert_eq!(f.trickle, 0.11);
+        assert_eq!(f.trickle_ms, 50);
+        assert_eq!(f.trickle_bytes, 4);
+        assert_eq!(f.html_download, 0.12);
         // Display round-trips.
         let again: Faults = f.to_string().parse().unwrap();
         assert_eq!(again, f);
+    }
+
+    #[test]
+    fn new_keys_round_trip_alone_and_have_defaults() {
+        let d = Faults::default();
+        assert_eq!((d.redirects, d.trickle_ms, d.trickle_bytes), (0, 200, 16));
+        for spec in [
+            "cut-close=1",
+            "bad-length=0.5",
+            "repeat-users=0.25",
+            "repeat-users-changed=1",
+            "redirects=10",
+            "redirects=0",
+            "redirect-loop=0.01",
+            "trickle=1",
+            "trickle-ms=5",
+            "trickle-bytes=1",
+            "html-download=1",
+        ] {
+            let f: Faults = spec.parse().unwrap();
+            let again: Faults = f.to_string().parse().unwrap();
+            assert_eq!(again, f, "{spec} -> {f}");
+        }
+        let f: Faults = "trickle=1".parse().unwrap();
+        assert_eq!(
+            f.to_string(),
+            "trickle=1,trickle-ms=200,trickle-bytes=16,retry-after=mixed,retry-after-secs=1"
+        );
+        assert_eq!("redirects=0".parse::<Faults>().unwrap().to_string(), "none");
+    }
+
+    #[test]
+    fn old_seeds_inject_the_same_old_faults() {
+        // Adding the newer faults (at probability 1 even) changes no decision of the older
+        // ones: same failure where an old fault hit, same slow and short-page dice.
+        let old: Faults = "429=0.1,503=0.1,reset=0.1,truncate=0.1,slow=0.2,short-page=0.3,\
+                           html200=0.1,download-expired=0.1"
+            .parse()
+            .unwrap();
+        let mut new = old.clone();
+        new.cut_close = 1.0;
+        new.bad_length = 1.0;
+        new.trickle = 1.0;
+        new.html_download = 1.0;
+        new.redirect_loop = 1.0;
+        new.repeat_users = 1.0;
+        for target in [Target::GraphJson, Target::Download, Target::ReportRedirect] {
+            for n in 0..2000 {
+                let a = old.decide(5, n, target);
+                let b = new.decide(5, n, target);
+                assert_eq!((a.slow, a.short_page), (b.slow, b.short_page));
+                if a.failure.is_some() {
+                    assert_eq!(a.failure, b.failure, "{target:?} {n}");
+                } else {
+                    // The 302 of a report call has no body: none of the new faults apply.
+                    let expected = match target {
+                        Target::Download => Some(Failure::HtmlDownload),
+                        Target::GraphJson => Some(Failure::BadLength),
+                        _ => None,
+                    };
+                    assert_eq!(b.failure, expected, "{target:?} {n}");
+                }
+                assert!(a.repeat.is_none());
+                assert!(
+                    b.repeat
+                        .is_some_and(|r| (1..=3).contains(&r.users) && !r.changed)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn new_faults_apply_only_where_they_belong() {
+        let f: Faults = "cut-close=0.3,bad-length=0.2,redirect-loop=0.1,trickle=0.2,\
+                         html-download=0.1,repeat-users=0.3,repeat-users-changed=0.3"
+            .parse()
+            .unwrap();
+        let count = |target, which| {
+            (0..4000)
+                .filter(|n| f.decide(11, *n, target).failure == Some(which))
+                .count()
+        };
+        for only_downloads in [
+            Failure::CutClose,
+            Failure::RedirectLoop,
+            Failure::HtmlDownload,
+        ] {
+            assert!(
+                count(Target::Download, only_downloads) > 100,
+                "{only_downloads:?}"
+            );
+            assert_eq!(count(Target::GraphJson, only_downloads), 0);
+            assert_eq!(count(Target::DeltaLink, only_downloads), 0);
+            assert_eq!(count(Target::ReportRedirect, only_downloads), 0);
+        }
+        for both in [Failure::BadLength, Failure::Trickle] {
+            assert!(count(Target::Download, both) > 100, "{both:?}");
+            assert!(count(Target::GraphJson, both) > 100, "{both:?}");
+            assert_eq!(count(Target::ReportRedirect, both), 0);
+        }
+        let ds: Vec<_> = (0..4000)
+            .map(|n| f.decide(11, n, Target::GraphJson))
+            .collect();
+        let quoted = ds.iter().filter(|d| d.cut_quoted).count();
+        assert!(
+            (1700..2300).contains(&quoted),
+            "about every other cut: {quoted}"
+        );
+        let changed = ds
+            .iter()
+            .filter(|d| d.repeat.is_some_and(|r| r.changed))
+            .count();
+        let same = ds
+            .iter()
+            .filter(|d| d.repeat.is_some_and(|r| !r.changed))
+            .count();
+        assert!((1000..1400).contains(&changed), "{changed}");
+        assert!((700..1000).contains(&same), "{same}");
+        for k in 1..=3u8 {
+            assert!(ds.iter().any(|d| d.repeat.is_some_and(|r| r.users == k)));
+        }
     }
 
     #[test]
@@ -422,6 +695,13 @@ mod tests {
             ("token-expiry=-1", "token-expiry=-1"),
             ("retry-after-secs=-3", "retry-after-secs=-3"),
             ("expired-secret=maybe", "expired-secret=maybe"),
+            ("redirects=11", "redirects=11"),
+            ("redirects=0.5", "redirects=0.5"),
+            ("redirects", "redirects"),
+            ("cut-close=1.5", "cut-close=1.5"),
+            ("trickle-bytes=0", "trickle-bytes=0"),
+            ("trickle-ms=soon", "trickle-ms=soon"),
+            ("repeat-users-changed=x", "repeat-users-changed=x"),
         ] {
             let err = spec.parse::<Faults>().unwrap_err();
             assert_eq!(err.item, item, "spec {spec}");

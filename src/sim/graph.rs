@@ -17,7 +17,7 @@ use super::overrides::OverrideHost;
 use super::request::{parse_pairs, percent_decode};
 use super::respond::{self, Ctx, Resp};
 use super::skus::SKUS;
-use super::state::{State, bump};
+use super::state::{State, add, bump};
 use super::tenant::{MAIL_DOMAIN, TENANT_DISPLAY_NAME, TENANT_DOMAIN};
 use super::token::{self, Claims, Invalid};
 use super::users;
@@ -158,14 +158,29 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, ctx: Ctx) -> io:
             }
             let mut out = Vec::with_capacity(64 + q.top as usize * 700);
             let epoch = state.epoch.get();
-            users::write_page(
+            // Repeats only on a page that is otherwise served whole (if slowly).
+            let repeat = d
+                .repeat
+                .filter(|_| matches!(d.failure, None | Some(Failure::Trickle)));
+            let repeated = users::write_page_repeating(
                 &state.tenant,
                 &q,
                 epoch,
                 &state.graph_url,
                 d.short_page,
+                repeat,
                 &mut out,
             );
+            if repeated.users > 0 {
+                let s = &state.stats;
+                if repeated.changed {
+                    bump(&s.repeat_users_changed_pages);
+                    add(&s.repeat_users_changed, repeated.users);
+                } else {
+                    bump(&s.repeat_users_pages);
+                    add(&s.repeat_users, repeated.users);
+                }
+            }
             Ok(finish_json(state, &ctx, d, out))
         }
         Resource::UsersDelta => {
@@ -321,6 +336,18 @@ fn finish_json(state: &State, ctx: &Ctx, d: Decision, body: Vec<u8>) -> Resp {
             bump(&state.stats.resets);
             let cut = body.len() / 2;
             respond::reset(respond::json_response(ctx, StatusCode::OK, body), cut)
+        }
+        Some(Failure::BadLength) => {
+            bump(&state.stats.bad_length);
+            let len = body.len() as u64;
+            respond::bad_length(respond::json_response(ctx, StatusCode::OK, body), len)
+        }
+        Some(Failure::Trickle) => {
+            bump(&state.stats.trickled);
+            respond::trickle(
+                respond::json_response(ctx, StatusCode::OK, body),
+                &state.faults(),
+            )
         }
         _ => respond::json_response(ctx, StatusCode::OK, body),
     }

@@ -151,6 +151,26 @@ pub struct SimStats {
     pub download_expired: u64,
     /// `/users/delta` links answered 410 Gone (expired token or the `delta-expired` fault).
     pub delta_gone_410: u64,
+    /// Downloads sent close-delimited and cut inside a record (`cut-close`).
+    pub cut_close: u64,
+    /// Responses whose Content-Length promised more than was sent (`bad-length`).
+    pub bad_length: u64,
+    /// `/users` pages that began with users of the previous page again, byte-identical
+    /// (`repeat-users`), and how many users were repeated on them.
+    pub repeat_users_pages: u64,
+    pub repeat_users: u64,
+    /// `/users` pages that began with changed copies of users of the previous page
+    /// (`repeat-users-changed`), and how many users were repeated on them.
+    pub repeat_users_changed_pages: u64,
+    pub repeat_users_changed: u64,
+    /// `302` hops served before a download (`redirects=N`): N per download.
+    pub redirect_hops: u64,
+    /// Downloads answered with a `302` to their own URL (`redirect-loop`).
+    pub redirect_loops: u64,
+    /// Responses whose body was sent a few bytes at a time (`trickle`).
+    pub trickled: u64,
+    /// Downloads answered with a proxy's HTML sign-in page (`html-download`).
+    pub html_download: u64,
 }
 
 /// A running simulator. Dropping it stops the listeners too; `shutdown` also waits for them.
@@ -288,7 +308,9 @@ pub struct SimArgs {
     pub concealed: bool,
     /// Fault injection, e.g. "429=0.1,503=0.05,504=0.01,reset=0.02,truncate=0.01,slow=0.01,
     /// slow-ms=2000,token-expiry=50,retry-after=mixed,retry-after-secs=0.2,expired-secret,
-    /// html200=0.01,download-expired=0.1,short-page=0.1,delta-expired=0.05".
+    /// html200=0.01,download-expired=0.1,short-page=0.1,delta-expired=0.05,cut-close=0.05,
+    /// bad-length=0.01,repeat-users=0.1,repeat-users-changed=0.05,redirects=2,
+    /// redirect-loop=0.01,trickle=0.01,trickle-ms=200,trickle-bytes=16,html-download=0.01".
     #[arg(long, value_name = "SPEC")]
     pub faults: Option<Faults>,
     /// Response time in milliseconds of every request (the answer is prepared during it).

@@ -1,17 +1,19 @@
 //! Building responses: Graph's headers and error bodies, throttling, and the fault variants
-//! of a good response (HTML instead of JSON, a cut body, a dropped connection).
+//! of a good response (HTML instead of JSON, a cut body, a dropped connection, a body shorter
+//! than its Content-Length, a body sent a few bytes at a time).
 
 use std::io;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
-use hyper::header::{HeaderValue, RETRY_AFTER};
+use hyper::header::{CONTENT_LENGTH, HeaderValue, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
-use super::csv_body::CutBody;
+use super::csv_body::{CutBody, ShortBody, TrickleBody};
 use super::faults::{Failure, Faults, retry_after_value};
 use super::state::{State, bump};
 
@@ -181,4 +183,38 @@ pub fn truncated(ctx: &Ctx, status: StatusCode, mut body: Vec<u8>) -> Resp {
 pub fn reset(resp: Resp, cut_at: usize) -> Resp {
     let (parts, body) = resp.into_parts();
     Response::from_parts(parts, CutBody::new(body, cut_at).boxed_unsync())
+}
+
+/// How many bytes more than it sends a `bad-length` response advertises.
+pub const BAD_LENGTH_EXTRA: u64 = 1000;
+
+/// `bad-length`: the response advertises `Content-Length: true_len + 1000`, sends its
+/// `true_len` bytes and then the connection is aborted (hyper, owed the rest, gives up on it).
+///
+/// What reqwest 0.12 sees: `send()` is `Ok` with the status and headers (and
+/// `content_length()` the advertised, larger value); reading the body (`bytes()`, `text()`,
+/// `json()`, `chunk()`) then fails with an error whose `is_body()` (or `is_decode()` for
+/// `json()`) is true, caused by hyper's `IncompleteMessage`-like "end of file before message
+/// length reached". A client that counts bytes against Content-Length catches it too.
+pub fn bad_length(resp: Resp, true_len: u64) -> Resp {
+    let (mut parts, body) = resp.into_parts();
+    parts.headers.insert(
+        CONTENT_LENGTH,
+        HeaderValue::from(true_len + BAD_LENGTH_EXTRA),
+    );
+    Response::from_parts(parts, ShortBody::new(body).boxed_unsync())
+}
+
+/// `trickle`: the same response, its body sent 256 bytes at once, then `trickle-bytes`
+/// every `trickle-ms` (a 700 KB page at the defaults takes hours). reqwest 0.12 with a
+/// `timeout` (a total deadline per request, body included) gets the headers, then a body
+/// read error with `is_timeout()` true when the deadline passes.
+pub fn trickle(resp: Resp, f: &Faults) -> Resp {
+    let (parts, body) = resp.into_parts();
+    let body = TrickleBody::new(
+        body,
+        Duration::from_millis(f.trickle_ms),
+        usize::try_from(f.trickle_bytes).unwrap_or(usize::MAX),
+    );
+    Response::from_parts(parts, body.boxed_unsync())
 }

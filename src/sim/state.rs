@@ -39,11 +39,26 @@ pub struct Counters {
     pub html_200: AtomicU64,
     pub download_expired: AtomicU64,
     pub delta_gone_410: AtomicU64,
+    pub cut_close: AtomicU64,
+    pub bad_length: AtomicU64,
+    pub repeat_users_pages: AtomicU64,
+    pub repeat_users: AtomicU64,
+    pub repeat_users_changed_pages: AtomicU64,
+    pub repeat_users_changed: AtomicU64,
+    pub redirect_hops: AtomicU64,
+    pub redirect_loops: AtomicU64,
+    pub trickled: AtomicU64,
+    pub html_download: AtomicU64,
 }
 
 /// Increments one counter.
 pub fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Adds `n` to one counter.
+pub fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
 }
 
 impl Counters {
@@ -76,6 +91,16 @@ impl Counters {
             html_200: get(&self.html_200),
             download_expired: get(&self.download_expired),
             delta_gone_410: get(&self.delta_gone_410),
+            cut_close: get(&self.cut_close),
+            bad_length: get(&self.bad_length),
+            repeat_users_pages: get(&self.repeat_users_pages),
+            repeat_users: get(&self.repeat_users),
+            repeat_users_changed_pages: get(&self.repeat_users_changed_pages),
+            repeat_users_changed: get(&self.repeat_users_changed),
+            redirect_hops: get(&self.redirect_hops),
+            redirect_loops: get(&self.redirect_loops),
+            trickled: get(&self.trickled),
+            html_download: get(&self.html_download),
         }
     }
 }

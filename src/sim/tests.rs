@@ -1434,3 +1434,366 @@ fn a_free_running_epoch_moves_on_only_when_a_client_is_up_to_date() {
     pinned.set(delta::MAX_EPOCH + 5);
     assert_eq!(pinned.get(), delta::MAX_EPOCH);
 }
+
+// ---------------------------------------------------------------- newer faults
+
+/// A report download URL (the report call's Location) for `r` over D7.
+async fn download_location(c: &reqwest::Client, sim: &Simulator, tok: &str, r: Report) -> String {
+    let resp = get(c, &format!("{}/v1.0{}", sim.graph_url(), r.path("D7")), tok).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    resp.headers()["location"].to_str().unwrap().to_string()
+}
+
+/// Cells a lenient reader finds in each record of a (possibly cut) CSV body.
+fn record_lengths(body: &[u8]) -> Vec<usize> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(&body[BOM.len()..]);
+    rdr.records().map(|r| r.unwrap().len()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_close_downloads_end_mid_record_with_a_clean_eof() {
+    let sim = start(SimOptions {
+        users: 400,
+        ..Default::default()
+    })
+    .await;
+    let c = client();
+    let tok = token(&c, &sim).await;
+    let r = Report::EmailActivityUserDetail;
+    let loc = download_location(&c, &sim, &tok, r).await;
+    let clean = c.get(&loc).send().await.unwrap().bytes().await.unwrap();
+    let header_cells = r.documented_columns().len();
+
+    sim.set_faults("cut-close=1".parse().unwrap());
+    let (mut inside_quotes, mut mid_field) = (0, 0);
+    for _ in 0..8 {
+        let resp = c.get(&loc).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.version(), reqwest::Version::HTTP_10);
+        assert_eq!(resp.headers()["connection"], "close");
+        assert!(!resp.headers().contains_key("content-length"));
+        assert!(!resp.headers().contains_key("transfer-encoding"));
+        // The point of the fault: at the HTTP layer the body is complete.
+        let body = resp.bytes().await.expect("a close-delimited body reads Ok");
+        assert!(body.len() < clean.len());
+        assert!(clean.starts_with(&body), "a prefix of the clean body");
+        assert!(!body.ends_with(b"\r\n") && !body.ends_with(b"\n"));
+        // Roughly half of the report.
+        let half = clean.len() / 2;
+        assert!(
+            (half / 2..half * 3 / 2).contains(&body.len()),
+            "{} of {}",
+            body.len(),
+            clean.len()
+        );
+        let cells = record_lengths(&body);
+        assert_eq!(cells[0], header_cells);
+        assert!(*cells.last().unwrap() < header_cells, "a partial record");
+        if body.iter().filter(|b| **b == b'"').count() % 2 == 1 {
+            inside_quotes += 1;
+        } else {
+            mid_field += 1;
+        }
+    }
+    assert!(inside_quotes > 0 && mid_field > 0, "{inside_quotes} {mid_field}");
+    assert_eq!(sim.stats().cut_close, 8);
+
+    // A tiny report is cut inside its first or second data record.
+    let tiny = start(SimOptions {
+        users: 3,
+        faults: "cut-close=1".parse().unwrap(),
+        ..Default::default()
+    })
+    .await;
+    let tok = token(&c, &tiny).await;
+    let loc = download_location(&c, &tiny, &tok, Report::MailboxUsageDetail).await;
+    for _ in 0..4 {
+        let body = c.get(&loc).send().await.unwrap().bytes().await.unwrap();
+        let cells = record_lengths(&body);
+        assert!((2..=3).contains(&cells.len()), "header + 1st or 2nd: {cells:?}");
+        assert!(*cells.last().unwrap() < cells[0]);
+    }
+    tiny.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_length_responses_promise_more_than_they_send() {
+    let sim = start(SimOptions::default()).await;
+    let c = client();
+    let tok = token(&c, &sim).await;
+    let users = format!("{}/v1.0/users?$top=50", sim.graph_url());
+    let clean = get(&c, &users, &tok).await.bytes().await.unwrap();
+    let loc = download_location(&c, &sim, &tok, Report::MailboxUsageDetail).await;
+    let clean_csv = c.get(&loc).send().await.unwrap().bytes().await.unwrap();
+
+    sim.set_faults("bad-length=1".parse().unwrap());
+    let resp = get(&c, &users, &tok).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.content_length(), Some(clean.len() as u64 + 1000));
+    let err = resp.bytes().await.expect_err("the body read fails");
+    assert!(err.is_body(), "{err:?}");
+
+    let resp = c.get(&loc).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.content_length(), Some(clean_csv.len() as u64 + 1000));
+    let err = resp.bytes().await.expect_err("the body read fails");
+    assert!(err.is_body(), "{err:?}");
+    // Read chunk by chunk, every byte of the true body arrives before the error.
+    let mut resp = c.get(&loc).send().await.unwrap();
+    let mut got = Vec::new();
+    let err = loop {
+        match resp.chunk().await {
+            Ok(Some(b)) => got.extend_from_slice(&b),
+            Ok(None) => panic!("a clean end"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(got, clean_csv);
+    assert!(err.is_body(), "{err:?}");
+    assert_eq!(sim.stats().bad_length, 3);
+    sim.shutdown().await;
+}
+
+/// One /users page: its raw user objects (as served, byte for byte) and its next link.
+async fn raw_page(c: &reqwest::Client, url: &str, tok: &str) -> (Vec<String>, Option<String>) {
+    #[derive(serde::Deserialize)]
+    struct Page {
+        value: Vec<Box<serde_json::value::RawValue>>,
+        #[serde(rename = "@odata.nextLink")]
+        next: Option<String>,
+    }
+    let resp = get(c, url, tok).await;
+    assert_eq!(resp.status(), StatusCode::OK, "{url}");
+    let p: Page = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    (p.value.iter().map(|v| v.get().to_string()).collect(), p.next)
+}
+
+/// Every page of a /users walk from `first`.
+async fn raw_walk(c: &reqwest::Client, first: &str, tok: &str) -> Vec<(Vec<String>, Option<String>)> {
+    let mut pages = Vec::new();
+    let mut url = Some(first.to_string());
+    while let Some(u) = url {
+        let page = raw_page(c, &u, tok).await;
+        url = page.1.clone();
+        pages.push(page);
+    }
+    pages
+}
+
+fn id_of(raw: &str) -> String {
+    serde_json::from_str::<Value>(raw).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_users_start_the_next_page_and_none_go_missing() {
+    let sim = start(SimOptions {
+        users: 250,
+        ..Default::default()
+    })
+    .await;
+    let c = client();
+    let tok = token(&c, &sim).await;
+    let first = format!("{}/v1.0/users?$select={SELECT}&$top=100", sim.graph_url());
+    let clean = raw_walk(&c, &first, &tok).await;
+    assert_eq!(clean.len(), 3);
+    let clean_ids: HashSet<String> = clean.iter().flat_map(|p| p.0.iter().map(|u| id_of(u))).collect();
+    assert_eq!(clean_ids.len(), 250);
+
+    sim.set_faults("repeat-users=1".parse().unwrap());
+    let pages = raw_walk(&c, &first, &tok).await;
+    assert_eq!(pages.len(), 3);
+    assert_eq!(pages[0], clean[0], "the first page is never repeated into");
+    let mut repeated = 0;
+    for n in 1..3 {
+        let (prev, page) = (&pages[n - 1].0, &pages[n]);
+        let k = page.0.len() - clean[n].0.len();
+        assert!((1..=3).contains(&k), "{k}");
+        assert_eq!(&page.0[..k], &prev[prev.len() - k..], "byte-identical repeats");
+        assert_eq!(&page.0[k..], &clean[n].0[..], "all of its own users");
+        assert_eq!(page.1, clean[n].1, "the same next link");
+        repeated += k as u64;
+    }
+    let ids: Vec<String> = pages.iter().flat_map(|p| p.0.iter().map(|u| id_of(u))).collect();
+    assert_eq!(ids.len() as u64, 250 + repeated);
+    assert_eq!(ids.into_iter().collect::<HashSet<_>>(), clean_ids);
+    let s = sim.stats();
+    assert_eq!((s.repeat_users_pages, s.repeat_users), (2, repeated));
+    assert_eq!((s.repeat_users_changed_pages, s.repeat_users_changed), (0, 0));
+
+    // Changed copies: jobTitle when selected, else displayName, ends in " (updated)".
+    sim.set_faults("repeat-users-changed=1".parse().unwrap());
+    let mut changed = 0;
+    for (select, prop) in [(SELECT, "jobTitle"), ("id,displayName,mail", "displayName")] {
+        let first = format!("{}/v1.0/users?$select={select}&$top=100", sim.graph_url());
+        let pages = raw_walk(&c, &first, &tok).await;
+        for n in 1..pages.len() {
+            let (prev, page) = (&pages[n - 1].0, &pages[n].0);
+            let k = (1..=3)
+                .rev()
+                .find(|k| id_of(&page[k - 1]) == id_of(&prev[prev.len() - k]))
+                .unwrap();
+            for j in 0..k {
+                let old: Value = serde_json::from_str(&prev[prev.len() - k + j]).unwrap();
+                let new: Value = serde_json::from_str(&page[j]).unwrap();
+                assert_ne!(old, new);
+                let mut patched = old.clone();
+                patched[prop] = match old[prop].as_str() {
+                    Some(v) => Value::String(format!("{v} (updated)")),
+                    None => Value::String("(updated)".into()),
+                };
+                assert_eq!(new, patched, "only {prop} differs");
+            }
+            assert_eq!(id_of(&page[k]), id_of(&pages[n].0[k]));
+            changed += k as u64;
+        }
+        let ids: HashSet<String> = pages.iter().flat_map(|p| p.0.iter().map(|u| id_of(u))).collect();
+        assert_eq!(ids, clean_ids);
+    }
+    let s = sim.stats();
+    assert_eq!((s.repeat_users_changed_pages, s.repeat_users_changed), (4, changed));
+    assert_eq!(s.repeat_users_pages, 2, "unchanged");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_redirect_in_a_chain_or_in_a_loop() {
+    let sim = start(SimOptions::default()).await;
+    let c = client();
+    let tok = token(&c, &sim).await;
+    let loc = download_location(&c, &sim, &tok, Report::TeamsUserActivityUserDetail).await;
+    let clean = c.get(&loc).send().await.unwrap().bytes().await.unwrap();
+
+    sim.set_faults("redirects=3".parse().unwrap());
+    let mut url = loc.clone();
+    let mut seen = HashSet::from([url.clone()]);
+    for _ in 0..3 {
+        let resp = c.get(&url).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::FOUND);
+        let next = resp.headers()["location"].to_str().unwrap().to_string();
+        assert!(next.starts_with(&format!("{}/data/download/", sim.download_url())), "{next}");
+        assert!(seen.insert(next.clone()), "each hop a distinct URL: {next}");
+        url = next;
+    }
+    let resp = c.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.bytes().await.unwrap(), clean);
+    assert_eq!(sim.stats().redirect_hops, 3);
+    // A client that follows redirects gets the CSV.
+    let following = reqwest::Client::new();
+    let body = following.get(&loc).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(body, clean);
+    assert_eq!(sim.stats().redirect_hops, 6);
+
+    sim.set_faults("redirect-loop=1".parse().unwrap());
+    let resp = c.get(&loc).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert_eq!(resp.headers()["location"].to_str().unwrap(), loc, "Location is the request URL");
+    let err = following.get(&loc).send().await.expect_err("a loop");
+    assert!(err.is_redirect(), "{err:?}");
+    let s = sim.stats();
+    assert_eq!(s.redirect_loops, 1 + 11, "reqwest gives up after 10 redirects");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickled_bodies_outlast_a_deadline() {
+    let sim = start(SimOptions {
+        users: 300,
+        ..Default::default()
+    })
+    .await;
+    let c = client();
+    let tok = token(&c, &sim).await;
+    let users = format!("{}/v1.0/users?$select={SELECT}&$top=100", sim.graph_url());
+    let org = format!("{}/v1.0/organization", sim.graph_url());
+    let clean_org = get(&c, &org, &tok).await.bytes().await.unwrap();
+    let loc = download_location(&c, &sim, &tok, Report::MailboxUsageDetail).await;
+
+    sim.set_faults("trickle=1".parse().unwrap());
+    let impatient = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    for url in [&users, &loc] {
+        let t0 = Instant::now();
+        let mut resp = impatient.get(url).bearer_auth(&tok).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "headers arrive at once");
+        let first = resp.chunk().await.unwrap().unwrap();
+        assert!(first.len() <= 256);
+        assert!(t0.elapsed() < Duration::from_millis(500));
+        let err = loop {
+            match resp.chunk().await {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("{url}: finished within the deadline"),
+                Err(e) => break e,
+            }
+        };
+        assert!(err.is_timeout(), "{err:?}");
+        let waited = t0.elapsed();
+        assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(3), "{waited:?}");
+    }
+    // Faster settings: the body arrives whole, slowly, and keeps its Content-Length.
+    sim.set_faults("trickle=1,trickle-ms=20,trickle-bytes=500".parse().unwrap());
+    let t0 = Instant::now();
+    let resp = get(&c, &org, &tok).await;
+    assert_eq!(resp.content_length(), Some(clean_org.len() as u64));
+    assert_eq!(resp.bytes().await.unwrap(), clean_org);
+    let steps = (clean_org.len() - 256).div_ceil(500) as u32;
+    assert!(t0.elapsed() >= Duration::from_millis(20) * steps, "{:?}", t0.elapsed());
+    assert_eq!(sim.stats().trickled, 3);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_downloads_are_a_sign_in_page() {
+    let sim = start(SimOptions::default()).await;
+    let c = client();
+    let tok = token(&c, &sim).await;
+    let loc = download_location(&c, &sim, &tok, Report::MailboxUsageDetail).await;
+    sim.set_faults("html-download=1".parse().unwrap());
+    // Graph JSON is not affected.
+    let resp = get(&c, &format!("{}/v1.0/organization", sim.graph_url()), &tok).await;
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    let resp = c.get(&loc).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "text/html; charset=utf-8");
+    let body = resp.text().await.unwrap();
+    assert!(
+        body.starts_with("<!DOCTYPE html><html><head><title>Sign in to continue</title>"),
+        "{body}"
+    );
+    assert_eq!(sim.stats().html_download, 1);
+    // The stats JSON names every new counter.
+    let served: Value = c
+        .get(format!("{}/_sim/stats", sim.graph_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for key in [
+        "cut_close",
+        "bad_length",
+        "repeat_users_pages",
+        "repeat_users",
+        "repeat_users_changed_pages",
+        "repeat_users_changed",
+        "redirect_hops",
+        "redirect_loops",
+        "trickled",
+        "html_download",
+    ] {
+        assert!(served[key].is_u64(), "{key}");
+    }
+    assert_eq!(served["html_download"], 1);
+    sim.shutdown().await;
+}

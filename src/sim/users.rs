@@ -8,8 +8,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hyper::StatusCode;
 
+use super::faults::Repeat;
 use super::prng::mix;
-use super::tenant::{DEFAULT_USER_PROPERTIES, PropertyKind, Tenant, property_kind};
+use super::tenant::{DEFAULT_USER_PROPERTIES, PropertyKind, Tenant, UserRec, property_kind};
 use crate::streams::USER_SELECT;
 
 /// A parsed (or resumed) users query.
@@ -266,7 +267,9 @@ pub fn decode_skiptoken(token: &str) -> Option<UsersQuery> {
 }
 
 /// Writes one page of the tenant as of `epoch` (users that joined by then and were not
-/// removed). `short` (0–99) makes the page hold only that percentage of `$top`.
+/// removed). `short` (0–99) makes the page hold only that percentage of `$top`. (The server
+/// calls [`write_page_repeating`], which this is without repeats.)
+#[cfg(test)]
 pub fn write_page(
     tenant: &Tenant,
     q: &UsersQuery,
@@ -275,6 +278,40 @@ pub fn write_page(
     short: Option<u16>,
     out: &mut Vec<u8>,
 ) {
+    write_page_repeating(tenant, q, epoch, graph_url, short, None, out);
+}
+
+/// What the `repeat-users` faults added to a page.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Repeated {
+    /// Users served again at the start of the page.
+    pub users: u64,
+    /// The copies differ from what was served before.
+    pub changed: bool,
+}
+
+/// The suffix `repeat-users-changed` gives the repeated copies.
+pub const CHANGED_SUFFIX: &str = " (updated)";
+
+/// How far back a repeat looks for users that still exist.
+const REPEAT_SCAN: u64 = 10_000;
+
+/// As [`write_page`]; with `repeat` on a next page (offset > 0), the value array first holds
+/// the `repeat.users` users just before the page's offset again: the previous page's last
+/// users (its next link pointed here), or, after a page that held fewer, the ones before it.
+/// They are byte-identical to how they were served (same epoch, same `$select`), or with
+/// `repeat.changed` their `jobTitle` (when selected; a null one becomes "(updated)") or else
+/// their `displayName` (when selected) ends in " (updated)"; with neither selected, the copy
+/// cannot differ and is identical. The page's own users and its next link are unchanged.
+pub fn write_page_repeating(
+    tenant: &Tenant,
+    q: &UsersQuery,
+    epoch: u64,
+    graph_url: &str,
+    short: Option<u16>,
+    repeat: Option<Repeat>,
+    out: &mut Vec<u8>,
+) -> Repeated {
     let props: &[&'static str] = q.select.as_deref().unwrap_or(DEFAULT_USER_PROPERTIES);
     let bound = tenant.user_bound(epoch);
     let top = q.top as usize;
@@ -293,6 +330,25 @@ pub fn write_page(
             users.truncate(keep);
         }
     }
+    let mut again = Vec::new();
+    if let Some(r) = repeat.filter(|_| q.offset > 0) {
+        let mut i = q.offset.min(bound);
+        let floor = i.saturating_sub(REPEAT_SCAN);
+        while i > floor && again.len() < r.users as usize {
+            i -= 1;
+            if tenant.exists_at(i, epoch) {
+                again.push(i);
+            }
+        }
+        again.reverse();
+    }
+    let changed = repeat
+        .filter(|r| r.changed && !again.is_empty())
+        .and_then(|_| {
+            ["jobTitle", "displayName"]
+                .into_iter()
+                .find(|p| props.contains(p))
+        });
 
     out.extend_from_slice(
         b"{\"@odata.context\":\"https://graph.microsoft.com/v1.0/$metadata#users",
@@ -320,13 +376,12 @@ pub fn write_page(
         let _ = serde_json::to_writer(&mut *out, &link);
     }
     out.extend_from_slice(b",\"value\":[");
-    for (n, i) in users.iter().enumerate() {
-        if n > 0 {
+    let mut first = true;
+    let mut write = |rec: &UserRec, out: &mut Vec<u8>| {
+        if !first {
             out.push(b',');
         }
-        let Some(u) = tenant.record_at(*i, epoch) else {
-            continue;
-        };
+        first = false;
         out.push(b'{');
         for (n, p) in props.iter().enumerate() {
             if n > 0 {
@@ -335,11 +390,38 @@ pub fn write_page(
             out.push(b'"');
             out.extend_from_slice(p.as_bytes());
             out.extend_from_slice(b"\":");
-            u.write_property(p, out);
+            rec.write_property(p, out);
         }
         out.push(b'}');
+    };
+    let mut repeated = 0;
+    for i in &again {
+        let Some(mut u) = tenant.record_at(*i, epoch) else {
+            continue;
+        };
+        match changed {
+            Some("jobTitle") => {
+                u.job_title = Some(match u.job_title.take() {
+                    Some(t) => format!("{t}{CHANGED_SUFFIX}"),
+                    None => CHANGED_SUFFIX.trim_start().to_string(),
+                })
+            }
+            Some(_) => u.display_name.push_str(CHANGED_SUFFIX),
+            None => {}
+        }
+        write(&u, out);
+        repeated += 1;
+    }
+    for i in &users {
+        if let Some(u) = tenant.record_at(*i, epoch) {
+            write(&u, out);
+        }
     }
     out.extend_from_slice(b"]}");
+    Repeated {
+        users: repeated,
+        changed: changed.is_some() && repeated > 0,
+    }
 }
 
 #[cfg(test)]

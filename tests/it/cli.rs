@@ -131,8 +131,9 @@ async fn wrong_secret_exits_1_with_advice_and_writes_nothing() {
     );
 }
 
-/// A Graph host that refuses connections is retried, visibly from the third try on, until
-/// `max_wait_seconds`; then the run fails with the cause and commits nothing.
+/// A Graph host that refuses connections is retried, visibly (a warning per try saying when
+/// the run gives up), for `unreachable_seconds` at most (within `max_wait_seconds`); then
+/// the run fails naming the host, the refusal and the fix, and commits nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_graph_is_reported_while_retrying_then_fails() {
     let opts = sim_options(100, 1);
@@ -152,8 +153,12 @@ async fn an_unreachable_graph_is_reported_while_retrying_then_fails() {
     .await;
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
-    assert!(t.contains("still retrying"), "no word while retrying: {t}");
-    assert!(t.contains("cannot connect"), "{t}");
+    assert!(
+        t.contains("cannot reach the host"),
+        "no word while retrying: {t}"
+    );
+    assert!(t.contains("127.0.0.1 refused the connection"), "{t}");
+    assert!(t.contains("firewall"), "no fix: {t}");
     assert!(
         !dir.path()
             .join("data/raw")

@@ -10,6 +10,7 @@ mod extract;
 mod faults;
 mod incremental;
 mod load;
+mod realworld;
 mod report;
 mod serve;
 mod transform;
