@@ -599,7 +599,13 @@ mod tests {
 
     #[test]
     fn records_are_cut_mid_field_or_inside_quotes() {
-        let row = ["2026-03-13", "someone@contoso.com", "Doe, \"Jo\"", "17", "last"];
+        let row = [
+            "2026-03-13",
+            "someone@contoso.com",
+            "Doe, \"Jo\"",
+            "17",
+            "last",
+        ];
         let mut whole = Vec::new();
         write_record(&mut whole, &row);
         for quoted in [false, true] {
@@ -630,7 +636,12 @@ mod tests {
             assert!(std::str::from_utf8(&cut).is_ok());
             let q = cut.iter().filter(|b| **b == b'"').count();
             if quoted {
-                assert_eq!(q % 2, 1, "inside the quotes: {}", String::from_utf8_lossy(&cut));
+                assert_eq!(
+                    q % 2,
+                    1,
+                    "inside the quotes: {}",
+                    String::from_utf8_lossy(&cut)
+                );
             }
         }
         // Nothing to cut inside: still a partial record without a line break.
@@ -643,7 +654,11 @@ mod tests {
         let header = vec!["A".to_string(), "B".to_string(), "C".to_string()];
         let rows = |n: u64| {
             (0..n).map(|i| {
-                let b = if i % 50 == 49 { format!("x,{i}") } else { format!("b{i}") };
+                let b = if i % 50 == 49 {
+                    format!("x,{i}")
+                } else {
+                    format!("b{i}")
+                };
                 vec![format!("a{i:04}"), b, format!("c{i}")]
             })
         };
@@ -653,7 +668,11 @@ mod tests {
         let text = String::from_utf8_lossy(&cut).into_owned();
         let tail = text.rsplit("\r\n").next().unwrap();
         assert!(tail.starts_with("a0500,b5"), "{tail}");
-        assert_eq!(text.matches("\r\n").count(), 1 + 500, "header and 500 whole records");
+        assert_eq!(
+            text.matches("\r\n").count(),
+            1 + 500,
+            "header and 500 whole records"
+        );
         assert!(last_record_cells(&cut) < 3);
         // Quoted: moves on to the next record with a quoted field (row 549).
         let cut = CutCsvBody::new(header.clone(), rows(1000), 500, true).collect_all();

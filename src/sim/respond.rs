@@ -191,11 +191,12 @@ pub const BAD_LENGTH_EXTRA: u64 = 1000;
 /// `bad-length`: the response advertises `Content-Length: true_len + 1000`, sends its
 /// `true_len` bytes and then the connection is aborted (hyper, owed the rest, gives up on it).
 ///
-/// What reqwest 0.12 sees: `send()` is `Ok` with the status and headers (and
-/// `content_length()` the advertised, larger value); reading the body (`bytes()`, `text()`,
-/// `json()`, `chunk()`) then fails with an error whose `is_body()` (or `is_decode()` for
-/// `json()`) is true, caused by hyper's `IncompleteMessage`-like "end of file before message
-/// length reached". A client that counts bytes against Content-Length catches it too.
+/// What reqwest 0.12 sees (checked in the simulator's tests): `send()` is `Ok` with the
+/// status and headers, `content_length()` the advertised, larger value; `chunk()` hands out
+/// every byte of the true body, then it and `bytes()` / `text()` fail with a
+/// `reqwest::Error` of kind Decode ("error decoding response body", `is_decode()` true,
+/// `is_body()` false) whose source is `hyper::Error(Body, IncompleteBody)`, i.e. an EOF
+/// before the advertised length.
 pub fn bad_length(resp: Resp, true_len: u64) -> Resp {
     let (mut parts, body) = resp.into_parts();
     parts.headers.insert(
@@ -207,8 +208,9 @@ pub fn bad_length(resp: Resp, true_len: u64) -> Resp {
 
 /// `trickle`: the same response, its body sent 256 bytes at once, then `trickle-bytes`
 /// every `trickle-ms` (a 700 KB page at the defaults takes hours). reqwest 0.12 with a
-/// `timeout` (a total deadline per request, body included) gets the headers, then a body
-/// read error with `is_timeout()` true when the deadline passes.
+/// `timeout` (a total deadline per request, body included) gets the headers at once, then,
+/// when the deadline passes, a body read error with `is_timeout()` true (kind Decode,
+/// source a Body error `TimedOut`).
 pub fn trickle(resp: Resp, f: &Faults) -> Resp {
     let (parts, body) = resp.into_parts();
     let body = TrickleBody::new(
