@@ -49,10 +49,23 @@ pub struct StreamManifest {
     /// Users with `[pipeline] incremental`: how they were synced, and from where.
     #[serde(default, flatten)]
     pub delta: DeltaSync,
-    /// Records listed more than once (users by `id`, report rows by user). Landed as sent;
+    /// Records listed more than once (users by `id`, report rows by `Report::key_columns`). Landed as sent;
     /// staging keeps the latest page's copy of each.
     #[serde(default, skip_serializing_if = "Duplicates::is_empty")]
     pub duplicates: Duplicates,
+}
+
+impl StreamManifest {
+    /// `read_parquet([...])` over this stream's files in `dir` (the run's raw folder), in
+    /// landing order: how every reader of a landed stream names it in SQL.
+    pub fn parquet_source(&self, dir: &Path) -> String {
+        let files: Vec<String> = self
+            .files
+            .iter()
+            .map(|f| crate::mapping::quote_literal(&dir.join(&f.file).display().to_string()))
+            .collect();
+        format!("read_parquet([{}])", files.join(", "))
+    }
 }
 
 /// Repeated records of one stream (see `extract/duplicates.rs`).

@@ -111,6 +111,32 @@ impl Report {
         }
     }
 
+    /// The columns that identify one row of the report: the user, and for activations the
+    /// product too (that report has one row per user and product type).
+    pub fn key_columns(self) -> &'static [&'static str] {
+        match self {
+            Report::Office365ActivationsUserDetail => &["User Principal Name", "Product Type"],
+            Report::OneDriveUsageAccountDetail => &["Owner Principal Name"],
+            _ => &["User Principal Name"],
+        }
+    }
+
+    /// SQL for the key of one landed row, NULL when the row names nobody (an empty or
+    /// `(Unknown)` user, graph-api.md §4): such rows are never taken for copies of each other.
+    /// The one definition of "the same row" for counting copies and for dropping them.
+    pub fn row_key_sql(self) -> String {
+        let user = crate::mapping::quote_ident(self.user_column());
+        let cells: Vec<String> = self
+            .key_columns()
+            .iter()
+            .map(|c| crate::mapping::quote_ident(c))
+            .collect();
+        format!(
+            "CASE WHEN trim(coalesce({user}, '')) IN ('', '(Unknown)') THEN NULL ELSE row({}) END",
+            cells.join(", ")
+        )
+    }
+
     /// The documented CSV header, in order (graph-api.md §4). Real reports add columns
     /// without notice, so readers match by name and keep unknown ones.
     pub fn documented_columns(self) -> &'static [&'static str] {

@@ -533,12 +533,7 @@ fn create_raw_views(staging: &Staging, manifest: &RunManifest, dir: &Path) -> Re
             continue;
         }
         // A stream landed in segments is one view over all its files, in order.
-        let files: Vec<String> = s
-            .files
-            .iter()
-            .map(|f| quote_literal(&dir.join(&f.file).display().to_string()))
-            .collect();
-        let source = format!("read_parquet([{}])", files.join(", "));
+        let source = s.parquet_source(dir);
         let extra: Vec<String> = match Report::from_stream(stream) {
             Some(r) => {
                 let present = parquet_columns(staging, &source)?;
@@ -550,13 +545,13 @@ fn create_raw_views(staging: &Staging, manifest: &RunManifest, dir: &Path) -> Re
             }
             None => Vec::new(),
         };
-        // A report row repeated for one user (counted in the run manifest) is used once:
-        // the last copy in the file. Rows without a user name are all kept.
+        // A report row listed twice (counted in the run manifest) is used once: the last
+        // copy in the file. Rows that name nobody are all kept.
         let dedupe = match Report::from_stream(stream) {
             Some(r) => {
-                let key = quote_ident(r.user_column());
+                let key = r.row_key_sql();
                 format!(
-                    " QUALIFY {key} IS NULL OR trim({key}) = '' OR row_number() OVER (PARTITION BY {key} ORDER BY _page DESC, _row DESC) = 1"
+                    " QUALIFY {key} IS NULL OR row_number() OVER (PARTITION BY {key} ORDER BY _page DESC, _row DESC) = 1"
                 )
             }
             None => String::new(),

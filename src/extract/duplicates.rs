@@ -36,37 +36,57 @@ pub(super) fn count_all(
         if s.files.is_empty() || s.rows < 2 {
             continue;
         }
-        let Some((key, copy)) = key_of(stream, s) else {
+        let Some(key) = key_of(stream, s) else {
             continue;
         };
-        let files: Vec<String> = s
-            .files
-            .iter()
-            .map(|f| quote_literal(&dir.join(&f.file).display().to_string()))
-            .collect();
-        s.duplicates = count(&conn, stream, &files.join(", "), &key, &copy)?;
+        s.duplicates = count(&conn, stream, &s.parquet_source(dir), &key)?;
     }
     Ok(())
 }
 
-/// The key expression and the "same copy" expression of a stream, or `None` when its records
-/// have no key (organization, subscribed SKUs are small and keyed by nothing a person uses).
-fn key_of(stream: &str, s: &StreamManifest) -> Option<(String, String)> {
+/// How the records of one stream are told apart: the same definitions staging uses to
+/// keep one copy (`stg_graph__users.sql`, `Report::row_key_sql`).
+struct Key {
+    /// SQL for the key; NULL for a record that names nobody (never counted as a copy).
+    key: String,
+    /// SQL for the key as people read it, for the examples.
+    label: String,
+    /// SQL for the whole record: copies are identical when this is.
+    copy: String,
+}
+
+/// How to tell `stream`'s records apart, or `None` when they have no key (organization and
+/// subscribed SKUs are small and keyed by nothing a person uses).
+fn key_of(stream: &str, s: &StreamManifest) -> Option<Key> {
     if stream == "users" {
-        return Some((
-            "json_extract_string(record, '$.id')".into(),
-            "record".into(),
-        ));
+        let id = "json_extract_string(record, '$.id')".to_string();
+        return Some(Key {
+            label: id.clone(),
+            key: id,
+            copy: "record".into(),
+        });
     }
     let report = Report::from_stream(stream)?;
-    if !s.columns.iter().any(|c| c == report.user_column()) {
+    if !report
+        .key_columns()
+        .iter()
+        .all(|k| s.columns.iter().any(|c| c == k))
+    {
         return None;
     }
-    let key = quote_ident(report.user_column());
     // A copy is the same when every cell is, surplus cells (`_extra`) included.
     let mut cells: Vec<String> = s.columns.iter().map(|c| quote_ident(c)).collect();
     cells.push(quote_ident(crate::land::EXTRA_COLUMN));
-    Some((key, format!("row({})", cells.join(", "))))
+    let keys: Vec<String> = report
+        .key_columns()
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect();
+    Some(Key {
+        key: report.row_key_sql(),
+        label: format!("concat_ws(' / ', {})", keys.join(", ")),
+        copy: format!("row({})", cells.join(", ")),
+    })
 }
 
 fn open(cfg: &Config) -> Result<Connection> {
@@ -87,13 +107,8 @@ fn open(cfg: &Config) -> Result<Connection> {
     Ok(conn)
 }
 
-fn count(
-    conn: &Connection,
-    stream: &str,
-    files: &str,
-    key: &str,
-    copy: &str,
-) -> Result<Duplicates> {
+fn count(conn: &Connection, stream: &str, source: &str, k: &Key) -> Result<Duplicates> {
+    let Key { key, label, copy } = k;
     let fail = |e: duckdb::Error| {
         Error::Internal(format!(
             "counting repeated records of the {stream} stream: {e}"
@@ -101,12 +116,13 @@ fn count(
     };
     conn.execute_batch(&format!(
         "CREATE OR REPLACE TEMP TABLE repeated AS
-         SELECT {key} AS k, count(*) AS copies, count(DISTINCT {copy}) AS variants,
+         SELECT {key} AS k, any_value({label}) AS label, count(*) AS copies,
+                count(DISTINCT {copy}) AS variants,
                 min(_page) AS first_page, max(_page) AS last_page,
                 min(_row) AS first_row, max(_row) AS last_row
-         FROM read_parquet([{files}])
-         WHERE {key} IS NOT NULL AND trim({key}) <> ''
-         GROUP BY ALL HAVING count(*) > 1;"
+         FROM {source}
+         WHERE {key} IS NOT NULL
+         GROUP BY k HAVING count(*) > 1;"
     ))
     .map_err(fail)?;
     let (copies, changed): (i64, i64) = conn
@@ -119,8 +135,8 @@ fn count(
         .map_err(fail)?;
     let mut stmt = conn
         .prepare(&format!(
-            "SELECT k, first_page, last_page, first_row, last_row FROM repeated
-             WHERE variants > 1 ORDER BY k LIMIT {EXAMPLES}"
+            "SELECT label, first_page, last_page, first_row, last_row FROM repeated
+             WHERE variants > 1 ORDER BY label LIMIT {EXAMPLES}"
         ))
         .map_err(fail)?;
     let examples = stmt

@@ -108,9 +108,6 @@ impl NetFailure {
                 return tls_failure(t);
             }
             if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-                if let Some(t) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                    return tls_failure(t);
-                }
                 match io.kind() {
                     std::io::ErrorKind::ConnectionRefused => return NetFailure::Refused,
                     std::io::ErrorKind::TimedOut => return NetFailure::Stalled { receiving },
@@ -128,7 +125,7 @@ impl NetFailure {
                 }
                 detail.push_str(&text);
             }
-            src = cause.source();
+            src = next_cause(cause);
         }
         if detail.is_empty() {
             detail = e.to_string();
@@ -227,6 +224,19 @@ impl NetFailure {
     }
 }
 
+/// The error under `cause`. An `io::Error` wrapping another error is looked into: its
+/// `source()` skips the wrapped error itself, and hyper-rustls' certificate errors arrive as
+/// an `io::Error` inside an `io::Error` around the `rustls::Error`.
+fn next_cause<'a>(cause: &'a (dyn StdError + 'static)) -> Option<&'a (dyn StdError + 'static)> {
+    if let Some(inner) = cause
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        return Some(inner);
+    }
+    cause.source()
+}
+
 fn tls_failure(e: &rustls::Error) -> NetFailure {
     match e {
         rustls::Error::InvalidCertificate(c) => NetFailure::Certificate {
@@ -239,6 +249,11 @@ fn tls_failure(e: &rustls::Error) -> NetFailure {
                 rustls::CertificateError::NotValidForName
                 | rustls::CertificateError::NotValidForNameContext { .. } => {
                     "issued for another host name".into()
+                }
+                // webpki's words for a self-signed certificate that says it is an authority.
+                other if format!("{other:?}").contains("CaUsedAsEndEntity") => {
+                    "self-signed: the server presents an authority's own certificate (unknown issuer)"
+                        .into()
                 }
                 other => format!("{other:?}"),
             },

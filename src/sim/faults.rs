@@ -113,6 +113,10 @@ pub struct Faults {
     pub trickle_bytes: u64,
     /// A download answers 200 `text/html` with a proxy's sign-in page instead of the CSV.
     pub html_download: f64,
+    /// A report download serves every 25th data row that names a user twice in a row,
+    /// byte-identical (an `(Unknown)` row is not repeated: its copies cannot be told apart
+    /// from two unknown users).
+    pub repeat_rows: f64,
 }
 
 /// Most hops `redirects=N` accepts.
@@ -146,6 +150,7 @@ impl Default for Faults {
             trickle_ms: 200,
             trickle_bytes: 16,
             html_download: 0.0,
+            repeat_rows: 0.0,
         }
     }
 }
@@ -179,7 +184,7 @@ impl FromStr for Faults {
     /// token-expiry=50,retry-after=mixed,retry-after-secs=0.2,expired-secret,html200=0.01,
     /// download-expired=0.1,short-page=0.1,delta-expired=0.1,cut-close=0.05,bad-length=0.01,
     /// repeat-users=0.1,repeat-users-changed=0.05,redirects=3,redirect-loop=0.01,trickle=0.01,
-    /// trickle-ms=200,trickle-bytes=16,html-download=0.01`. Empty items are ignored; `none` or
+    /// trickle-ms=200,trickle-bytes=16,html-download=0.01,repeat-rows=0.1`. Empty items are ignored; `none` or
     /// an empty string means no faults.
     ///
     /// Probabilities are per request (0.0–1.0). At most one failure hits a request; the
@@ -221,6 +226,7 @@ impl FromStr for Faults {
                 "redirect-loop" => f.redirect_loop = probability(item, need()?)?,
                 "trickle" => f.trickle = probability(item, need()?)?,
                 "html-download" => f.html_download = probability(item, need()?)?,
+                "repeat-rows" => f.repeat_rows = probability(item, need()?)?,
                 "redirects" => {
                     f.redirects = need()?
                         .parse()
@@ -276,7 +282,7 @@ impl FromStr for Faults {
                         "unknown fault (known: 429, 503, 504, reset, truncate, slow, slow-ms, token-expiry, \
                          retry-after, retry-after-secs, expired-secret, html200, download-expired, short-page, \
                          delta-expired, cut-close, bad-length, repeat-users, repeat-users-changed, redirects, \
-                         redirect-loop, trickle, trickle-ms, trickle-bytes, html-download)",
+                         redirect-loop, trickle, trickle-ms, trickle-bytes, html-download, repeat-rows)",
                     ));
                 }
             }
@@ -307,6 +313,7 @@ impl fmt::Display for Faults {
             ("redirect-loop", self.redirect_loop),
             ("trickle", self.trickle),
             ("html-download", self.html_download),
+            ("repeat-rows", self.repeat_rows),
         ] {
             if v > 0.0 {
                 items.push(format!("{k}={v}"));
@@ -401,6 +408,8 @@ pub struct Decision {
     pub cut_quoted: bool,
     /// Users of the previous `/users` page to serve again at the start of this one.
     pub repeat: Option<Repeat>,
+    /// Downloads: some rows of the CSV are served twice (`repeat-rows`).
+    pub repeat_rows: bool,
 }
 
 impl Faults {
@@ -457,6 +466,7 @@ impl Faults {
         let repeat_same = r.unit() < self.repeat_users;
         let repeat_changed = r.unit() < self.repeat_users_changed;
         let repeat_n = 1 + r.below(3) as u8;
+        let repeat_rows = target == Target::Download && r.unit() < self.repeat_rows;
         let failure = candidates
             .iter()
             .zip(rolls)
@@ -472,6 +482,7 @@ impl Faults {
                 users: repeat_n,
                 changed: repeat_changed,
             }),
+            repeat_rows,
         }
     }
 }

@@ -171,6 +171,8 @@ pub struct SimStats {
     pub trickled: u64,
     /// Downloads answered with a proxy's HTML sign-in page (`html-download`).
     pub html_download: u64,
+    /// Report rows served a second time, right after the first (`repeat-rows`).
+    pub repeat_rows: u64,
 }
 
 /// A running simulator. Dropping it stops the listeners too; `shutdown` also waits for them.

@@ -49,6 +49,7 @@ pub struct Counters {
     pub redirect_loops: AtomicU64,
     pub trickled: AtomicU64,
     pub html_download: AtomicU64,
+    pub repeat_rows: AtomicU64,
 }
 
 /// Increments one counter.
@@ -101,6 +102,7 @@ impl Counters {
             redirect_loops: get(&self.redirect_loops),
             trickled: get(&self.trickled),
             html_download: get(&self.html_download),
+            repeat_rows: get(&self.repeat_rows),
         }
     }
 }
@@ -126,6 +128,8 @@ pub struct State {
     instance: u64,
     /// jti -> revoked, for every token this simulator issued.
     tokens: Mutex<HashMap<String, bool>>,
+    /// Downloads served so far per report: their fault dice are keyed by it.
+    downloads: Mutex<HashMap<Report, u64>>,
     /// Accepted calls per report API in the last ten minutes.
     report_calls: Mutex<HashMap<Report, VecDeque<Instant>>>,
     /// Licence counts, computed once (one pass over the tenant) on first use.
@@ -159,6 +163,7 @@ impl State {
             id_seq: AtomicU64::new(0),
             instance: mix(now ^ mix(opts.seed)),
             tokens: Mutex::new(HashMap::new()),
+            downloads: Mutex::new(HashMap::new()),
             report_calls: Mutex::new(HashMap::new()),
             consumed_units: tokio::sync::OnceCell::new(),
             overrides: Default::default(),
@@ -184,6 +189,24 @@ impl State {
         let n = self.fault_seq.fetch_add(1, Ordering::Relaxed);
         let f = self.faults();
         let d = f.decide(self.opts.seed, n, target);
+        (f, d)
+    }
+
+    /// Rolls the fault dice for the next download of report `r`. They are keyed by the
+    /// report and how many of its downloads came before, not by the global sequence, so a
+    /// seed cuts the same downloads of a report however the client interleaves its streams
+    /// (a test of retries then is not left to the scheduler).
+    pub fn decide_download(&self, r: Report) -> (Faults, Decision) {
+        let k = {
+            let mut m = self.downloads.lock().unwrap_or_else(|e| e.into_inner());
+            let k = m.entry(r).or_insert(0);
+            *k += 1;
+            *k - 1
+        };
+        // Apart from the global sequence's numbers (which never reach 2^40).
+        let n = (1u64 << 40) | ((r as u64) << 20) | k;
+        let f = self.faults();
+        let d = f.decide(self.opts.seed, n, Target::Download);
         (f, d)
     }
 
