@@ -166,16 +166,25 @@ fn duplicates_warning(stream: &str, d: &crate::manifest::Duplicates) -> Option<W
             .examples
             .iter()
             .map(|k| {
-                if stream == "users" {
+                if stream == "users" && k.first_page != k.last_page {
                     format!("{} (pages {} and {})", k.key, k.first_page, k.last_page)
+                } else if stream == "users" {
+                    format!(
+                        "{} (page {}, rows {} and {})",
+                        k.key, k.first_page, k.first_row, k.last_row
+                    )
                 } else {
                     format!("{} (rows {} and {})", k.key, k.first_row, k.last_row)
                 }
             })
             .collect();
         message.push_str(&format!(
-            "; {} {what} had copies that differ, the later one was used: {}{}",
-            d.changed,
+            "; {} had copies that differ, the later one was used: {}{}",
+            if stream == "users" {
+                count(d.changed, "user", "users")
+            } else {
+                count(d.changed, "row", "rows")
+            },
             shown.join(", "),
             if d.changed as usize > shown.len() {
                 ", ..."

@@ -132,6 +132,11 @@ impl CsvProof {
         }
     }
 
+    /// The first bytes received (up to the header's limit), for messages.
+    pub fn start(&self) -> &[u8] {
+        &self.header
+    }
+
     /// Bytes seen so far.
     pub fn bytes(&self) -> u64 {
         self.bytes

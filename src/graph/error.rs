@@ -147,7 +147,8 @@ pub enum GraphError {
     /// The downloaded report is not a usage-report CSV (an HTML page, a JSON error, a file a
     /// proxy converted): landing it would turn garbage into columns.
     #[error(
-        "the {report} usage report is not the documented CSV: its header has none of the documented columns (the file starts with {start:?})\n  fix: something between this host and Microsoft (a proxy, TLS inspection, a sign-in page) answered instead of the report, or converted it; check proxies, then run again"
+        "{}\n  fix: something between this host and Microsoft (a proxy, TLS inspection, a sign-in page) answered instead of the report, or converted it; check proxies, then run again",
+        not_a_report(report, start)
     )]
     NotAReport { report: String, start: String },
     /// Local I/O while streaming a download.
@@ -463,4 +464,12 @@ mod tests {
         assert_eq!(b.request_id().as_deref(), Some("abc"));
         assert_eq!(GraphErrorBody::parse(b"<html>").error.code, "");
     }
+}
+
+/// What is wrong with a body that is not a report, without the fix: also the problem of a
+/// report that a proxy answered inline (retried as a bad Graph body first).
+pub fn not_a_report(report: &str, start: &str) -> String {
+    format!(
+        "the {report} usage report is not the documented CSV: its header has none of the documented columns (the file starts with {start:?})"
+    )
 }

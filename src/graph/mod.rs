@@ -443,7 +443,7 @@ impl GraphClient {
                             return Err(GraphError::BadBody {
                                 url: redact_query(url),
                                 problem,
-                                fix: "Graph (or a proxy in between) returned something that is not the documented JSON; check proxies, then run again and report the request id if it persists".into(),
+                                fix: "Graph (or a proxy in between) returned something other than the documented answer; check proxies, then run again and report the request id if it persists".into(),
                                 ids,
                             });
                         }

@@ -92,8 +92,8 @@ fn redirect_target(r: Reply, report: Report) -> Result<Answer, (String, RequestI
         if let Err(problem) = proof.verdict(framing) {
             return Err((problem, r.ids));
         }
-        if let Err(not) = is_a_report(&proof, report) {
-            return Err((not.to_string(), r.ids));
+        if let Err(GraphError::NotAReport { report, start }) = is_a_report(&proof, report) {
+            return Err((super::error::not_a_report(&report, &start), r.ids));
         }
         return Ok(Answer::Inline(r.body));
     }
@@ -131,10 +131,7 @@ fn redirect_target(r: Reply, report: Report) -> Result<Answer, (String, RequestI
 /// HTML sign-in page, a JSON error, a CSV a proxy converted. An empty body is a report with
 /// no rows (Microsoft serves those when usage data lags).
 fn is_a_report(proof: &CsvProof, report: Report) -> Result<(), GraphError> {
-    let line = proof.header_line();
-    let line = line
-        .strip_prefix(b"\xef\xbb\xbf".as_slice())
-        .unwrap_or(line);
+    let line = strip_bom(proof.header_line());
     if line.iter().all(|b| b.is_ascii_whitespace()) {
         return Ok(());
     }
@@ -148,9 +145,15 @@ fn is_a_report(proof: &CsvProof, report: Report) -> Result<(), GraphError> {
     } else {
         Err(GraphError::NotAReport {
             report: report.to_string(),
-            start: super::snippet(line),
+            start: super::snippet(strip_bom(proof.start())),
         })
     }
+}
+
+fn strip_bom(bytes: &[u8]) -> &[u8] {
+    bytes
+        .strip_prefix(b"\xef\xbb\xbf".as_slice())
+        .unwrap_or(bytes)
 }
 
 /// Streams the download body to `dest`, retrying transient failures from scratch, and
