@@ -417,6 +417,14 @@ pub fn graph_fix(status: u16, code: &str, what: &str) -> String {
     }
 }
 
+/// What is wrong with a body that is not a report, without the fix: also the problem of a
+/// report that a proxy answered inline (retried as a bad Graph body first).
+pub fn not_a_report(report: &str, start: &str) -> String {
+    format!(
+        "the {report} usage report is not the documented CSV: its header has none of the documented columns (the file starts with {start:?})"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -464,12 +472,4 @@ mod tests {
         assert_eq!(b.request_id().as_deref(), Some("abc"));
         assert_eq!(GraphErrorBody::parse(b"<html>").error.code, "");
     }
-}
-
-/// What is wrong with a body that is not a report, without the fix: also the problem of a
-/// report that a proxy answered inline (retried as a bad Graph body first).
-pub fn not_a_report(report: &str, start: &str) -> String {
-    format!(
-        "the {report} usage report is not the documented CSV: its header has none of the documented columns (the file starts with {start:?})"
-    )
 }
