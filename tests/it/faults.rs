@@ -7,52 +7,30 @@ use std::time::Duration;
 
 use m365_connector::config::Config;
 use m365_connector::error::Error;
-use m365_connector::load::ExportFormat;
 use m365_connector::manifest::committed_runs;
-use m365_connector::output::Progress;
-use m365_connector::pipeline::{self, RunOutcome};
+use m365_connector::pipeline::RunOutcome;
 use m365_connector::sim::{Faults, SimOptions, Simulator};
 
-use crate::util::{TempDir, assert_same_people, connector_file, leftovers, sim_options};
+use crate::util::{
+    TempDir, assert_same_people, clean_people, connector_file_with, leftovers, people, run_jsonl,
+    sim_options,
+};
 
 /// Three users pages: enough JSON responses for every fault to hit some.
 const USERS: u64 = 2_500;
 
-/// A connector file for `sim`, with `[pipeline]` settings replaced by `tweaks`.
+/// A connector for `sim`, with `[pipeline]` settings replaced by `tweaks`.
 fn config(dir: &Path, sim: &Simulator, opts: &SimOptions, tweaks: &[(&str, &str)]) -> Config {
-    let path = connector_file(dir, sim, opts, &opts.client_secret);
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    for (key, value) in tweaks {
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(&format!("{key} =")))
-            .map(str::to_string);
-        match line {
-            Some(l) => text = text.replace(&l, &format!("{key} = {value}")),
-            None => text.push_str(&format!("{key} = {value}\n")),
-        }
-    }
-    std::fs::write(&path, text).unwrap();
-    Config::load(&path).unwrap()
+    Config::load(&connector_file_with(dir, sim, opts, tweaks)).unwrap()
 }
 
 async fn run(cfg: &Config) -> Result<RunOutcome, Error> {
-    pipeline::run(cfg, &Progress::hidden(), &[ExportFormat::Jsonl]).await
-}
-
-fn people(o: &RunOutcome) -> String {
-    std::fs::read_to_string(o.loaded.dir.join("people.jsonl")).unwrap()
+    run_jsonl(cfg).await
 }
 
 /// People of a run without faults.
 async fn clean(seed: u64) -> String {
-    let opts = sim_options(USERS, seed);
-    let dir = TempDir::new("fault-clean");
-    let sim = Simulator::start(opts.clone()).await.unwrap();
-    let cfg = config(dir.path(), &sim, &opts, &[]);
-    let o = run(&cfg).await.unwrap();
-    sim.shutdown().await;
-    people(&o)
+    clean_people(USERS, seed).await
 }
 
 /// Nothing of a failed run is committed: no new raw run, no new export, and `runs` says failed.

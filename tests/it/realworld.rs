@@ -6,54 +6,21 @@
 //! nothing committed.
 
 use std::path::Path;
-use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use m365_connector::config::Config;
 use m365_connector::error::Error;
-use m365_connector::load::ExportFormat;
 use m365_connector::manifest::{RunManifest, committed_runs};
-use m365_connector::output::Progress;
-use m365_connector::pipeline::{self, RunOutcome};
+use m365_connector::pipeline::RunOutcome;
 use m365_connector::sim::{Faults, SimOptions, SimStats, Simulator};
 
-use crate::util::{TempDir, assert_same_people, connector_file, leftovers, sim_options, text};
-
-const BIN: &str = env!("CARGO_BIN_EXE_m365-connector");
+use crate::util::{
+    TempDir, assert_same_people, binary, clean_people, connector_file_with, free_port, leftovers,
+    people, run_jsonl, sim_options, text,
+};
 
 /// Three users pages and reports of a few hundred rows: every fault has something to hit.
 const USERS: u64 = 2_500;
-
-/// A connector file for `sim` with `[pipeline]` settings replaced or added by `tweaks`.
-fn config_file(
-    dir: &Path,
-    sim: &Simulator,
-    opts: &SimOptions,
-    tweaks: &[(&str, &str)],
-) -> std::path::PathBuf {
-    let path = connector_file(dir, sim, opts, &opts.client_secret);
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    for (key, value) in tweaks {
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(&format!("{key} =")))
-            .map(str::to_string);
-        match line {
-            Some(l) => text = text.replace(&l, &format!("{key} = {value}")),
-            None => text.push_str(&format!("{key} = {value}\n")),
-        }
-    }
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-async fn run(cfg: &Config) -> Result<RunOutcome, Error> {
-    pipeline::run(cfg, &Progress::hidden(), &[ExportFormat::Jsonl]).await
-}
-
-fn people(o: &RunOutcome) -> String {
-    std::fs::read_to_string(o.loaded.dir.join("people.jsonl")).unwrap()
-}
 
 fn manifest(o: &RunOutcome) -> RunManifest {
     o.extracted.manifest.clone()
@@ -61,13 +28,7 @@ fn manifest(o: &RunOutcome) -> RunManifest {
 
 /// People of a clean run of the tenant `seed`.
 async fn clean(seed: u64) -> String {
-    let opts = sim_options(USERS, seed);
-    let dir = TempDir::new("rw-clean");
-    let sim = Simulator::start(opts.clone()).await.unwrap();
-    let cfg = Config::load(&config_file(dir.path(), &sim, &opts, &[])).unwrap();
-    let o = run(&cfg).await.unwrap();
-    sim.shutdown().await;
-    people(&o)
+    clean_people(USERS, seed).await
 }
 
 /// One run against a simulator injecting `spec`.
@@ -84,8 +45,8 @@ async fn faulted(seed: u64, spec: &str, tweaks: &[(&str, &str)]) -> Faulted {
     };
     let dir = TempDir::new("rw");
     let sim = Simulator::start(opts.clone()).await.unwrap();
-    let cfg = Config::load(&config_file(dir.path(), &sim, &opts, tweaks)).unwrap();
-    let outcome = run(&cfg).await;
+    let cfg = Config::load(&connector_file_with(dir.path(), &sim, &opts, tweaks)).unwrap();
+    let outcome = run_jsonl(&cfg).await;
     let stats = sim.stats();
     sim.shutdown().await;
     Faulted {
@@ -341,7 +302,7 @@ async fn concurrent_streams_share_one_sign_in() {
     };
     let dir = TempDir::new("rw-signin");
     let sim = Simulator::start(opts.clone()).await.unwrap();
-    let cfg = Config::load(&config_file(dir.path(), &sim, &opts, &[])).unwrap();
+    let cfg = Config::load(&connector_file_with(dir.path(), &sim, &opts, &[])).unwrap();
     let client = std::sync::Arc::new(
         m365_connector::graph::GraphClient::new(&cfg, cfg.secret().unwrap()).unwrap(),
     );
@@ -365,28 +326,6 @@ async fn concurrent_streams_share_one_sign_in() {
     sim.shutdown().await;
 }
 
-/// The real binary with no proxy variables.
-async fn binary(args: &[&str], dir: &Path) -> (Output, Duration) {
-    let mut cmd = std::process::Command::new(BIN);
-    cmd.args(args).current_dir(dir);
-    for var in [
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env_remove("NO_COLOR").env_remove("RUST_LOG");
-    let started = Instant::now();
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    (out, started.elapsed())
-}
-
 /// A connector file whose login (or Graph) host is `url`.
 fn file_with_host(
     dir: &Path,
@@ -396,7 +335,7 @@ fn file_with_host(
     url: &str,
     tweaks: &[(&str, &str)],
 ) {
-    let path = config_file(dir, sim, opts, tweaks);
+    let path = connector_file_with(dir, sim, opts, tweaks);
     let text = std::fs::read_to_string(&path).unwrap();
     let line = text
         .lines()
@@ -420,7 +359,7 @@ async fn a_name_that_does_not_resolve_is_named_in_seconds() {
         "https://login.invalid",
         &[("max_wait_seconds", "900"), ("retry_base_ms", "500")],
     );
-    let (out, took) = binary(&["check", "-c", "connector.toml"], dir.path()).await;
+    let (out, took) = binary(&["check", "-c", "connector.toml"], dir.path(), &[]).await;
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(took < Duration::from_secs(15), "check took {took:?}: {t}");
@@ -439,7 +378,7 @@ async fn a_name_that_does_not_resolve_is_named_in_seconds() {
         "https://login.invalid",
         &[("max_wait_seconds", "900"), ("unreachable_seconds", "3")],
     );
-    let (out, took) = binary(&["run", "-c", "connector.toml"], dir.path()).await;
+    let (out, took) = binary(&["run", "-c", "connector.toml"], dir.path(), &[]).await;
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(took < Duration::from_secs(20), "run took {took:?}: {t}");
@@ -462,10 +401,7 @@ async fn a_refused_connection_and_an_untrusted_certificate_are_told_apart() {
     let sim = Simulator::start(opts.clone()).await.unwrap();
     let dir = TempDir::new("rw-tls");
     // Refused: a port nothing listens on.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     file_with_host(
         dir.path(),
         &sim,
@@ -474,7 +410,7 @@ async fn a_refused_connection_and_an_untrusted_certificate_are_told_apart() {
         &format!("http://127.0.0.1:{port}"),
         &[],
     );
-    let (out, took) = binary(&["check", "-c", "connector.toml"], dir.path()).await;
+    let (out, took) = binary(&["check", "-c", "connector.toml"], dir.path(), &[]).await;
     let t = text(&out);
     assert!(took < Duration::from_secs(15), "check took {took:?}");
     assert!(
@@ -497,7 +433,7 @@ async fn a_refused_connection_and_an_untrusted_certificate_are_told_apart() {
         &format!("https://127.0.0.1:{}", server.port),
         &[],
     );
-    let (out, took) = binary(&["check", "-c", "connector.toml"], dir.path()).await;
+    let (out, took) = binary(&["check", "-c", "connector.toml"], dir.path(), &[]).await;
     let t = text(&out);
     assert!(took < Duration::from_secs(15), "check took {took:?}");
     assert!(
@@ -543,10 +479,7 @@ impl SelfSignedServer {
         if !made.status.success() {
             return None;
         }
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
+        let port = free_port();
         let child = std::process::Command::new("openssl")
             .args(["s_server", "-quiet", "-www", "-accept"])
             .arg(format!("127.0.0.1:{port}"))
@@ -583,8 +516,8 @@ async fn logs_to_a_pipe_are_plain_text_or_json() {
     let sim = Simulator::start(opts.clone()).await.unwrap();
     let dir = TempDir::new("rw-logs");
     // A run at debug level logs plenty of lines, coloured on a terminal.
-    config_file(dir.path(), &sim, &opts, &[]);
-    let (out, _) = binary(&["-vv", "extract", "-c", "connector.toml"], dir.path()).await;
+    connector_file_with(dir.path(), &sim, &opts, &[]);
+    let (out, _) = binary(&["-vv", "extract", "-c", "connector.toml"], dir.path(), &[]).await;
     assert!(!out.stderr.is_empty());
     assert!(
         !out.stderr.contains(&0x1b),
@@ -607,6 +540,7 @@ async fn logs_to_a_pipe_are_plain_text_or_json() {
             "connector.toml",
         ],
         dir.path(),
+        &[],
     )
     .await;
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -626,7 +560,7 @@ async fn logs_to_a_pipe_are_plain_text_or_json() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a soak of a few minutes: cargo test --release --test it soak -- --ignored --nocapture"]
 async fn soak() {
-    const MIX: &str = "cut-close=0.2,bad-length=0.05,repeat-users=0.3,redirects=2,trickle=0.03,\
+    const MIX: &str = "cut-close=0.2,bad-length=0.05,repeat-users=0.3,repeat-rows=0.3,redirects=2,trickle=0.03,\
                        trickle-ms=200,html-download=0.1,429=0.05,503=0.05,reset=0.05,retry-after-secs=0.05";
     let tweaks = [
         ("request_timeout_seconds", "2"),
@@ -644,6 +578,7 @@ async fn soak() {
             ("cut-close", s.cut_close),
             ("bad-length", s.bad_length),
             ("repeated users", s.repeat_users),
+            ("repeated report rows", s.repeat_rows),
             ("redirect hops", s.redirect_hops),
             ("trickles", s.trickled),
             ("html downloads", s.html_download),

@@ -2,41 +2,13 @@
 //! everything written is owner-only; the standard proxy variables and a custom CA bundle work.
 
 use std::path::Path;
-use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use m365_connector::sim::{SimOptions, Simulator};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::util::{TempDir, connector_file, files_under, sim_options, text};
-
-const BIN: &str = env!("CARGO_BIN_EXE_m365-connector");
-
-/// The real binary, run off the async runtime (the simulator serves on it meanwhile), with
-/// no proxy variables but those given.
-async fn binary(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Output {
-    let mut cmd = std::process::Command::new(BIN);
-    cmd.args(args).current_dir(dir);
-    for var in [
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "NO_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "no_proxy",
-    ] {
-        cmd.env_remove(var);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap()
-}
+use crate::util::{TempDir, binary, connector_file, files_under, sim_options, text};
 
 /// Places a secret or a token could surface, and how often each did.
 struct Scan<'a> {
@@ -116,7 +88,7 @@ async fn the_secret_and_tokens_reach_no_file_table_export_log_or_error() {
     let mut scan = Scan::new(&opts.client_secret);
 
     // A whole run at the most verbose level, tokens expiring under it.
-    let out = binary(
+    let (out, _) = binary(
         &["-vv", "run", "-c", "connector.toml"],
         dir.path(),
         &[("RUST_LOG", "trace")],
@@ -139,12 +111,12 @@ async fn the_secret_and_tokens_reach_no_file_table_export_log_or_error() {
     let sim2 = Simulator::start(no_roles.clone()).await.unwrap();
     let dir2 = TempDir::new("secrets-fail");
     connector_file(dir2.path(), &sim2, &no_roles, &no_roles.client_secret);
-    let out = binary(&["-vv", "run", "-c", "connector.toml"], dir2.path(), &[]).await;
+    let (out, _) = binary(&["-vv", "run", "-c", "connector.toml"], dir2.path(), &[]).await;
     assert_eq!(out.status.code(), Some(1));
     scan.bytes("the error of a run without consent", text(&out).as_bytes());
     let wrong = "Wr0ng~secret.VALUE-also-never-echoed";
     connector_file(dir2.path(), &sim2, &no_roles, wrong);
-    let out = binary(&["run", "-c", "connector.toml"], dir2.path(), &[]).await;
+    let (out, _) = binary(&["run", "-c", "connector.toml"], dir2.path(), &[]).await;
     assert_eq!(out.status.code(), Some(1));
     let t = text(&out);
     assert!(t.contains("AADSTS7000215"), "{t}");
@@ -189,7 +161,7 @@ async fn everything_written_is_readable_by_its_owner_only() {
     let sim = Simulator::start(opts.clone()).await.unwrap();
     let dir = TempDir::new("modes");
     connector_file(dir.path(), &sim, &opts, &opts.client_secret);
-    let out = binary(&["-q", "run", "-c", "connector.toml"], dir.path(), &[]).await;
+    let (out, _) = binary(&["-q", "run", "-c", "connector.toml"], dir.path(), &[]).await;
     assert!(out.status.success(), "{}", text(&out));
     let data = dir.path().join("data");
     let mut dirs = vec![data.clone()];
@@ -271,7 +243,7 @@ async fn the_standard_proxy_variables_route_requests_through_the_proxy() {
     let (port, seen) = forward_proxy().await;
     let proxy = format!("http://127.0.0.1:{port}");
 
-    let out = binary(
+    let (out, _) = binary(
         &["-q", "extract", "-c", "connector.toml"],
         dir.path(),
         &[("HTTP_PROXY", &proxy)],
@@ -288,7 +260,7 @@ async fn the_standard_proxy_variables_route_requests_through_the_proxy() {
     );
 
     // NO_PROXY exempts a host: nothing more goes through the proxy.
-    let out = binary(
+    let (out, _) = binary(
         &["-q", "extract", "-c", "connector.toml"],
         dir.path(),
         &[("HTTP_PROXY", &proxy), ("NO_PROXY", "127.0.0.1,localhost")],
@@ -319,11 +291,11 @@ async fn a_custom_ca_bundle_is_loaded_or_refused_with_the_line_and_the_fix() {
     };
 
     std::fs::write(&path, with_bundle("proxy-root.pem")).unwrap();
-    let out = binary(&["-q", "extract", "-c", "connector.toml"], dir.path(), &[]).await;
+    let (out, _) = binary(&["-q", "extract", "-c", "connector.toml"], dir.path(), &[]).await;
     assert!(out.status.success(), "{}", text(&out));
 
     std::fs::write(&path, with_bundle("not-a-cert.pem")).unwrap();
-    let out = binary(&["validate", "-c", "connector.toml"], dir.path(), &[]).await;
+    let (out, _) = binary(&["validate", "-c", "connector.toml"], dir.path(), &[]).await;
     assert_eq!(out.status.code(), Some(2));
     let t = text(&out);
     assert!(
@@ -333,7 +305,7 @@ async fn a_custom_ca_bundle_is_loaded_or_refused_with_the_line_and_the_fix() {
         "{t}"
     );
     std::fs::write(&path, with_bundle("missing.pem")).unwrap();
-    let out = binary(&["validate", "-c", "connector.toml"], dir.path(), &[]).await;
+    let (out, _) = binary(&["validate", "-c", "connector.toml"], dir.path(), &[]).await;
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out).contains("cannot read the CA bundle"),

@@ -1,8 +1,18 @@
-//! Shared test scaffolding: temp dirs, simulator + connector file, Parquet reading.
+//! Shared test scaffolding: temp dirs, simulator + connector file, the real binary, runs
+//! and their people, Parquet reading.
 
 use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
 
+use m365_connector::config::Config;
+use m365_connector::error::Error;
+use m365_connector::load::ExportFormat;
+use m365_connector::output::Progress;
+use m365_connector::pipeline::{self, RunOutcome};
 use m365_connector::sim::{SimOptions, Simulator};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_m365-connector");
 
 /// A temp directory removed on drop.
 pub struct TempDir(pub PathBuf);
@@ -60,6 +70,86 @@ request_timeout_seconds = 5
     let path = dir.join("connector.toml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// [`connector_file`] with `[pipeline]` settings replaced (or added) by `tweaks`.
+pub fn connector_file_with(
+    dir: &Path,
+    sim: &Simulator,
+    opts: &SimOptions,
+    tweaks: &[(&str, &str)],
+) -> PathBuf {
+    let path = connector_file(dir, sim, opts, &opts.client_secret);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for (key, value) in tweaks {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{key} =")))
+            .map(str::to_string);
+        match line {
+            Some(l) => text = text.replace(&l, &format!("{key} = {value}")),
+            None => text.push_str(&format!("{key} = {value}\n")),
+        }
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A whole run (extract, transform, load) exporting JSON Lines only.
+pub async fn run_jsonl(cfg: &Config) -> Result<RunOutcome, Error> {
+    pipeline::run(cfg, &Progress::hidden(), &[ExportFormat::Jsonl]).await
+}
+
+/// The exported people of a run, as JSON Lines text.
+pub fn people(o: &RunOutcome) -> String {
+    std::fs::read_to_string(o.loaded.dir.join("people.jsonl")).unwrap()
+}
+
+/// The people of a run without faults of the tenant (`users`, `seed`): what a faulted run
+/// of the same tenant must export.
+pub async fn clean_people(users: u64, seed: u64) -> String {
+    let opts = sim_options(users, seed);
+    let dir = TempDir::new("clean");
+    let sim = Simulator::start(opts.clone()).await.unwrap();
+    let cfg = Config::load(&connector_file_with(dir.path(), &sim, &opts, &[])).unwrap();
+    let o = run_jsonl(&cfg).await.unwrap();
+    sim.shutdown().await;
+    people(&o)
+}
+
+/// A loopback port nothing listens on (now): bound, read and released.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// The real binary, run off the async runtime (the simulator serves on it meanwhile), with
+/// no proxy, log filter or colour variables but those in `env`; with how long it took.
+pub async fn binary(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> (Output, Duration) {
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(args).current_dir(dir);
+    for var in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "no_proxy",
+        "RUST_LOG",
+        "NO_COLOR",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    (out, started.elapsed())
 }
 
 /// A temp dir, a running simulator and a loaded connector file pointing at it.
