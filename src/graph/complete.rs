@@ -153,39 +153,69 @@ impl CsvProof {
     }
 
     /// Whether the body is proven complete under `framing`; `Err` says what is missing.
+    ///
+    /// Every body must also end on a record boundary, whatever its framing: the framing
+    /// proves that what the server sent arrived, the boundary that the server (or a proxy
+    /// that re-framed the body) sent a whole report. Microsoft's reports end with a line break.
     pub fn verdict(&self, framing: Framing) -> Result<(), String> {
-        match framing {
-            Framing::Length(n) if n != self.bytes => Err(format!(
+        if let Framing::Length(n) = framing
+            && n != self.bytes
+        {
+            return Err(format!(
                 "received {} of the {n} bytes its Content-Length announced",
                 self.bytes
-            )),
-            Framing::Length(_) | Framing::Framed => Ok(()),
-            Framing::CloseDelimited => self.ends_on_a_record(),
+            ));
         }
+        self.ends_on_a_record(framing)
     }
 
-    fn ends_on_a_record(&self) -> Result<(), String> {
+    /// The whole body is a byte order mark (and blanks): an empty report.
+    fn only_a_bom(&self) -> bool {
+        self.header_cells.is_none()
+            && self.bytes == self.header.len() as u64
+            && self
+                .header
+                .strip_prefix(b"\xef\xbb\xbf".as_slice())
+                .is_some_and(|rest| rest.iter().all(u8::is_ascii_whitespace))
+    }
+
+    fn ends_on_a_record(&self, framing: Framing) -> Result<(), String> {
+        let (ended, cut) = match framing {
+            Framing::CloseDelimited => (
+                "the connection closed",
+                " (a close-delimited body cut short)",
+            ),
+            Framing::Length(_) | Framing::Framed => (
+                "the body ended",
+                " (complete as framed, so cut before the server sent it)",
+            ),
+        };
         if self.in_quotes {
             return Err(format!(
-                "the connection closed inside a quoted field (record starting on line {}): a close-delimited body cut short",
+                "{ended} inside a quoted field (record starting on line {}){cut}",
                 self.record_line
             ));
         }
         if self.at_line_end || !self.content {
             return Ok(());
         }
+        // A body of only a byte order mark is an empty report, when framed: by the
+        // connection's end alone it may be the start of anything.
+        if framing != Framing::CloseDelimited && self.only_a_bom() {
+            return Ok(());
+        }
         let cells = self.commas + 1;
         match self.header_cells {
-            None => Err(
-                "the connection closed before the header line ended: a close-delimited body cut short"
-                    .to_string(),
-            ),
+            // A report without rows whose header has no line break: all the server sent
+            // arrived, and whether it is a report's header is checked by its names.
+            None if framing != Framing::CloseDelimited => Ok(()),
+            None => Err(format!("{ended} before the header line ended{cut}")),
             Some(h) if cells < h => Err(format!(
-                "the connection closed inside a record: line {} has {cells} of the header's {h} cells and no line break (a close-delimited body cut short)",
+                "{ended} inside a record: line {} has {cells} of the header's {h} cells and no line break{cut}",
                 self.record_line
             )),
             Some(_) if self.after_separator => Err(format!(
-                "the connection closed right after a separator on line {}, before its last cell (a close-delimited body cut short)",
+                "{ended} right after a separator on line {}, before its last cell{cut}",
                 self.record_line
             )),
             Some(_) => Ok(()),
@@ -222,6 +252,15 @@ mod tests {
             Ok(())
         );
         assert_eq!(proof(b"").verdict(Framing::CloseDelimited), Ok(()));
+        // Only a byte order mark: an empty report; a header without rows or line break is
+        // whole when framed, and unproven when the connection's end is its only end.
+        assert_eq!(
+            proof(b"\xef\xbb\xbf\r\n").verdict(Framing::Length(5)),
+            Ok(())
+        );
+        assert_eq!(proof(b"\xef\xbb\xbf").verdict(Framing::Framed), Ok(()));
+        assert_eq!(proof(b"A,B").verdict(Framing::Framed), Ok(()));
+        assert!(proof(b"A,B").verdict(Framing::CloseDelimited).is_err());
     }
 
     #[test]
@@ -252,5 +291,34 @@ mod tests {
         assert!(e.contains("inside a quoted field"), "{e}");
         let e = proof(b"A,B\r\n").verdict(Framing::Length(10)).unwrap_err();
         assert_eq!(e, "received 5 of the 10 bytes its Content-Length announced");
+    }
+
+    #[test]
+    fn a_framed_body_must_end_on_a_record_too() {
+        // Every byte the length announced arrived, but the server sent a cut report.
+        let cut = b"A,B,C\r\n1,2";
+        let e = proof(cut)
+            .verdict(Framing::Length(cut.len() as u64))
+            .unwrap_err();
+        assert!(e.starts_with("the body ended inside a record"), "{e}");
+        let e = proof(b"A,B\r\n1,\"ope")
+            .verdict(Framing::Framed)
+            .unwrap_err();
+        assert!(e.contains("inside a quoted field"), "{e}");
+        // A cut anywhere after the header line: framed or not, the same verdict.
+        for cut in 10..FULL.len() {
+            assert_eq!(
+                proof(&FULL[..cut]).verdict(Framing::Framed),
+                proof(&FULL[..cut])
+                    .verdict(Framing::CloseDelimited)
+                    .map_err(|e| e
+                        .replace("the connection closed", "the body ended")
+                        .replace(
+                            " (a close-delimited body cut short)",
+                            " (complete as framed, so cut before the server sent it)"
+                        )),
+                "cut at {cut}"
+            );
+        }
     }
 }

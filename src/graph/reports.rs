@@ -89,11 +89,12 @@ fn redirect_target(r: Reply, report: Report) -> Result<Answer, (String, RequestI
         } else {
             Framing::CloseDelimited
         };
-        if let Err(problem) = proof.verdict(framing) {
-            return Err((problem, r.ids));
-        }
+        // Not a report at all says more than "cut short", so it is checked first.
         if let Err(GraphError::NotAReport { report, start }) = is_a_report(&proof, report) {
             return Err((super::error::not_a_report(&report, &start), r.ids));
+        }
+        if let Err(problem) = proof.verdict(framing) {
+            return Err((problem, r.ids));
         }
         return Ok(Answer::Inline(r.body));
     }
@@ -193,14 +194,16 @@ async fn stream_to_file(
                 .await?;
             continue;
         }
-        let verdict = proof
-            .verdict(framing)
-            .map_err(|problem| GraphError::IncompleteDownload {
-                report: report.to_string(),
-                problem,
-                tries: bad.count + 1,
-            })
-            .and_then(|()| is_a_report(&proof, report));
+        // Not a report at all (a proxy's page) says more than "cut short": checked first.
+        let verdict = is_a_report(&proof, report).and_then(|()| {
+            proof
+                .verdict(framing)
+                .map_err(|problem| GraphError::IncompleteDownload {
+                    report: report.to_string(),
+                    problem,
+                    tries: bad.count + 1,
+                })
+        });
         match verdict {
             Ok(()) => {
                 file.flush().await.map_err(|e| io(dest, e))?;

@@ -27,6 +27,7 @@ use super::faults::Failure;
 use super::overrides::OverrideHost;
 use super::respond::{self, Ctx, Resp};
 use super::state::{State, bump};
+use super::tenant::Tenant;
 use crate::streams::Report;
 
 /// How long a download URL stays valid.
@@ -176,6 +177,31 @@ fn with_request_id(r: &mut Resp, ctx: &Ctx) {
 }
 
 /// Handles one request to the download host.
+/// The data rows a download serves: the report's, with every 25th row that names a user
+/// served twice under `repeat-rows` (counted in `counted`'s stats when given).
+fn served_rows(
+    tenant: Tenant,
+    r: Report,
+    period: u32,
+    repeat: bool,
+    counted: Option<Arc<State>>,
+) -> Box<dyn Iterator<Item = Vec<String>> + Send> {
+    let rows = tenant.report_rows_for(r, period);
+    if !repeat {
+        return Box::new(rows);
+    }
+    Box::new(rows.enumerate().flat_map(move |(i, row)| {
+        if i % 25 == 24 && !row.iter().any(|c| c == "(Unknown)") {
+            if let Some(state) = &counted {
+                bump(&state.stats.repeat_rows);
+            }
+            vec![row.clone(), row]
+        } else {
+            vec![row]
+        }
+    }))
+}
+
 pub async fn handle(state: &Arc<State>, req: Request<Incoming>, ctx: Ctx) -> io::Result<Resp> {
     state.stats.request("download");
     if req.headers().contains_key(AUTHORIZATION) {
@@ -235,20 +261,9 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, ctx: Ctx) -> io:
     }
 
     let tenant = state.tenant;
-    let (header, rows) = (tenant.report_header(r), tenant.report_rows_for(r, period));
-    let rows: Box<dyn Iterator<Item = Vec<String>> + Send> = if d.repeat_rows {
-        let counted = Arc::clone(state);
-        Box::new(rows.enumerate().flat_map(move |(i, row)| {
-            if i % 25 == 24 && !row.iter().any(|c| c == "(Unknown)") {
-                bump(&counted.stats.repeat_rows);
-                vec![row.clone(), row]
-            } else {
-                vec![row]
-            }
-        }))
-    } else {
-        Box::new(rows)
-    };
+    let header = tenant.report_header(r);
+    let counted = d.repeat_rows.then(|| Arc::clone(state));
+    let rows = served_rows(tenant, r, period, d.repeat_rows, counted);
     let mut resp = if d.failure == Some(Failure::CutClose) {
         bump(&state.stats.cut_close);
         let body = CutCsvBody::new(header, rows, cut_row(tenant.users), d.cut_quoted);
@@ -276,8 +291,10 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, ctx: Ctx) -> io:
             bump(&state.stats.bad_length);
             // The true length, counted on a second pass (off this thread: a big report
             // takes a while) so that what is advertised is exactly 1000 bytes too many.
+            let repeat = d.repeat_rows;
             let len = tokio::task::spawn_blocking(move || {
-                CsvBody::new(tenant.report_header(r), tenant.report_rows_for(r, period)).byte_len()
+                let rows = served_rows(tenant, r, period, repeat, None);
+                CsvBody::new(tenant.report_header(r), rows).byte_len()
             })
             .await
             .map_err(io::Error::other)?;
