@@ -28,12 +28,17 @@ pub struct CachedToken {
     renew_at: Instant,
 }
 
+/// A failed sign-in is the answer for this long to requests that did not queue behind it
+/// but arrive right after (the streams of one run hit their 401s at nearly the same time).
+/// The sign-in itself already retried what can be retried.
+const FAILURE_SHARED_FOR: Duration = Duration::from_secs(2);
+
 /// The token, and how the latest sign-in ended when it failed (shared with the requests
-/// that queued behind it).
+/// that queued behind it or came within [`FAILURE_SHARED_FOR`]).
 #[derive(Default)]
 pub struct TokenCache {
     token: Option<CachedToken>,
-    failed: Option<GraphError>,
+    failed: Option<(GraphError, Instant)>,
 }
 
 #[derive(Deserialize)]
@@ -55,8 +60,9 @@ impl GraphClient {
         {
             return Ok(t.token.clone());
         }
-        if self.sign_ins.load(std::sync::atomic::Ordering::SeqCst) != seen
-            && let Some(failed) = &cache.failed
+        if let Some((failed, at)) = &cache.failed
+            && (self.sign_ins.load(std::sync::atomic::Ordering::SeqCst) != seen
+                || at.elapsed() < FAILURE_SHARED_FOR)
         {
             return Err(failed.duplicate());
         }
@@ -71,7 +77,7 @@ impl GraphClient {
                 Ok(token)
             }
             Err(e) => {
-                cache.failed = Some(e.duplicate());
+                cache.failed = Some((e.duplicate(), Instant::now()));
                 Err(e)
             }
         }
