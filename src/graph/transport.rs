@@ -115,8 +115,12 @@ impl NetFailure {
                 }
             }
             let text = cause.to_string();
-            // reqwest's own words for a 407 answer to CONNECT (connect.rs, `tunnel`).
-            if text.contains("proxy authentication required") {
+            // The words for a 407 answer to CONNECT: hyper-util's tunnel ("proxy
+            // authorization required", what reqwest 0.12 uses) and reqwest's older own one.
+            // Neither error type is public, so the text is all there is to go by.
+            if text.contains("proxy authorization required")
+                || text.contains("proxy authentication required")
+            {
                 return NetFailure::ProxyAuth;
             }
             if detail.is_empty() || !detail.contains(&text) {

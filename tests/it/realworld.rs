@@ -395,6 +395,65 @@ async fn a_name_that_does_not_resolve_is_named_in_seconds() {
     sim.shutdown().await;
 }
 
+/// A proxy that wants credentials: it answers every request (a CONNECT included) 407.
+async fn proxy_wanting_credentials() -> (u16, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                let _ = conn
+                    .write_all(
+                        b"HTTP/1.1 407 Proxy Authentication Required\r\n\
+                          Proxy-Authenticate: Basic realm=\"corp\"\r\n\
+                          Content-Length: 0\r\nConnection: close\r\n\r\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    (port, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_that_wants_credentials_is_named_at_once() {
+    let opts = sim_options(100, 15);
+    let sim = Simulator::start(opts.clone()).await.unwrap();
+    let dir = TempDir::new("rw-407");
+    let (port, proxy) = proxy_wanting_credentials().await;
+    // An https login host: reqwest asks the proxy for a CONNECT tunnel, which it refuses.
+    file_with_host(
+        dir.path(),
+        &sim,
+        &opts,
+        "login_url",
+        "https://login.microsoftonline.com",
+        &[("max_wait_seconds", "900")],
+    );
+    let env = [("HTTPS_PROXY", format!("http://127.0.0.1:{port}"))];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    for command in ["check", "run"] {
+        let (out, took) = binary(&[command, "-c", "connector.toml"], dir.path(), &env).await;
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{command}: {t}");
+        // Credentials never come by waiting: no retries, an answer in seconds.
+        assert!(took < Duration::from_secs(15), "{command} took {took:?}");
+        assert!(
+            t.contains("the proxy asked for credentials (HTTP 407)"),
+            "{command}: {t}"
+        );
+        assert!(
+            t.contains("HTTPS_PROXY=http://user:password@proxy:8080"),
+            "{t}"
+        );
+    }
+    proxy.abort();
+    sim.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_connection_and_an_untrusted_certificate_are_told_apart() {
     let opts = sim_options(100, 13);
