@@ -48,7 +48,7 @@ pub fn bench(args: &BenchArgs) -> Result<String> {
             true,
         ),
     };
-    crate::extract::create_private_dir(&dir)?;
+    crate::fs::create_private_dir(&dir)?;
     let result = bench_in(&exe, &dir, args);
     if temporary {
         let _ = std::fs::remove_dir_all(&dir);

@@ -11,8 +11,8 @@ use crate::config::Config;
 use crate::error::ExitStatus;
 use crate::graph::auth::{REQUIRED_ROLES, missing_roles};
 use crate::graph::paging::Page;
-use crate::graph::report_csv::ReportReader;
 use crate::graph::{CallStats, GraphClient, reports};
+use crate::land::report_csv::ReportReader;
 use crate::streams::Report;
 
 /// One line of the checklist.

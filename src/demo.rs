@@ -19,7 +19,7 @@ pub struct Demo {
 
 /// Starts a simulator with `users` users, writes `dir/connector.toml`, runs the pipeline.
 pub async fn demo(dir: &Path, users: u64, progress: &Progress) -> Result<Demo> {
-    crate::extract::create_private_dir(dir)?;
+    crate::fs::create_private_dir(dir)?;
     let opts = SimOptions {
         users,
         seed: 2026,

@@ -155,14 +155,14 @@ fn export(
     formats: &[ExportFormat],
 ) -> Result<Loaded> {
     let out = cfg.pipeline.data_dir.join("out");
-    crate::extract::create_private_dir(&out)?;
+    crate::fs::create_private_dir(&out)?;
     remove_stale_temp_dirs(&out);
     let tmp = out.join(format!(
         ".tmp-{}-{:08x}",
         run.run_id,
         crate::random::u64() as u32
     ));
-    crate::extract::create_private_dir(&tmp)?;
+    crate::fs::create_private_dir(&tmp)?;
     let written = write_files(staging, run, &tmp, formats);
     let manifest = match written {
         Ok(m) => m,
@@ -380,7 +380,7 @@ pub fn hash_file(path: &Path) -> Result<(u64, String)> {
         h.update(&buf[..n]);
         total += n as u64;
     }
-    Ok((total, crate::land::hex(&h.finalize())))
+    Ok((total, crate::fs::hex(&h.finalize())))
 }
 
 /// Puts the finished export in place; an earlier export of the same run is replaced.

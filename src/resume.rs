@@ -301,7 +301,7 @@ fn verify(dir: &Path, files: &[LandedFile]) -> std::result::Result<(), String> {
     for f in files {
         let path = dir.join(&f.file);
         let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", f.file))?;
-        let sha = crate::land::hex(&Sha256::digest(&bytes));
+        let sha = crate::fs::hex(&Sha256::digest(&bytes));
         if bytes.len() as u64 != f.bytes || sha != f.sha256 {
             return Err(format!(
                 "{} does not match its checkpoint (size or sha256)",
@@ -321,7 +321,7 @@ fn discard(dir: &Path, staging: &Staging, reason: &str) {
         .unwrap_or_default()
         .to_string();
     tracing::warn!(run_id = %run_id, %reason, "discarding an interrupted extract; its data will be fetched again");
-    crate::extract::remove_partial(dir);
+    crate::fs::remove_partial(dir);
     if !run_id.is_empty() {
         staging.fail(
             &run_id,

@@ -371,7 +371,7 @@ impl Server {
             if let Ok(entries) = std::fs::read_dir(cfg.raw_dir()) {
                 for e in entries.flatten() {
                     if e.file_name().to_string_lossy().starts_with(".partial-") {
-                        crate::extract::remove_partial(&e.path());
+                        crate::fs::remove_partial(&e.path());
                     }
                 }
             }
@@ -409,7 +409,7 @@ pub struct ConnectorLock {
 impl ConnectorLock {
     /// `Ok(None)` when another run holds it.
     pub fn acquire(data_dir: &Path) -> Result<Option<ConnectorLock>> {
-        crate::extract::create_private_dir(data_dir)?;
+        crate::fs::create_private_dir(data_dir)?;
         let path = data_dir.join(".lock");
         let file = File::options()
             .create(true)

@@ -46,7 +46,7 @@ pub struct Staging {
 impl Staging {
     /// Opens (creating if needed) `<data_dir>/staging.duckdb` and applies the meta DDL.
     pub fn open(data_dir: &Path) -> Result<Staging> {
-        crate::extract::create_private_dir(data_dir)?;
+        crate::fs::create_private_dir(data_dir)?;
         let path = data_dir.join(DB_FILE);
         let conn = Connection::open(&path).map_err(|e| db_error(&path, "opening", e))?;
         for (name, sql) in META_SQL {
@@ -62,7 +62,7 @@ impl Staging {
     /// 80 % of RAM, grows with the tenant until the machine runs out).
     pub fn limit_memory(&self, mib: u64) -> Result<()> {
         let dir = self.path.with_file_name(TEMP_DIR);
-        crate::extract::create_private_dir(&dir)?;
+        crate::fs::create_private_dir(&dir)?;
         self.conn
             .execute_batch(&format!(
                 "SET memory_limit = '{mib}MiB'; SET temp_directory = {};",
@@ -257,7 +257,7 @@ pub fn config_fingerprint(cfg: &Config) -> String {
         cfg.action_credentials,
         cfg.pipeline
     );
-    crate::land::hex(&Sha256::digest(text.as_bytes()))
+    crate::fs::hex(&Sha256::digest(text.as_bytes()))
 }
 
 /// The fix for DuckDB errors an admin can act on ("" for the rest).

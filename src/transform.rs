@@ -478,7 +478,7 @@ fn hash_json_lines(staging: &Staging, sql: &str) -> Result<Option<String>> {
         Ok(true)
     })?;
     Ok(ascending.then(|| match last {
-        Some(_) => crate::land::hex(&hasher.finalize()),
+        Some(_) => crate::fs::hex(&hasher.finalize()),
         None => String::new(),
     }))
 }
@@ -749,7 +749,7 @@ fn sql_sha256(models: &[Model]) -> String {
         h.update(m.sql.as_bytes());
         h.update([0]);
     }
-    crate::land::hex(&h.finalize())
+    crate::fs::hex(&h.finalize())
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use m365_connector::graph::report_csv::{CsvRow, ReportReader};
+use m365_connector::land::report_csv::{CsvRow, ReportReader};
 
 const BOM: &[u8] = b"\xef\xbb\xbf";
 const LINEAGE: [&str; 6] = [

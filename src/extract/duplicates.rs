@@ -97,7 +97,7 @@ fn open(cfg: &Config) -> Result<Connection> {
     };
     let conn = Connection::open_in_memory().map_err(fail)?;
     let tmp = cfg.pipeline.data_dir.join(crate::staging::TEMP_DIR);
-    crate::extract::create_private_dir(&tmp)?;
+    crate::fs::create_private_dir(&tmp)?;
     conn.execute_batch(&format!(
         "SET memory_limit = '{}MiB'; SET temp_directory = {}; SET preserve_insertion_order = false;",
         cfg.pipeline.memory_limit_mib,

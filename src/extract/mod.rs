@@ -128,12 +128,12 @@ async fn land_and_commit(
 ) -> Result<Extracted> {
     let run_id = run_id.to_string();
     let raw = cfg.raw_dir();
-    create_private_dir(&raw)?;
+    crate::fs::create_private_dir(&raw)?;
     let partial = raw.join(format!("{}{run_id}", resume::PARTIAL_PREFIX));
     let resumed = match resumed {
         Some(r) => r,
         None => {
-            create_private_dir(&partial)?;
+            crate::fs::create_private_dir(&partial)?;
             resume::start(&partial, cfg, &run_id, started_at)?;
             Resumed::default()
         }
@@ -151,7 +151,7 @@ async fn land_and_commit(
             let (mut streams, setting) = match landed {
                 Ok(v) => v,
                 Err(e) => {
-                    remove_partial(&partial);
+                    crate::fs::remove_partial(&partial);
                     return Err(e);
                 }
             };
@@ -167,7 +167,7 @@ async fn land_and_commit(
             let streams = match counted {
                 Ok(s) => s,
                 Err(e) => {
-                    remove_partial(&partial);
+                    crate::fs::remove_partial(&partial);
                     return Err(e);
                 }
             };
@@ -188,11 +188,11 @@ async fn land_and_commit(
         })
         .and_then(|_| {
             std::fs::rename(&partial, &dir)
-                .and_then(|_| sync_dir(&raw))
+                .and_then(|_| crate::fs::sync_dir(&raw))
                 .map_err(|e| Error::io(format!("committing run {run_id} in {}", raw.display()), e))
         });
     if let Err(e) = commit {
-        remove_partial(&partial);
+        crate::fs::remove_partial(&partial);
         return Err(e);
     }
     crate::failpoint::hit("extract.committed");
@@ -340,43 +340,6 @@ async fn land_streams(
 
 fn cancelled_error() -> Error {
     Error::Internal("stopped because another stream of the run failed".into())
-}
-
-/// Removes an uncommitted run directory. A file a cancelled download was still creating can
-/// make one attempt fail with "directory not empty", so it is retried briefly.
-pub fn remove_partial(dir: &Path) {
-    for _ in 0..20 {
-        match std::fs::remove_dir_all(dir) {
-            Ok(()) => return,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
-        }
-    }
-    tracing::warn!(dir = %dir.display(), "could not remove the uncommitted run directory; it is never used and can be deleted");
-}
-
-/// Creates a directory (and parents) readable by its owner only.
-pub fn create_private_dir(path: &Path) -> Result<()> {
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        b.mode(0o700);
-    }
-    b.create(path)
-        .map_err(|e| Error::io(format!("creating {}", path.display()), e))
-}
-
-/// Makes a rename inside `dir` durable (directories can be opened and synced on Unix).
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
-}
-
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> std::io::Result<()> {
-    Ok(())
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@ use chrono::Utc;
 
 use crate::concealment::{self, Setting, Tally};
 use crate::error::{Error, Result};
-use crate::graph::report_csv::ReportReader;
 use crate::graph::{CallStats, GraphClient, reports};
+use crate::land::report_csv::ReportReader;
 use crate::land::{CsvLander, Lineage};
 use crate::manifest::{DeltaSync, StreamManifest};
 use crate::resume;

@@ -7,7 +7,6 @@ pub mod auth;
 pub mod complete;
 pub mod error;
 pub mod paging;
-pub mod report_csv;
 pub mod reports;
 pub mod retry;
 pub mod transport;

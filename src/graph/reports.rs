@@ -8,10 +8,10 @@ use reqwest::Url;
 use tokio::io::AsyncWriteExt;
 
 use super::complete::{CsvProof, Framing};
-use super::report_csv::ReportReader;
 use super::transport::NetFailure;
 use super::{CallStats, GraphClient, GraphError, Reply, RequestIds, redact_query};
 use crate::config::is_loopback;
+use crate::land::report_csv::ReportReader;
 use crate::streams::Report;
 
 /// How often a report is requested again when its download URL has expired. Each request

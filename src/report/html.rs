@@ -40,7 +40,7 @@ enum Fmt {
 
 /// Digits grouped by thousands, with a sign: -1234 → "-1,234".
 fn group(n: i64) -> String {
-    let digits = crate::summary::thousands(n.unsigned_abs());
+    let digits = crate::human::thousands(n.unsigned_abs());
     if n < 0 { format!("-{digits}") } else { digits }
 }
 

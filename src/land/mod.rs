@@ -23,7 +23,10 @@ use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::graph::report_csv::CsvRow;
+use crate::fs::hex;
+use report_csv::CsvRow;
+
+pub mod report_csv;
 
 /// Lineage columns every landed row carries, in order.
 pub const LINEAGE_COLUMNS: [&str; 5] = ["_run_id", "_stream", "_page", "_row", "_extracted_at"];
@@ -317,11 +320,6 @@ impl CsvLander {
     }
 }
 
-/// Lower-case hex of a digest.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,7 +361,7 @@ mod tests {
         assert!(!dir.join("users.parquet.tmp").exists());
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(f.bytes, bytes.len() as u64);
-        assert_eq!(f.sha256, hex(&Sha256::digest(&bytes)));
+        assert_eq!(f.sha256, crate::fs::hex(&Sha256::digest(&bytes)));
         let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
             .unwrap()
             .build()
