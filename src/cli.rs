@@ -73,7 +73,7 @@ pub enum Command {
     Sim(crate::sim::SimArgs),
     /// Benchmark: a simulator and each stage in their own processes; prints users/s per stage,
     /// requests against the minimum, bytes, throttle waits and peak RSS. Not a test.
-    Bench(crate::bench::BenchArgs),
+    Bench(crate::commands::bench::BenchArgs),
 }
 
 #[derive(Debug, clap::Args)]

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
-use m365_connector::serve::{ConnectorLock, ManualClock, Outcome, ServeOptions, Server};
+use m365_connector::commands::serve::{ConnectorLock, ManualClock, Outcome, ServeOptions, Server};
 use m365_connector::sim::{SimOptions, Simulator};
 
 use crate::util::{TempDir, sim_options};
