@@ -28,7 +28,7 @@ use crate::graph::{GraphError, RequestIds};
 use crate::manifest::{
     RunManifest, SYNC_DELTA, SYNC_FULL, StreamManifest, Warning, committed_runs,
 };
-use crate::mapping::quote_literal;
+use crate::sql::quote_literal;
 use crate::staging::{Staging, db_error};
 use crate::streams::USER_SELECT;
 

@@ -28,6 +28,7 @@ pub mod output;
 pub mod random;
 pub mod schedule;
 pub mod sim;
+pub mod sql;
 pub mod streams;
 
 // Everything that needs the staging database (DuckDB), behind the default-on `store` feature

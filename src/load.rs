@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::mapping::{quote_ident, quote_literal};
+use crate::sql::{quote_ident, quote_literal};
 use crate::staging::{Staging, db_error};
 
 /// An export format.

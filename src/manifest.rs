@@ -62,7 +62,7 @@ impl StreamManifest {
         let files: Vec<String> = self
             .files
             .iter()
-            .map(|f| crate::mapping::quote_literal(&dir.join(&f.file).display().to_string()))
+            .map(|f| crate::sql::quote_literal(&dir.join(&f.file).display().to_string()))
             .collect();
         format!("read_parquet([{}])", files.join(", "))
     }

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::sql::{quote_ident, quote_literal};
+
 /// Built-in default mapping, used when `[pipeline] mappings` is not set.
 pub const DEFAULT_MAPPING: &str = include_str!("../mappings/microsoft365.csv");
 /// The name shown in errors for the built-in mapping.
@@ -525,16 +527,6 @@ fn shown(s: &str) -> String {
         let head: String = s.chars().take(60).collect();
         format!("{:?} ({n} characters)", format!("{head}…"))
     }
-}
-
-/// `"name"` with embedded quotes doubled: safe for any text.
-pub fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
-/// `'text'` with embedded quotes doubled.
-pub fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// The 1-based line of byte `offset`; a line ends with CRLF, LF or a lone CR (the csv

@@ -66,7 +66,7 @@ impl Staging {
         self.conn
             .execute_batch(&format!(
                 "SET memory_limit = '{mib}MiB'; SET temp_directory = {};",
-                crate::mapping::quote_literal(&dir.display().to_string())
+                crate::sql::quote_literal(&dir.display().to_string())
             ))
             .map_err(|e| db_error(&self.path, "setting the memory limit", e))
     }

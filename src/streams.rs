@@ -125,11 +125,11 @@ impl Report {
     /// `(Unknown)` user, graph-api.md §4): such rows are never taken for copies of each other.
     /// The one definition of "the same row" for counting copies and for dropping them.
     pub fn row_key_sql(self) -> String {
-        let user = crate::mapping::quote_ident(self.user_column());
+        let user = crate::sql::quote_ident(self.user_column());
         let cells: Vec<String> = self
             .key_columns()
             .iter()
-            .map(|c| crate::mapping::quote_ident(c))
+            .map(|c| crate::sql::quote_ident(c))
             .collect();
         format!(
             "CASE WHEN trim(coalesce({user}, '')) IN ('', '(Unknown)') THEN NULL ELSE row({}) END",

@@ -17,7 +17,8 @@ use sha2::{Digest, Sha256};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::manifest::{RunManifest, committed_runs};
-use crate::mapping::{Mapping, quote_ident, quote_literal};
+use crate::mapping::Mapping;
+use crate::sql::{quote_ident, quote_literal};
 use crate::staging::{Staging, db_error};
 use crate::streams::Report;
 

@@ -19,7 +19,7 @@ use duckdb::Connection;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::manifest::{DuplicateKey, Duplicates, StreamManifest};
-use crate::mapping::{quote_ident, quote_literal};
+use crate::sql::{quote_ident, quote_literal};
 use crate::streams::Report;
 
 /// Keys whose copies differ, listed in the manifest (the rest are counted).

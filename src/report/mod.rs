@@ -22,7 +22,7 @@ use duckdb::Connection;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::mapping::quote_literal;
+use crate::sql::quote_literal;
 use crate::staging::db_error;
 
 /// One report query: `sql/report/<name>.sql`.
