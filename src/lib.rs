@@ -46,8 +46,6 @@ pub mod load;
 #[cfg(feature = "store")]
 pub mod pipeline;
 #[cfg(feature = "store")]
-pub mod query;
-#[cfg(feature = "store")]
 pub mod report;
 #[cfg(feature = "store")]
 pub mod resume;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, AsArray};
 use chrono::{DateTime, Utc};
-use duckdb::{Connection, params};
+use duckdb::{AccessMode, Config as DuckConfig, Connection, params};
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
@@ -276,6 +276,23 @@ pub fn db_error(path: &Path, doing: &str, e: duckdb::Error) -> Error {
     let text = e.to_string();
     let hint = hint_for(&text);
     Error::Internal(format!("{doing} in {}: {text}{hint}", path.display()))
+}
+
+/// Opens `<data_dir>/staging.duckdb` read-only (it must exist); returns it and its path.
+pub fn open_read_only(data_dir: &Path) -> Result<(Connection, PathBuf)> {
+    let path = data_dir.join(DB_FILE);
+    if !path.is_file() {
+        return Err(Error::Usage(format!(
+            "no staging database at {} yet: run `m365-connector extract` (or `run`) first",
+            path.display()
+        )));
+    }
+    let cfg = DuckConfig::default()
+        .access_mode(AccessMode::ReadOnly)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let conn =
+        Connection::open_with_flags(&path, cfg).map_err(|e| db_error(&path, "opening", e))?;
+    Ok((conn, path))
 }
 
 #[cfg(test)]

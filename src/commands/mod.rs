@@ -4,12 +4,13 @@
 pub mod bench;
 pub mod check;
 pub mod demo;
+pub mod query;
 pub mod serve;
 pub mod summary;
 
 use crate::cli::{self, Cli, Command};
 use crate::error::{self, ExitStatus, Result};
-use crate::{config, extract, load, output, pipeline, query, report, sim, transform};
+use crate::{config, extract, load, output, pipeline, report, sim, transform};
 
 /// The connector's lock for a command that extracts: two extracts in one data directory
 /// would each take the other's partial run for an interrupted one.

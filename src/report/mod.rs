@@ -255,7 +255,7 @@ pub struct Rendered {
 /// database, opened read-only.
 pub fn render_run(cfg: &Config, run_id: Option<&str>) -> Result<Rendered> {
     let started = Instant::now();
-    let (conn, db) = crate::query::open_read_only(&cfg.pipeline.data_dir)?;
+    let (conn, db) = crate::staging::open_read_only(&cfg.pipeline.data_dir)?;
     let run_id = pick_run(&conn, &db, run_id)?;
     let data = gather(&conn, &db, &run_id)?;
     Ok(Rendered {

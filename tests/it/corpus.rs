@@ -23,8 +23,8 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use m365_connector::cli::SqlFormat;
+use m365_connector::commands::query::query;
 use m365_connector::config::Config;
-use m365_connector::query::query;
 use m365_connector::sim::{Override, OverrideHost, SimOptions, Simulator};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};

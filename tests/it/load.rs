@@ -7,11 +7,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use m365_connector::cli::SqlFormat;
+use m365_connector::commands::query::query;
 use m365_connector::config::Config;
 use m365_connector::load::{ExportFormat, ExportManifest, load};
 use m365_connector::output::Progress;
 use m365_connector::pipeline;
-use m365_connector::query::query;
 use m365_connector::sim::Simulator;
 use serde_json::Value;
 

@@ -8,11 +8,11 @@ use std::path::Path;
 use std::process::Command;
 
 use m365_connector::cli::SqlFormat;
+use m365_connector::commands::query::query;
 use m365_connector::config::Config;
 use m365_connector::load::ExportFormat;
 use m365_connector::output::Progress;
 use m365_connector::pipeline::{self, RunOutcome};
-use m365_connector::query::query;
 use m365_connector::report::{self, QUERIES};
 use m365_connector::sim::{SimOptions, Simulator};
 

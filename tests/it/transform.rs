@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::NaiveDate;
 use m365_connector::cli::SqlFormat;
+use m365_connector::commands::query::query;
 use m365_connector::config::Config;
 use m365_connector::extract::{Extracted, extract};
 use m365_connector::output::Progress;
-use m365_connector::query::query;
 use m365_connector::sim::Tenant;
 use m365_connector::sim::{SimOptions, Simulator};
 use m365_connector::streams::Report;
@@ -302,7 +302,7 @@ async fn transform_twice_is_identical_and_never_calls_graph() {
     );
     let runs = query(
         &cfg.pipeline.data_dir,
-        m365_connector::query::RUNS_SQL,
+        m365_connector::commands::query::RUNS_SQL,
         SqlFormat::Csv,
     )
     .unwrap();

@@ -1,14 +1,13 @@
 //! `sql` and `runs`: read-only queries on the staging database, printed as a table, CSV or
 //! JSON (via Arrow, so every DuckDB type prints faithfully).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use arrow::record_batch::RecordBatch;
-use duckdb::{AccessMode, Config as DuckConfig, Connection};
 
 use crate::cli::SqlFormat;
 use crate::error::{Error, Result};
-use crate::staging::DB_FILE;
+use crate::staging::open_read_only;
 
 /// Runs `sql` on `<data_dir>/staging.duckdb` opened read-only and renders the result.
 pub fn query(data_dir: &Path, sql: &str, format: SqlFormat) -> Result<String> {
@@ -21,23 +20,6 @@ pub fn query(data_dir: &Path, sql: &str, format: SqlFormat) -> Result<String> {
         .map_err(|e| Error::Usage(format!("query failed: {e}")))?
         .collect();
     render(&batches, format)
-}
-
-/// Opens `<data_dir>/staging.duckdb` read-only (it must exist); returns it and its path.
-pub fn open_read_only(data_dir: &Path) -> Result<(Connection, PathBuf)> {
-    let path = data_dir.join(DB_FILE);
-    if !path.is_file() {
-        return Err(Error::Usage(format!(
-            "no staging database at {} yet: run `m365-connector extract` (or `run`) first",
-            path.display()
-        )));
-    }
-    let cfg = DuckConfig::default()
-        .access_mode(AccessMode::ReadOnly)
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    let conn = Connection::open_with_flags(&path, cfg)
-        .map_err(|e| crate::staging::db_error(&path, "opening", e))?;
-    Ok((conn, path))
 }
 
 fn render(batches: &[RecordBatch], format: SqlFormat) -> Result<String> {
