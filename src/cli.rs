@@ -73,7 +73,7 @@ pub enum Command {
     Sim(crate::sim::SimArgs),
     /// Benchmark: a simulator and each stage in their own processes; prints users/s per stage,
     /// requests against the minimum, bytes, throttle waits and peak RSS. Not a test.
-    Bench(crate::commands::bench::BenchArgs),
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -174,4 +174,19 @@ pub struct ConnectorsArg {
     /// Folder of connector files (*.toml).
     #[arg(long, value_name = "DIR")]
     pub connectors: PathBuf,
+}
+
+/// `bench` options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Users in the simulated tenant.
+    #[arg(long, default_value_t = 100_000)]
+    pub users: u64,
+    /// Milliseconds the simulator adds to every response (100 ≈ a real Graph round trip).
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Where the connector file and data go (default: a fresh folder under the temp dir,
+    /// removed afterwards).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }

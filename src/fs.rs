@@ -1,5 +1,5 @@
 //! The file system as the data directory needs it: private directories, durable renames,
-//! removing what an interrupted run left, and the hex digests files are named and checked by.
+//! and removing what an interrupted run left.
 
 use std::path::Path;
 
@@ -40,9 +40,4 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 #[cfg(not(unix))]
 pub fn sync_dir(_dir: &Path) -> std::io::Result<()> {
     Ok(())
-}
-
-/// Lower-case hex of a digest.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

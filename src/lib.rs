@@ -17,6 +17,7 @@
 pub mod commands;
 pub mod concealment;
 pub mod config;
+pub mod digest;
 pub mod error;
 pub mod fs;
 pub mod graph;

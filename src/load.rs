@@ -380,7 +380,7 @@ pub fn hash_file(path: &Path) -> Result<(u64, String)> {
         h.update(&buf[..n]);
         total += n as u64;
     }
-    Ok((total, crate::fs::hex(&h.finalize())))
+    Ok((total, crate::digest::hex(&h.finalize())))
 }
 
 /// Puts the finished export in place; an earlier export of the same run is replaced.

@@ -110,7 +110,7 @@ impl Mapping {
             line,
             message,
         };
-        let sha256 = crate::fs::hex(&Sha256::digest(bytes));
+        let sha256 = crate::digest::hex(&Sha256::digest(bytes));
         let text = std::str::from_utf8(bytes).map_err(|e| {
             err(
                 line_of_offset(bytes, e.valid_up_to()),

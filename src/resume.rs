@@ -301,7 +301,7 @@ fn verify(dir: &Path, files: &[LandedFile]) -> std::result::Result<(), String> {
     for f in files {
         let path = dir.join(&f.file);
         let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", f.file))?;
-        let sha = crate::fs::hex(&Sha256::digest(&bytes));
+        let sha = crate::digest::hex(&Sha256::digest(&bytes));
         if bytes.len() as u64 != f.bytes || sha != f.sha256 {
             return Err(format!(
                 "{} does not match its checkpoint (size or sha256)",

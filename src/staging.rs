@@ -257,7 +257,7 @@ pub fn config_fingerprint(cfg: &Config) -> String {
         cfg.action_credentials,
         cfg.pipeline
     );
-    crate::fs::hex(&Sha256::digest(text.as_bytes()))
+    crate::digest::hex(&Sha256::digest(text.as_bytes()))
 }
 
 /// The fix for DuckDB errors an admin can act on ("" for the rest).

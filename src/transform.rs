@@ -479,7 +479,7 @@ fn hash_json_lines(staging: &Staging, sql: &str) -> Result<Option<String>> {
         Ok(true)
     })?;
     Ok(ascending.then(|| match last {
-        Some(_) => crate::fs::hex(&hasher.finalize()),
+        Some(_) => crate::digest::hex(&hasher.finalize()),
         None => String::new(),
     }))
 }
@@ -750,7 +750,7 @@ fn sql_sha256(models: &[Model]) -> String {
         h.update(m.sql.as_bytes());
         h.update([0]);
     }
-    crate::fs::hex(&h.finalize())
+    crate::digest::hex(&h.finalize())
 }
 
 #[cfg(test)]

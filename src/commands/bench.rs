@@ -10,25 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::cli::BenchArgs;
 use crate::error::{Error, Result};
 use crate::manifest::{RunManifest, committed_runs};
 use crate::sim::{SimOptions, SimStats};
 use crate::streams::USERS_PAGE_SIZE;
-
-/// `bench` options.
-#[derive(clap::Args, Debug, Clone)]
-pub struct BenchArgs {
-    /// Users in the simulated tenant.
-    #[arg(long, default_value_t = 100_000)]
-    pub users: u64,
-    /// Milliseconds the simulator adds to every response (100 ≈ a real Graph round trip).
-    #[arg(long, value_name = "MS", default_value_t = 0)]
-    pub latency_ms: u64,
-    /// Where the connector file and data go (default: a fresh folder under the temp dir,
-    /// removed afterwards).
-    #[arg(long, value_name = "DIR")]
-    pub dir: Option<PathBuf>,
-}
 
 /// One stage as a measured child process.
 #[derive(Debug, Clone, Copy)]

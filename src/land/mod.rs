@@ -23,7 +23,7 @@ use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::fs::hex;
+use crate::digest::hex;
 use report_csv::CsvRow;
 
 pub mod report_csv;
@@ -361,7 +361,7 @@ mod tests {
         assert!(!dir.join("users.parquet.tmp").exists());
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(f.bytes, bytes.len() as u64);
-        assert_eq!(f.sha256, crate::fs::hex(&Sha256::digest(&bytes)));
+        assert_eq!(f.sha256, crate::digest::hex(&Sha256::digest(&bytes)));
         let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
             .unwrap()
             .build()

@@ -6,26 +6,11 @@
 //! raw value as `data-value`, so tests and scripts can check the page against the SQL. Every
 //! value from data (names, SKU names, error texts) goes through [`esc`].
 
+use super::escape::esc;
 use std::fmt::Write;
 
 use super::svg::{self, Bar, Column, Marker};
 use super::{Cell, ReportData, Table};
-
-/// HTML-escapes text for element content and (double- or single-quoted) attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
 
 /// How a number is shown.
 #[derive(Clone, Copy)]

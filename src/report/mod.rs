@@ -10,6 +10,7 @@
 //!
 //! [`html`] lays the page out (and escapes every value from data), [`svg`] draws the charts.
 
+mod escape;
 mod html;
 mod svg;
 

@@ -7,7 +7,7 @@
 
 use std::fmt::Write;
 
-use super::html::esc;
+use super::escape::esc;
 
 const WIDTH: f64 = 760.0;
 const LABEL_W: f64 = 200.0;

@@ -7,14 +7,11 @@
 //! and token expiry behave as usual) and by the download host before its URL token is
 //! checked (so an override can serve any path, e.g. a `Location` another override sent).
 //! Stats count the request under its usual family. The first matching override wins.
+//! How an override becomes a response lives with the other responses (`respond.rs`).
 
 use std::sync::Mutex;
 
 use bytes::Bytes;
-use hyper::StatusCode;
-use hyper::header::{HeaderName, HeaderValue};
-
-use super::respond::{self, Ctx, Resp};
 
 /// Which listener an override applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,52 +40,11 @@ pub struct Override {
 }
 
 impl Override {
-    /// A `200` with Graph's JSON content type, served on every matching Graph request.
-    pub fn graph_json(path_prefix: &str, body: impl Into<Bytes>) -> Override {
-        Override {
-            host: OverrideHost::Graph,
-            path_prefix: path_prefix.to_string(),
-            status: 200,
-            content_type: Some(respond::GRAPH_JSON.to_string()),
-            headers: Vec::new(),
-            body: body.into(),
-            times: None,
-        }
-    }
-
     fn matches(&self, host: OverrideHost, path: &str) -> bool {
         self.host == host
             && path
                 .get(..self.path_prefix.len())
                 .is_some_and(|p| p.eq_ignore_ascii_case(&self.path_prefix))
-    }
-
-    /// The response, with Graph's diagnostic headers (request-id, ...) on the Graph host.
-    pub fn response(&self, ctx: &Ctx) -> Resp {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::OK);
-        let mut resp = respond::graph_response(ctx, status, "", respond::full(self.body.clone()));
-        let h = resp.headers_mut();
-        h.remove("content-type");
-        if self.host == OverrideHost::Download {
-            h.remove("odata-version");
-            h.remove("x-ms-ags-diagnostic");
-        }
-        if let Some(v) = self
-            .content_type
-            .as_deref()
-            .and_then(|c| HeaderValue::from_str(c).ok())
-        {
-            h.insert("content-type", v);
-        }
-        for (k, v) in &self.headers {
-            if let (Ok(k), Ok(v)) = (
-                HeaderName::from_bytes(k.as_bytes()),
-                HeaderValue::from_str(v),
-            ) {
-                h.insert(k, v);
-            }
-        }
-        resp
     }
 }
 

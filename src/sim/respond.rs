@@ -9,12 +9,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
-use hyper::header::{CONTENT_LENGTH, HeaderValue, RETRY_AFTER};
+use hyper::header::{CONTENT_LENGTH, HeaderName, HeaderValue, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
 use super::csv_body::{CutBody, ShortBody, TrickleBody};
 use super::faults::{Failure, Faults, retry_after_value};
+use super::overrides::{Override, OverrideHost};
 use super::state::{State, bump};
 
 pub type Body = UnsyncBoxBody<Bytes, io::Error>;
@@ -219,4 +220,47 @@ pub fn trickle(resp: Resp, f: &Faults) -> Resp {
         usize::try_from(f.trickle_bytes).unwrap_or(usize::MAX),
     );
     Response::from_parts(parts, body.boxed_unsync())
+}
+
+impl Override {
+    /// A `200` with Graph's JSON content type, served on every matching Graph request.
+    pub fn graph_json(path_prefix: &str, body: impl Into<Bytes>) -> Override {
+        Override {
+            host: OverrideHost::Graph,
+            path_prefix: path_prefix.to_string(),
+            status: 200,
+            content_type: Some(GRAPH_JSON.to_string()),
+            headers: Vec::new(),
+            body: body.into(),
+            times: None,
+        }
+    }
+
+    /// The response, with Graph's diagnostic headers (request-id, ...) on the Graph host.
+    pub fn response(&self, ctx: &Ctx) -> Resp {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::OK);
+        let mut resp = graph_response(ctx, status, "", full(self.body.clone()));
+        let h = resp.headers_mut();
+        h.remove("content-type");
+        if self.host == OverrideHost::Download {
+            h.remove("odata-version");
+            h.remove("x-ms-ags-diagnostic");
+        }
+        if let Some(v) = self
+            .content_type
+            .as_deref()
+            .and_then(|c| HeaderValue::from_str(c).ok())
+        {
+            h.insert("content-type", v);
+        }
+        for (k, v) in &self.headers {
+            if let (Ok(k), Ok(v)) = (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
+                h.insert(k, v);
+            }
+        }
+        resp
+    }
 }

@@ -366,7 +366,7 @@ fn hashes(dir: &Path) -> BTreeMap<String, String> {
         .map(|f| {
             let rel = f.strip_prefix(dir).unwrap().display().to_string();
             let bytes = std::fs::read(&f).unwrap();
-            (rel, m365_connector::fs::hex(&Sha256::digest(&bytes)))
+            (rel, m365_connector::digest::hex(&Sha256::digest(&bytes)))
         })
         .collect()
 }
@@ -768,7 +768,7 @@ async fn graph_case(case: GraphCase, t: Arc<Template>) -> (String, String) {
             let landed: Vec<&str> = landed.lines().skip(1).collect();
             let sent: Vec<String> = records
                 .iter()
-                .map(|r| m365_connector::fs::hex(&Sha256::digest(r)))
+                .map(|r| m365_connector::digest::hex(&Sha256::digest(r)))
                 .collect();
             assert_eq!(
                 landed, sent,
