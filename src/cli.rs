@@ -50,6 +50,7 @@ pub enum Command {
     /// Exit codes: 0 success, 3 success with warnings, 1 failure, 2 bad input.
     Run(LoadArgs),
     /// The whole pipeline against the built-in simulator (offline; data under data/demo/).
+    #[cfg(feature = "sim")]
     Demo(DemoArgs),
     /// The connector server: runs every active connector in DIR on its schedule (re-reads the
     /// folder on every wake; SIGTERM/Ctrl-C stops it cleanly).
@@ -70,9 +71,11 @@ pub enum Command {
     /// Check a connector file without contacting Microsoft (syntax, keys, ids, secret source).
     Validate(ConfigArg),
     /// Run the built-in Graph simulator (login, Graph and a report download host) on loopback.
+    #[cfg(feature = "sim")]
     Sim(crate::sim::SimArgs),
     /// Benchmark: a simulator and each stage in their own processes; prints users/s per stage,
     /// requests against the minimum, bytes, throttle waits and peak RSS. Not a test.
+    #[cfg(feature = "sim")]
     Bench(BenchArgs),
 }
 
@@ -149,6 +152,7 @@ impl LoadArgs {
     }
 }
 
+#[cfg(feature = "sim")]
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
     /// Size of the simulated tenant.
@@ -177,6 +181,7 @@ pub struct ConnectorsArg {
 }
 
 /// `bench` options.
+#[cfg(feature = "sim")]
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
     /// Users in the simulated tenant.

@@ -28,6 +28,7 @@ pub mod mapping;
 pub mod output;
 pub mod random;
 pub mod schedule;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod sql;
 pub mod streams;

@@ -1,8 +1,10 @@
 //! The commands a user runs, one file per family, and the dispatch from the parsed command
 //! line to them. Nothing below `commands/` parses arguments: it gets typed values.
 
+#[cfg(feature = "sim")]
 pub mod bench;
 pub mod check;
+#[cfg(feature = "sim")]
 pub mod demo;
 pub mod query;
 pub mod serve;
@@ -10,7 +12,9 @@ pub mod summary;
 
 use crate::cli::{self, Cli, Command};
 use crate::error::{self, ExitStatus, Result};
-use crate::{config, extract, load, output, pipeline, report, sim, transform};
+#[cfg(feature = "sim")]
+use crate::sim;
+use crate::{config, extract, load, output, pipeline, report, transform};
 
 /// The connector's lock for a command that extracts: two extracts in one data directory
 /// would each take the other's partial run for an interrupted one.
@@ -85,6 +89,7 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
             print!("{}", summary::run(&outcome));
             Ok(outcome.exit_status())
         }
+        #[cfg(feature = "sim")]
         Command::Demo(args) => {
             let progress = output::Progress::new(cli.quiet);
             let dir = std::path::Path::new("data/demo");
@@ -132,6 +137,7 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
             }
             Ok(ExitStatus::Success)
         }
+        #[cfg(feature = "sim")]
         Command::Bench(args) => {
             let report = tokio::task::spawn_blocking(move || bench::bench(&args))
                 .await
@@ -159,6 +165,7 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
             );
             Ok(ExitStatus::Success)
         }
+        #[cfg(feature = "sim")]
         Command::Sim(args) => {
             sim::run(args)
                 .await
