@@ -520,7 +520,7 @@ impl Config {
 
     /// The raw-landing root: `<data_dir>/raw`.
     pub fn raw_dir(&self) -> PathBuf {
-        self.pipeline.data_dir.join("raw")
+        crate::store::DataDir::new(&self.pipeline.data_dir).raw()
     }
 
     fn err_at(&self, line: usize, key: &str, message: &str) -> ConfigError {

@@ -31,6 +31,7 @@ pub mod schedule;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod sql;
+pub mod store;
 pub mod streams;
 
 // Everything that needs the staging database (DuckDB), behind the default-on `store` feature

@@ -154,14 +154,11 @@ fn export(
     run: &RunRow,
     formats: &[ExportFormat],
 ) -> Result<Loaded> {
-    let out = cfg.pipeline.data_dir.join("out");
+    let data = crate::store::DataDir::new(&cfg.pipeline.data_dir);
+    let out = data.out();
     crate::fs::create_private_dir(&out)?;
     remove_stale_temp_dirs(&out);
-    let tmp = out.join(format!(
-        ".tmp-{}-{:08x}",
-        run.run_id,
-        crate::random::u64() as u32
-    ));
+    let tmp = data.export_temp(&run.run_id, crate::random::u64() as u32);
     crate::fs::create_private_dir(&tmp)?;
     let written = write_files(staging, run, &tmp, formats);
     let manifest = match written {
@@ -416,7 +413,7 @@ fn remove_stale_temp_dirs(out: &Path) {
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with(".tmp-") || name.starts_with(".old-") {
+        if crate::store::DataDir::is_export_leftover(&name) {
             let _ = std::fs::remove_dir_all(e.path());
         }
     }

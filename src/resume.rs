@@ -32,8 +32,7 @@ pub const MAX_AGE_HOURS: i64 = 6;
 /// Identifies the run a partial directory belongs to.
 const STATE_FILE: &str = "resume.json";
 
-/// Prefix of uncommitted run directories under `raw/`.
-pub const PARTIAL_PREFIX: &str = ".partial-";
+pub use crate::store::data_dir::PARTIAL_PREFIX;
 
 /// Contents of `resume.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -317,7 +316,7 @@ fn discard(dir: &Path, staging: &Staging, reason: &str) {
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
     let run_id = name
         .as_deref()
-        .and_then(|n| n.strip_prefix(PARTIAL_PREFIX))
+        .and_then(crate::store::DataDir::partial_run_id)
         .unwrap_or_default()
         .to_string();
     tracing::warn!(run_id = %run_id, %reason, "discarding an interrupted extract; its data will be fetched again");

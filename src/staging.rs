@@ -33,9 +33,7 @@ pub const META_SQL: &[(&str, &str)] = &[
     ),
 ];
 
-pub const DB_FILE: &str = "staging.duckdb";
-/// Where DuckDB spills beyond `[pipeline] memory_limit_mib` (next to the database).
-pub const TEMP_DIR: &str = ".duckdb-tmp";
+pub use crate::store::data_dir::{DB_FILE, TEMP_DIR};
 
 /// An open staging database.
 pub struct Staging {

@@ -213,7 +213,7 @@ fn report(
     sim_rss_kib: u64,
 ) -> Result<String> {
     let data = dir.join("data");
-    let raw = data.join("raw");
+    let raw = crate::store::DataDir::new(&data).raw();
     let runs = committed_runs(&raw).map_err(|e| Error::io("reading runs", e))?;
     let run = runs
         .last()

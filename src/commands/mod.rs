@@ -22,7 +22,7 @@ fn lock_data_dir(cfg: &config::Config) -> Result<serve::ConnectorLock> {
     serve::ConnectorLock::acquire(&cfg.pipeline.data_dir)?.ok_or_else(|| {
         error::Error::Busy(format!(
             "another m365-connector is running this connector (it holds {}); wait for it to finish, or stop it",
-            cfg.pipeline.data_dir.join(".lock").display()
+            crate::store::DataDir::new(&cfg.pipeline.data_dir).lock().display()
         ))
     })
 }

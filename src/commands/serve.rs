@@ -370,7 +370,9 @@ impl Server {
             };
             if let Ok(entries) = std::fs::read_dir(cfg.raw_dir()) {
                 for e in entries.flatten() {
-                    if e.file_name().to_string_lossy().starts_with(".partial-") {
+                    if crate::store::DataDir::partial_run_id(&e.file_name().to_string_lossy())
+                        .is_some()
+                    {
                         crate::fs::remove_partial(&e.path());
                     }
                 }
@@ -410,7 +412,7 @@ impl ConnectorLock {
     /// `Ok(None)` when another run holds it.
     pub fn acquire(data_dir: &Path) -> Result<Option<ConnectorLock>> {
         crate::fs::create_private_dir(data_dir)?;
-        let path = data_dir.join(".lock");
+        let path = crate::store::DataDir::new(data_dir).lock();
         let file = File::options()
             .create(true)
             .truncate(false)

@@ -96,7 +96,7 @@ fn open(cfg: &Config) -> Result<Connection> {
         ))
     };
     let conn = Connection::open_in_memory().map_err(fail)?;
-    let tmp = cfg.pipeline.data_dir.join(crate::staging::TEMP_DIR);
+    let tmp = crate::store::DataDir::new(&cfg.pipeline.data_dir).db_temp();
     crate::fs::create_private_dir(&tmp)?;
     conn.execute_batch(&format!(
         "SET memory_limit = '{}MiB'; SET temp_directory = {}; SET preserve_insertion_order = false;",

@@ -129,7 +129,7 @@ async fn land_and_commit(
     let run_id = run_id.to_string();
     let raw = cfg.raw_dir();
     crate::fs::create_private_dir(&raw)?;
-    let partial = raw.join(format!("{}{run_id}", resume::PARTIAL_PREFIX));
+    let partial = crate::store::DataDir::new(&cfg.pipeline.data_dir).partial_run(&run_id);
     let resumed = match resumed {
         Some(r) => r,
         None => {

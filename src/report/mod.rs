@@ -283,7 +283,7 @@ pub fn write(cfg: &Config, run_id: Option<&str>, output: Option<&Path>) -> Resul
     let path = match output {
         Some(p) => p.to_path_buf(),
         None => {
-            let dir = cfg.pipeline.data_dir.join("out").join(&r.run_id);
+            let dir = crate::store::DataDir::new(&cfg.pipeline.data_dir).export(&r.run_id);
             crate::fs::create_private_dir(&dir)?;
             dir.join(REPORT_FILE)
         }
