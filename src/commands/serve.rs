@@ -361,25 +361,18 @@ impl Server {
             .push(event);
     }
 
-    /// After a shutdown: in-progress extracts are never committed; remove their partial
-    /// directories and mark their `running` rows as failed.
+    /// After a shutdown: in-progress extracts are never committed, and their partial
+    /// directories are kept, as after a kill, so the connector's next run resumes them
+    /// (`resume.rs`, within its age limit) instead of fetching everything again. Their
+    /// `running` rows are marked failed with that said.
     fn clean_interrupted(&mut self) {
         for path in std::mem::take(&mut self.running).into_keys() {
             let Some(cfg) = self.entries.get(&path).and_then(|e| e.config.clone()) else {
                 continue;
             };
-            if let Ok(entries) = std::fs::read_dir(cfg.raw_dir()) {
-                for e in entries.flatten() {
-                    if crate::store::DataDir::partial_run_id(&e.file_name().to_string_lossy())
-                        .is_some()
-                    {
-                        crate::fs::remove_partial(&e.path());
-                    }
-                }
-            }
             if let Ok(staging) = crate::staging::Staging::open(&cfg.pipeline.data_dir) {
                 let _ = staging.conn.execute(
-                    "UPDATE runs SET status = 'failed', error = 'interrupted: the server shut down' WHERE status = 'running'",
+                    "UPDATE runs SET status = 'failed', error = 'interrupted: the server shut down; the next run resumes its partial extract' WHERE status = 'running'",
                     [],
                 );
             }

@@ -9,6 +9,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use m365_connector::commands::serve::{ConnectorLock, ManualClock, Outcome, ServeOptions, Server};
 use m365_connector::sim::{SimOptions, Simulator};
 
+use m365_connector::manifest::committed_runs;
+
 use crate::util::{TempDir, sim_options};
 
 const BIN: &str = env!("CARGO_BIN_EXE_m365-connector");
@@ -291,8 +293,10 @@ async fn sigterm_stops_a_running_extract_without_committing_it() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         let partial = std::fs::read_dir(&raw)
             .map(|e| {
-                e.flatten()
-                    .any(|e| e.file_name().to_string_lossy().starts_with(".partial-"))
+                e.flatten().any(|e| {
+                    e.file_name().to_string_lossy().starts_with(".partial-")
+                        && e.path().join("resume.json").is_file()
+                })
             })
             .unwrap_or(false);
         if partial {
@@ -315,13 +319,17 @@ async fn sigterm_stops_a_running_extract_without_committing_it() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     assert!(log.contains("shutting down"), "{log}");
-    // Nothing committed, nothing partial left, the run marked as interrupted.
+    // Nothing committed; the partial extract is kept for the next run to resume, as after
+    // a kill (its resume state is there); the run is marked as interrupted.
     let left: Vec<String> = std::fs::read_dir(&raw)
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].starts_with(".partial-"), "{left:?}");
+    assert!(raw.join(&left[0]).join("resume.json").is_file(), "{left:?}");
+    assert!(committed_runs(&raw).unwrap().is_empty());
     let runs = Command::new(BIN)
         .args([
             "sql",
@@ -336,6 +344,6 @@ async fn sigterm_stops_a_running_extract_without_committing_it() {
         .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&runs.stdout),
-        "status,error\nfailed,interrupted: the server shut down\n"
+        "status,error\nfailed,interrupted: the server shut down; the next run resumes its partial extract\n"
     );
 }
