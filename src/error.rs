@@ -39,6 +39,22 @@ pub enum Error {
     /// Another process is running the same connector.
     #[error("{0}")]
     Busy(String),
+    /// The staging database failed while `doing` something; the hint follows the kind of
+    /// failure (out of memory, locked, disk full, permission), see `store::db`.
+    #[cfg(feature = "store")]
+    #[error("{doing} in {}: {source}{}", path.display(), crate::store::DbErrorKind::of(source).hint())]
+    Store {
+        doing: String,
+        path: std::path::PathBuf,
+        #[source]
+        source: duckdb::Error,
+    },
+    /// An audit (`sql/audits/`) found rows that would make the export wrong; nothing of the
+    /// transform was committed.
+    #[error(
+        "audit sql/{audit}.sql found {rows} offending rows: the export would be wrong, so nothing was committed; query it with `m365-connector sql` to see them"
+    )]
+    AuditFailed { audit: String, rows: u64 },
     /// An internal task failed (a bug, or the run was cancelled).
     #[error("{0}")]
     Internal(String),

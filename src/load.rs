@@ -18,7 +18,8 @@ use sha2::{Digest, Sha256};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::sql::{quote_ident, quote_literal};
-use crate::staging::{Staging, db_error};
+use crate::store::runs::ExportRow;
+use crate::store::{Staging, db_error};
 
 /// An export format.
 #[derive(
@@ -103,7 +104,7 @@ pub fn load(cfg: &Config, run_id: Option<&str>, formats: &[ExportFormat]) -> Res
             Ok(loaded)
         }
         Err(e) => {
-            staging.fail(&run.run_id, "load", &e.to_string());
+            staging.fail(&run.run_id, crate::store::Stage::Load, &e.to_string());
             Err(e)
         }
     }
@@ -420,39 +421,24 @@ fn remove_stale_temp_dirs(out: &Path) {
 }
 
 fn record(staging: &Staging, loaded: &Loaded) -> Result<()> {
-    let conn = &staging.conn;
-    let path = &staging.path;
-    let run = |conn: &duckdb::Connection| -> duckdb::Result<()> {
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS exports (run_id VARCHAR, exported_at TIMESTAMP, dir VARCHAR, file VARCHAR,
-                 format VARCHAR, rows BIGINT, bytes BIGINT, sha256 VARCHAR)",
-        )?;
-        conn.execute(
-            "DELETE FROM exports WHERE run_id = ?",
-            params![loaded.run_id],
-        )?;
-        for f in &loaded.manifest.files {
-            conn.execute(
-                "INSERT INTO exports VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?)",
-                params![
-                    loaded.run_id,
-                    loaded.dir.display().to_string(),
-                    f.file,
-                    format!("{:?}", f.format).to_lowercase(),
-                    f.rows,
-                    f.bytes,
-                    f.sha256
-                ],
-            )?;
-        }
-        conn.execute(
-            "UPDATE runs SET load_status = 'succeeded', load_seconds = ?,
-                 status = CASE WHEN extract_status = 'failed' OR transform_status = 'failed' THEN status ELSE 'succeeded' END,
-                 finished_at = now()::TIMESTAMP
-             WHERE run_id = ?",
-            params![loaded.seconds, loaded.run_id],
-        )?;
-        Ok(())
-    };
-    run(conn).map_err(|e| db_error(path, "recording the export", e))
+    let formats: Vec<String> = loaded
+        .manifest
+        .files
+        .iter()
+        .map(|f| format!("{:?}", f.format).to_lowercase())
+        .collect();
+    let rows: Vec<ExportRow> = loaded
+        .manifest
+        .files
+        .iter()
+        .zip(&formats)
+        .map(|(f, format)| ExportRow {
+            file: &f.file,
+            format,
+            rows: f.rows,
+            bytes: f.bytes,
+            sha256: &f.sha256,
+        })
+        .collect();
+    staging.record_load(&loaded.run_id, &loaded.dir, &rows, loaded.seconds)
 }

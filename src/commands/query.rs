@@ -7,11 +7,11 @@ use arrow::record_batch::RecordBatch;
 
 use crate::cli::SqlFormat;
 use crate::error::{Error, Result};
-use crate::staging::open_read_only;
+use crate::store::Staging;
 
 /// Runs `sql` on `<data_dir>/staging.duckdb` opened read-only and renders the result.
 pub fn query(data_dir: &Path, sql: &str, format: SqlFormat) -> Result<String> {
-    let (conn, _) = open_read_only(data_dir)?;
+    let Staging { conn, .. } = Staging::open_read_only(data_dir)?;
     let mut stmt = conn
         .prepare(sql)
         .map_err(|e| Error::Usage(format!("query failed: {e}")))?;

@@ -370,10 +370,9 @@ impl Server {
             let Some(cfg) = self.entries.get(&path).and_then(|e| e.config.clone()) else {
                 continue;
             };
-            if let Ok(staging) = crate::staging::Staging::open(&cfg.pipeline.data_dir) {
-                let _ = staging.conn.execute(
-                    "UPDATE runs SET status = 'failed', error = 'interrupted: the server shut down; the next run resumes its partial extract' WHERE status = 'running'",
-                    [],
+            if let Ok(staging) = crate::store::Staging::open(&cfg.pipeline.data_dir) {
+                let _ = staging.fail_running(
+                    "interrupted: the server shut down; the next run resumes its partial extract",
                 );
             }
         }
@@ -424,11 +423,8 @@ impl ConnectorLock {
 
 /// When the newest recorded run of this connector started.
 fn last_run_started(cfg: &Config) -> Option<DateTime<Utc>> {
-    let path = cfg.pipeline.data_dir.join(crate::staging::DB_FILE);
-    if !path.is_file() {
-        return None;
-    }
-    let staging = crate::staging::Staging::open(&cfg.pipeline.data_dir).ok()?;
+    // Read-only: status never applies DDL or takes the write lock from a running extract.
+    let staging = crate::store::Staging::open_read_only(&cfg.pipeline.data_dir).ok()?;
     let text: Option<String> = staging
         .conn
         .query_row(
@@ -505,11 +501,8 @@ pub fn status(dir: &Path, now: DateTime<Utc>) -> Result<String> {
 }
 
 fn last_run_summary(cfg: &Config) -> Option<String> {
-    let path = cfg.pipeline.data_dir.join(crate::staging::DB_FILE);
-    if !path.is_file() {
-        return None;
-    }
-    let staging = crate::staging::Staging::open(&cfg.pipeline.data_dir).ok()?;
+    // Read-only: status never applies DDL or takes the write lock from a running extract.
+    let staging = crate::store::Staging::open_read_only(&cfg.pipeline.data_dir).ok()?;
     staging
         .conn
         .query_row(

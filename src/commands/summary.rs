@@ -195,7 +195,7 @@ pub fn demo_queries(config: &std::path::Path) -> String {
     let c = config.display();
     let db = config
         .parent()
-        .map(|p| p.join(crate::staging::DB_FILE))
+        .map(|p| p.join(crate::store::data_dir::DB_FILE))
         .unwrap_or_default();
     format!(
         "\ntry:\n  cargo run --release -- sql -c {c} \"SELECT \\\"User.FullName\\\", \\\"User.Licenses\\\", \\\"User.LastActivityDate\\\" FROM people ORDER BY \\\"User.LastActivityDate\\\" DESC NULLS LAST LIMIT 5\"\n  duckdb {} \"SELECT run_id, status, users_fetched, people_kept, filtered_out FROM runs\"   # the duckdb CLI, if installed\n",

@@ -8,13 +8,13 @@ use chrono::{DateTime, Utc};
 use indicatif::ProgressBar;
 use reqwest::Url;
 
+use super::resume::{self, Checkpoint};
+use super::users_delta::{self, Start};
 use crate::error::{Error, Result};
 use crate::graph::paging::{Page, Pager};
 use crate::graph::{CallCounts, CallStats, redact_query};
-use crate::incremental::{self, Start};
 use crate::land::{JsonLander, Lineage};
 use crate::manifest::{DeltaSync, SYNC_DELTA, SYNC_FULL, StreamManifest};
-use crate::resume::{self, Checkpoint};
 
 use super::{StreamCtx, StreamResult, cancelled_error};
 
@@ -72,7 +72,7 @@ pub(super) async fn land_users_delta(
     let stats = Arc::new(CallStats::default());
     // The walk an interrupted run of this id was doing, if its start link is still usable.
     let interrupted = from.as_ref().and_then(|c| {
-        let start = incremental::check_delta_link(c.start.as_deref()?, ctx.client.graph_url());
+        let start = users_delta::check_delta_link(c.start.as_deref()?, ctx.client.graph_url());
         (c.delta.sync.is_some()).then_some((c.clone(), start.ok()?))
     });
     let (start, mut sync, resume_at) = match interrupted {
@@ -126,7 +126,7 @@ pub(super) async fn land_users_delta(
     };
     let refused = match &walked {
         Err(Error::Graph(e)) if sync.sync.as_deref() == Some(SYNC_DELTA) => {
-            incremental::is_resync(e).then(|| incremental::resync_reason(e))
+            users_delta::is_resync(e).then(|| users_delta::resync_reason(e))
         }
         _ => None,
     };
@@ -250,7 +250,7 @@ async fn walk_and_land(
         })
     };
 
-    let prefer = delta.then_some(incremental::DELTA_PREFER);
+    let prefer = delta.then_some(users_delta::DELTA_PREFER);
     let mut pager = Pager::new(start, ctx.client.graph_url()).with_prefer(prefer);
     let mut pages = from.pages;
     let mut rows = from.rows;
@@ -266,7 +266,7 @@ async fn walk_and_land(
             if delta && pager.next_link().is_none() {
                 delta_link = match &page.delta_link {
                     Some(link) => Some(
-                        incremental::check_delta_link(link, ctx.client.graph_url())?.to_string(),
+                        users_delta::check_delta_link(link, ctx.client.graph_url())?.to_string(),
                     ),
                     None => None,
                 };

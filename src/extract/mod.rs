@@ -9,7 +9,9 @@
 mod collection;
 mod duplicates;
 mod report_stream;
+pub mod resume;
 mod run_manifest;
+pub mod users_delta;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,11 +25,11 @@ use crate::concealment::Setting;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::graph::GraphClient;
-use crate::incremental::{self, Start};
 use crate::manifest::{RunManifest, StreamManifest, Warning};
 use crate::output::Progress;
-use crate::resume::{self, Resumed};
 use crate::streams::{Report, USER_SELECT, USERS_PAGE_SIZE};
+use resume::Resumed;
+use users_delta::Start;
 
 use collection::{land_collection, land_users_delta};
 use report_stream::{land_report, report_settings};
@@ -51,14 +53,14 @@ pub fn new_run_id(at: DateTime<Utc>) -> String {
 }
 
 /// Runs the extract stage for `cfg` and commits the run. An extract interrupted earlier is
-/// resumed (see [`crate::resume`]): same run id, finished streams kept.
+/// resumed (see [`resume`]): same run id, finished streams kept.
 pub async fn extract(cfg: &Config, progress: &Progress) -> Result<Extracted> {
     let secret = cfg.secret()?;
     let client = Arc::new(GraphClient::new(cfg, secret)?);
 
     // The run is a row in the staging database from here on, so a refused sign-in is on
     // record too (nothing else is written before sign-in succeeds).
-    let staging = crate::staging::Staging::open(&cfg.pipeline.data_dir)?;
+    let staging = crate::store::Staging::open(&cfg.pipeline.data_dir)?;
     let resumed = resume::prepare(cfg, &staging, Utc::now())?;
     let (run_id, started_at) = match &resumed {
         Some(r) => {
@@ -74,8 +76,8 @@ pub async fn extract(cfg: &Config, progress: &Progress) -> Result<Extracted> {
     };
     // Incremental users: where the stored delta link lets this run continue.
     let users_plan = if cfg.pipeline.incremental {
-        let stored = incremental::stored_link(&staging, &cfg.connector.name)?;
-        Some(incremental::plan(cfg, stored.as_ref()))
+        let stored = crate::store::delta_links::stored_link(&staging, &cfg.connector.name)?;
+        Some(users_delta::plan(cfg, stored.as_ref()))
     } else {
         None
     };
@@ -84,12 +86,12 @@ pub async fn extract(cfg: &Config, progress: &Progress) -> Result<Extracted> {
         cfg, &client, &run_id, started_at, resumed, users_plan, progress,
     )
     .await;
-    let staging = crate::staging::Staging::open(&cfg.pipeline.data_dir)?;
+    let staging = crate::store::Staging::open(&cfg.pipeline.data_dir)?;
     match &outcome {
         Ok(run) => {
             staging.finish_extract(&run.manifest, (Utc::now() - started_at).as_seconds_f64())?
         }
-        Err(e) => staging.fail(&run_id, "extract", &e.to_string()),
+        Err(e) => staging.fail(&run_id, crate::store::Stage::Extract, &e.to_string()),
     }
     outcome
 }
@@ -291,7 +293,7 @@ async fn land_streams(
         let from = resumed.checkpoints.get(stream).cloned();
         match (&users_plan, stream) {
             (Some(plan), "users") => {
-                let full = client.v1(&incremental::full_sync_path())?;
+                let full = client.v1(&users_delta::full_sync_path())?;
                 tasks.spawn(land_users_delta(ctx.clone(), full, plan.clone(), from, bar));
             }
             _ => {

@@ -3,13 +3,13 @@
 
 use chrono::Utc;
 
+use super::resume;
 use crate::concealment::{self, Setting, Tally};
 use crate::error::{Error, Result};
 use crate::graph::{CallStats, GraphClient, reports};
 use crate::land::report_csv::ReportReader;
 use crate::land::{CsvLander, Lineage};
 use crate::manifest::{DeltaSync, StreamManifest};
-use crate::resume;
 use crate::streams::Report;
 
 use super::{StreamCtx, StreamResult, cancelled_error};

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
+use super::users_delta;
 use crate::concealment::{self, Setting};
 use crate::config::Config;
 use crate::graph::{CallCounts, GraphClient};
-use crate::incremental;
 use crate::manifest::{Concealment, RunManifest, StreamManifest, Warning};
 use crate::streams::Report;
 
@@ -48,7 +48,7 @@ pub(super) fn build_manifest(
     }
     for (name, s) in &streams {
         if name == "users" {
-            warnings.extend(incremental::warnings(s));
+            warnings.extend(users_delta::warnings(s));
         }
         let Some(report) = Report::from_stream(name) else {
             continue;

@@ -24,7 +24,7 @@ use duckdb::Connection;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::sql::quote_literal;
-use crate::staging::db_error;
+use crate::store::db_error;
 
 /// One report query: `sql/report/<name>.sql`.
 #[derive(Debug, Clone, Copy)]
@@ -256,7 +256,8 @@ pub struct Rendered {
 /// database, opened read-only.
 pub fn render_run(cfg: &Config, run_id: Option<&str>) -> Result<Rendered> {
     let started = Instant::now();
-    let (conn, db) = crate::staging::open_read_only(&cfg.pipeline.data_dir)?;
+    let crate::store::Staging { conn, path: db } =
+        crate::store::Staging::open_read_only(&cfg.pipeline.data_dir)?;
     let run_id = pick_run(&conn, &db, run_id)?;
     let data = gather(&conn, &db, &run_id)?;
     Ok(Rendered {

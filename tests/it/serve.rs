@@ -272,7 +272,7 @@ async fn sigterm_stops_a_running_extract_without_committing_it() {
     // server must see it as due, so give it a last run two hours ago.
     std::fs::create_dir_all(d.join("slow-data")).unwrap();
     {
-        let staging = m365_connector::staging::Staging::open(&d.join("slow-data")).unwrap();
+        let staging = m365_connector::store::Staging::open(&d.join("slow-data")).unwrap();
         staging
             .conn
             .execute_batch(

@@ -460,9 +460,9 @@ async fn people_stored_out_of_key_order_are_hashed_and_exported_sorted() {
 
     let sql = s.dir.path().join("sql");
     for entry in m365_connector::transform::MODELS {
-        let file = sql.join(format!("{}.sql", entry.0));
+        let file = sql.join(format!("{}.sql", entry.name));
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-        let text = entry.1.replace("ORDER BY \"User.ExternalId\"", "");
+        let text = entry.sql.replace("ORDER BY \"User.ExternalId\"", "");
         std::fs::write(file, text).unwrap();
     }
     let unsorted_cfg = config_with(

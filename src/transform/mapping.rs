@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::sql::{quote_ident, quote_literal};
 
 /// Built-in default mapping, used when `[pipeline] mappings` is not set.
-pub const DEFAULT_MAPPING: &str = include_str!("../mappings/microsoft365.csv");
+pub const DEFAULT_MAPPING: &str = include_str!("../../mappings/microsoft365.csv");
 /// The name shown in errors for the built-in mapping.
 pub const DEFAULT_MAPPING_NAME: &str = "mappings/microsoft365.csv (built-in)";
 

@@ -1,186 +1,19 @@
-//! Incremental users sync (`[pipeline] incremental = true`): `/users/delta`, the stored delta
-//! link and the users snapshot.
-//!
-//! - **extract** walks `/users/delta?$select=<USER_SELECT>` in full when no usable delta link
-//!   is stored (the first run, after a resync, or when the tenant or the selection changed),
-//!   and from the stored link otherwise, landing the records exactly as Graph sent them
-//!   (changes, and `@removed` entries for removed users) as the `users` stream. The manifest
-//!   says which kind of sync it was, which run the changes apply to and the new delta link
-//!   ([`DeltaSync`]). A stored link Graph refuses (410 Gone, `syncStateNotFound`,
-//!   `resyncRequired`) is replaced by a full sync in the same run, with a `delta_resync`
-//!   warning.
-//! - **transform** keeps `users_current`, the directory as of the run in `delta_links.run_id`:
-//!   a full sync replaces it, a delta run merges its changes (the last occurrence of an id
-//!   wins, `@removed` deletes it and becomes a row of `users_tombstones`). The run's delta
-//!   link is stored in `delta_links` in the same transaction, so the link never runs ahead
-//!   of the snapshot: a run that was extracted but never transformed is simply fetched again
-//!   from the older link by the next run (delta queries are idempotent), and no change is
-//!   lost. The models then read the snapshot as `raw_users`, so everything downstream is the
-//!   same as for a full run.
+//! The users snapshot of an incremental connector: `users_current`, the directory as of the
+//! run in `delta_links.run_id`. A full sync replaces it, a delta run merges its changes (the
+//! last occurrence of an id wins, `@removed` deletes it and becomes a row of
+//! `users_tombstones`). The run's delta link is stored in `delta_links` in the same
+//! transaction, so the link never runs ahead of the snapshot: a run that was extracted but
+//! never transformed is simply fetched again from the older link by the next run (delta
+//! queries are idempotent), and no change is lost. The models then read the snapshot as
+//! `raw_users`, so everything downstream is the same as for a full run.
 
 use std::path::Path;
 
-use reqwest::Url;
-
-use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::graph::{GraphError, RequestIds};
-use crate::manifest::{
-    RunManifest, SYNC_DELTA, SYNC_FULL, StreamManifest, Warning, committed_runs,
-};
+use crate::manifest::{RunManifest, SYNC_DELTA, SYNC_FULL, StreamManifest, committed_runs};
 use crate::sql::quote_literal;
-use crate::staging::{Staging, db_error};
-use crate::streams::USER_SELECT;
-
-/// `Prefer` header of delta requests: `/users/delta` takes no `$top`.
-pub const DELTA_PREFER: &str = "odata.maxpagesize=999";
-
-/// The `$select` of the users stream, as stored next to a delta link: a link made for another
-/// selection does not track the properties asked for now, so it is not used.
-pub fn user_select() -> String {
-    USER_SELECT.join(",")
-}
-
-/// The first request of a full delta sync.
-pub fn full_sync_path() -> String {
-    format!("/users/delta?$select={}", user_select())
-}
-
-/// A connector's row of `delta_links`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredLink {
-    /// `None`: the run in `run_id` ended without a delta link; the next run syncs in full.
-    pub link: Option<String>,
-    /// The run whose users `users_current` holds.
-    pub run_id: String,
-    pub tenant_id: String,
-    pub user_select: String,
-}
-
-/// The stored delta link of `connector`, if any.
-pub fn stored_link(staging: &Staging, connector: &str) -> Result<Option<StoredLink>> {
-    let mut stmt = staging
-        .conn
-        .prepare(
-            "SELECT link, run_id, coalesce(tenant_id, ''), coalesce(user_select, '')
-             FROM delta_links WHERE connector = ? ORDER BY stored_at DESC LIMIT 1",
-        )
-        .map_err(|e| db_error(&staging.path, "reading the stored delta link", e))?;
-    let mut rows = stmt
-        .query_map(duckdb::params![connector], |r| {
-            Ok(StoredLink {
-                link: r.get(0)?,
-                run_id: r.get(1)?,
-                tenant_id: r.get(2)?,
-                user_select: r.get(3)?,
-            })
-        })
-        .map_err(|e| db_error(&staging.path, "reading the stored delta link", e))?;
-    rows.next()
-        .transpose()
-        .map_err(|e| db_error(&staging.path, "reading the stored delta link", e))
-}
-
-/// Where the users walk of an incremental run starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Start {
-    /// Every user, from `/users/delta?$select=…`; `reason` says why (for the log).
-    Full { reason: String },
-    /// The changes since run `from_run`, from its delta link.
-    Delta { link: Url, from_run: String },
-}
-
-/// Decides how the users of an incremental run are fetched.
-pub fn plan(cfg: &Config, stored: Option<&StoredLink>) -> Start {
-    let full = |reason: &str| Start::Full {
-        reason: reason.to_string(),
-    };
-    let Some(s) = stored else {
-        return full("no delta link is stored yet (first incremental run)");
-    };
-    let Some(link) = &s.link else {
-        return full("the last transformed run ended without a delta link");
-    };
-    if !s.tenant_id.eq_ignore_ascii_case(&cfg.tenant.tenant_id) {
-        return full("the stored delta link was made for another tenant");
-    }
-    if s.user_select != user_select() {
-        return full("the stored delta link tracks another $select (the connector was upgraded)");
-    }
-    match check_delta_link(link, &cfg.tenant.graph_url) {
-        Ok(link) => Start::Delta {
-            link,
-            from_run: s.run_id.clone(),
-        },
-        Err(_) => full("the stored delta link is not on the configured Graph host"),
-    }
-}
-
-/// A delta link is followed (and stored) only on the Graph origin, like a next link: it is
-/// requested with the bearer token.
-pub fn check_delta_link(link: &str, graph: &Url) -> std::result::Result<Url, GraphError> {
-    let url = Url::parse(link).ok().filter(|u| {
-        u.origin() == graph.origin() && u.username().is_empty() && u.password().is_none()
-    });
-    url.ok_or_else(|| GraphError::BadBody {
-        url: graph.to_string(),
-        problem: format!(
-            "@odata.deltaLink leaves the Graph host {}: it is never stored or followed",
-            graph.host_str().unwrap_or("")
-        ),
-        fix: "this is a Graph or proxy fault; run again, and report it with the request id if it repeats".into(),
-        ids: RequestIds::default(),
-    })
-}
-
-/// Whether Graph refused a delta link for good: the client must sync in full again
-/// (graph-api.md §2: 410 Gone, `syncStateNotFound`, `resyncRequired`).
-pub fn is_resync(e: &GraphError) -> bool {
-    match e {
-        GraphError::Api { status, code, .. } => {
-            *status == 410
-                || code.eq_ignore_ascii_case("syncStateNotFound")
-                || code.eq_ignore_ascii_case("resyncRequired")
-        }
-        _ => false,
-    }
-}
-
-/// What Graph said, without the link (a credential of sorts).
-pub fn resync_reason(e: &GraphError) -> String {
-    match e {
-        GraphError::Api {
-            status,
-            code,
-            message,
-            ids,
-            ..
-        } => format!("HTTP {status} {code}: {message} ({ids})"),
-        other => other.to_string(),
-    }
-}
-
-/// The warnings an incremental users stream earns in the run manifest.
-pub fn warnings(s: &StreamManifest) -> Vec<Warning> {
-    let mut w = Vec::new();
-    if let Some(reason) = &s.delta.resync {
-        w.push(Warning {
-            code: "delta_resync".into(),
-            message: format!(
-                "Graph refused the stored users delta link ({reason}), so this run fetched every user again (a full sync) instead of the changes"
-            ),
-            fix: "none needed: the next run continues incrementally from this run's delta link. Delta links expire after 7 days without use, so schedule an incremental connector at least weekly".into(),
-        });
-    }
-    if s.delta.sync.is_some() && s.delta.delta_link.is_none() {
-        w.push(Warning {
-            code: "delta_link_missing".into(),
-            message: "the users delta walk ended without an @odata.deltaLink, so the next run fetches every user again (a full sync)".into(),
-            fix: "none needed; if it happens every run, report it to Microsoft with a request id from the log".into(),
-        });
-    }
-    w
-}
+use crate::store::delta_links::{store_link, stored_link};
+use crate::store::{Staging, db_error};
 
 /// How a transform brought `users_current` to its run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -238,23 +71,13 @@ pub fn sync_snapshot(
             |r| r.get(0),
         )
         .map_err(|e| db_error(path, "counting the users snapshot", e))?;
-    conn.execute(
-        "DELETE FROM delta_links WHERE connector = ?",
-        duckdb::params![connector],
-    )
-    .and_then(|_| {
-        conn.execute(
-            "INSERT INTO delta_links VALUES (?, ?, ?, ?, ?, now()::TIMESTAMP)",
-            duckdb::params![
-                connector,
-                manifest.tenant_id,
-                user_select(),
-                users.delta.delta_link,
-                manifest.run_id
-            ],
-        )
-    })
-    .map_err(|e| db_error(path, "storing the delta link", e))?;
+    store_link(
+        staging,
+        connector,
+        &manifest.tenant_id,
+        users.delta.delta_link.as_deref(),
+        &manifest.run_id,
+    )?;
     let replayed: Vec<String> = chain
         .iter()
         .map(|(id, _, _)| id.clone())

@@ -24,7 +24,8 @@ use crate::error::{Error, Result};
 use crate::graph::CallCounts;
 use crate::land::LandedFile;
 use crate::manifest::{MANIFEST_FILE, RunManifest, StreamManifest, write_json_atomic};
-use crate::staging::{Staging, config_fingerprint};
+use crate::store::Staging;
+use crate::store::runs::config_fingerprint;
 
 /// A partial run older than this is discarded, not resumed.
 pub const MAX_AGE_HOURS: i64 = 6;
@@ -178,15 +179,10 @@ pub fn prepare(cfg: &Config, staging: &Staging, now: DateTime<Utc>) -> Result<Op
     }
     // Interrupted extracts whose directory is gone can never finish.
     let resumed_id = chosen.as_ref().map(|r: &Resumed| r.run_id.clone());
-    staging
-        .conn
-        .execute(
-            "UPDATE runs SET status = 'failed', extract_status = 'failed',
-                 error = 'interrupted: the process stopped during extract and nothing of it was kept'
-             WHERE extract_status = 'running' AND run_id IS DISTINCT FROM ?",
-            duckdb::params![resumed_id],
-        )
-        .map_err(|e| crate::staging::db_error(&staging.path, "closing interrupted runs", e))?;
+    staging.fail_interrupted_extracts(
+        resumed_id.as_deref(),
+        "interrupted: the process stopped during extract and nothing of it was kept",
+    )?;
     Ok(chosen)
 }
 
@@ -196,11 +192,11 @@ fn recover_committed(raw: &Path, staging: &Staging) -> Result<()> {
     let mut stmt = staging
         .conn
         .prepare("SELECT run_id FROM runs WHERE extract_status = 'running'")
-        .map_err(|e| crate::staging::db_error(&staging.path, "reading runs", e))?;
+        .map_err(|e| crate::store::db_error(&staging.path, "reading runs", e))?;
     let running: Vec<String> = stmt
         .query_map([], |r| r.get(0))
         .and_then(|rows| rows.collect())
-        .map_err(|e| crate::staging::db_error(&staging.path, "reading runs", e))?;
+        .map_err(|e| crate::store::db_error(&staging.path, "reading runs", e))?;
     for run_id in running {
         let dir = raw.join(&run_id);
         if let Ok(m) = RunManifest::read(&dir) {
@@ -324,7 +320,7 @@ fn discard(dir: &Path, staging: &Staging, reason: &str) {
     if !run_id.is_empty() {
         staging.fail(
             &run_id,
-            "extract",
+            crate::store::Stage::Extract,
             &format!("interrupted, then discarded: {reason}"),
         );
     }
