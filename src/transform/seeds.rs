@@ -58,19 +58,22 @@ pub fn parse_sku_names(text: &str) -> Result<Vec<(String, String, String)>> {
 /// the binary, so a new version's list wins).
 pub fn load_sku_names(staging: &Staging, names: &[(String, String, String)]) -> Result<()> {
     let conn = &staging.conn;
+    let fail = |e| db_error(&staging.path, "loading ref_sku_names", e);
+    // Rebuilt every transform, like a model: appended to a scratch table, then made the table.
     conn.execute_batch(
-        "CREATE OR REPLACE TABLE ref_sku_names (sku_id VARCHAR PRIMARY KEY, sku_part_number VARCHAR, friendly_name VARCHAR)",
+        "CREATE OR REPLACE TEMP TABLE _sku_names_in (sku_id VARCHAR, sku_part_number VARCHAR, friendly_name VARCHAR)",
     )
-    .map_err(|e| db_error(&staging.path, "creating ref_sku_names", e))?;
-    let mut app = conn
-        .appender("ref_sku_names")
-        .map_err(|e| db_error(&staging.path, "loading ref_sku_names", e))?;
+    .map_err(fail)?;
+    let mut app = conn.appender("_sku_names_in").map_err(fail)?;
     for (g, p, n) in names {
-        app.append_row(params![g, p, n])
-            .map_err(|e| db_error(&staging.path, "loading ref_sku_names", e))?;
+        app.append_row(params![g, p, n]).map_err(fail)?;
     }
-    app.flush()
-        .map_err(|e| db_error(&staging.path, "loading ref_sku_names", e))
+    app.flush().map_err(fail)?;
+    drop(app);
+    conn.execute_batch(
+        "CREATE OR REPLACE TABLE ref_sku_names AS SELECT * FROM _sku_names_in; DROP TABLE _sku_names_in;",
+    )
+    .map_err(fail)
 }
 
 #[cfg(test)]

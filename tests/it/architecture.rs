@@ -1,7 +1,7 @@
 //! The rules of ARCHITECTURE.md that a machine can check, checked on the source tree:
-//! the stages never import each other, only the command layer sees the command line, and
-//! every SQL file under `sql/` is in a catalogue that runs it (a new file never silently
-//! does nothing).
+//! the stages never import each other, only the command layer sees the command line, only
+//! `store/runs.rs` writes the run tables, only `sql/meta/` declares tables, and every SQL file
+//! under `sql/` is in a catalogue that runs it (a new file never silently does nothing).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -109,6 +109,145 @@ fn only_the_commands_see_the_command_line() {
     );
 }
 
+/// The run tables, declared in sql/meta/001_runs.sql and 005_history.sql.
+const RUN_TABLES: [&str; 5] = [
+    "runs",
+    "run_streams",
+    "landed_files",
+    "run_steps",
+    "exports",
+];
+
+/// The file allowed to write them.
+const RUN_TABLES_WRITER: &str = "store/runs.rs";
+
+/// SQL words of a Rust file (comments left out), upper-cased keywords kept apart from
+/// punctuation, each with its line: enough to find `UPDATE runs` or `CREATE TABLE x (`
+/// however the statement is wrapped over lines.
+fn sql_words(file: &Path) -> Vec<(usize, String)> {
+    let text = std::fs::read_to_string(file).unwrap();
+    let mut words = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim_start().starts_with("//") {
+            continue;
+        }
+        let spaced = line
+            .replace('(', " ( ")
+            .replace('"', " ")
+            .replace(',', " , ");
+        for w in spaced.split_whitespace() {
+            let w = w.trim_matches(|c: char| !(c.is_alphanumeric() || c == '_' || c == '('));
+            if !w.is_empty() {
+                words.push((i + 1, w.to_string()));
+            }
+        }
+    }
+    words
+}
+
+/// Files under `src` (the simulator aside: it has no database) other than `allowed`.
+fn database_files(src: &Path, allowed: &[&str]) -> Vec<PathBuf> {
+    rust_files(src)
+        .into_iter()
+        .filter(|f| {
+            let rel = f.strip_prefix(src).unwrap();
+            !rel.starts_with("sim") && !allowed.iter().any(|a| rel == Path::new(a))
+        })
+        .collect()
+}
+
+/// Violations of "only store/runs.rs writes the run tables".
+fn run_table_writes(src: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for file in database_files(src, &[RUN_TABLES_WRITER]) {
+        let words = sql_words(&file);
+        for (k, (line, w)) in words.iter().enumerate() {
+            let up = w.to_ascii_uppercase();
+            // The word after INTO (INSERT [OR REPLACE] INTO), UPDATE or DELETE FROM.
+            let target = match up.as_str() {
+                "INTO" if k > 0 => words.get(k + 1),
+                "UPDATE" => words.get(k + 1),
+                "FROM" if k > 0 && words[k - 1].1.eq_ignore_ascii_case("DELETE") => {
+                    words.get(k + 1)
+                }
+                _ => None,
+            };
+            if let Some((_, t)) = target
+                && RUN_TABLES.contains(&t.as_str())
+            {
+                found.push(format!("{}:{line}: {up} {t}", file.display()));
+            }
+        }
+    }
+    found
+}
+
+/// Violations of "only sql/meta/ declares tables": a `CREATE [OR REPLACE] TABLE [IF NOT
+/// EXISTS] name (` with its column list, or an `ALTER TABLE`, in Rust. Tables made from a
+/// query (models, seeds, `people` from `out_people`) and TEMP scratch tables are not
+/// declarations.
+fn table_declarations(src: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for file in database_files(src, &[]) {
+        let words = sql_words(&file);
+        let up: Vec<String> = words.iter().map(|(_, w)| w.to_ascii_uppercase()).collect();
+        for k in 0..up.len() {
+            let line = words[k].0;
+            if up[k] == "ALTER" && up.get(k + 1).is_some_and(|w| w == "TABLE") {
+                found.push(format!("{}:{line}: ALTER TABLE", file.display()));
+            }
+            if up[k] != "CREATE" {
+                continue;
+            }
+            let mut j = k + 1;
+            if up.get(j).is_some_and(|w| w == "OR") && up.get(j + 1).is_some_and(|w| w == "REPLACE")
+            {
+                j += 2;
+            }
+            if up.get(j).is_some_and(|w| w == "TEMP" || w == "TEMPORARY") {
+                continue;
+            }
+            if up.get(j).is_none_or(|w| w != "TABLE") {
+                continue;
+            }
+            j += 1;
+            if up.get(j).is_some_and(|w| w == "IF") {
+                j += 3;
+            }
+            if up.get(j + 1).is_some_and(|w| w == "(") {
+                found.push(format!(
+                    "{}:{line}: CREATE TABLE {} (",
+                    file.display(),
+                    words[j].1
+                ));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn only_store_runs_writes_the_run_tables() {
+    let found = run_table_writes(&Path::new(ROOT).join("src"));
+    assert!(
+        found.is_empty(),
+        "the run tables are written outside {RUN_TABLES_WRITER} (ARCHITECTURE.md, \"Invariants\"); \
+         add a method there instead:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn only_sql_meta_declares_tables() {
+    let found = table_declarations(&Path::new(ROOT).join("src"));
+    assert!(
+        found.is_empty(),
+        "a table is declared (or altered) in Rust (ARCHITECTURE.md, \"Invariants\"); declare \
+         it in a sql/meta/ file instead:\n{}",
+        found.join("\n")
+    );
+}
+
 /// The rules can fail: a tree where a stage imports another, or a stage reads the command
 /// line, is caught (with the line named).
 #[test]
@@ -134,6 +273,45 @@ fn the_rules_catch_a_violation() {
     let cli = cli_imports(&src);
     assert_eq!(cli.len(), 1, "{cli:?}");
     assert!(cli[0].contains("load.rs:2"), "{cli:?}");
+
+    std::fs::create_dir_all(src.join("store")).unwrap();
+    std::fs::write(
+        src.join("store/runs.rs"),
+        "const A: &str = \"UPDATE runs SET status = ?\";\n",
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("report.rs"),
+        "const Q: &str = \"SELECT * FROM runs\";\n\
+         // UPDATE runs in a comment is fine\n\
+         const W: &str = \"INSERT OR REPLACE INTO\n    run_steps VALUES (?)\";\n\
+         const D: &str = \"DELETE FROM exports WHERE x\";\n\
+         const E: &str = \"CREATE TABLE IF NOT EXISTS exports2 (run_id VARCHAR)\";\n\
+         const F: &str = \"CREATE OR REPLACE TEMP TABLE scratch (a INT)\";\n\
+         const G: &str = \"CREATE OR REPLACE TABLE people AS SELECT 1\";\n\
+         const H: &str = \"ALTER TABLE runs ADD COLUMN x INT\";\n",
+    )
+    .unwrap();
+    let writes = run_table_writes(&src);
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    assert!(
+        writes[0].contains("report.rs:3: INTO run_steps"),
+        "{writes:?}"
+    );
+    assert!(
+        writes[1].contains("report.rs:5: FROM exports"),
+        "{writes:?}"
+    );
+    let declared = table_declarations(&src);
+    assert_eq!(declared.len(), 2, "{declared:?}");
+    assert!(
+        declared[0].contains("report.rs:6: CREATE TABLE exports2"),
+        "{declared:?}"
+    );
+    assert!(
+        declared[1].contains("report.rs:9: ALTER TABLE"),
+        "{declared:?}"
+    );
 }
 
 /// Every `.sql` file under `sql/`, relative to it (`staging/stg_graph__users.sql`).
