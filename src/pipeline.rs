@@ -9,6 +9,7 @@ use crate::extract::{Extracted, extract};
 use crate::load::{ExportFormat, Loaded, load};
 use crate::manifest::Warning;
 use crate::output::Progress;
+use crate::store::Staging;
 use crate::transform::{Transformed, transform};
 
 /// Everything one run did.
@@ -20,19 +21,15 @@ pub struct RunOutcome {
     pub extract_seconds: f64,
     /// Where the run report was written, or why it could not be (a warning, never a failure).
     pub report: std::result::Result<PathBuf, String>,
+    /// The run's warnings as recorded in the staging database.
+    pub recorded_warnings: Vec<Warning>,
 }
 
 impl RunOutcome {
-    /// Warnings of the run (extract warnings plus transform findings).
+    /// Warnings of the run: those recorded with it (`run_warnings`, also in its report), and
+    /// the report's own failure.
     pub fn warnings(&self) -> Vec<Warning> {
-        let mut w = self.extracted.manifest.warnings.clone();
-        for (audit, rows) in &self.transformed.audit_findings {
-            w.push(Warning {
-                code: audit.rsplit('/').next().unwrap_or(audit).to_string(),
-                message: format!("{rows} findings of sql/{audit}.sql"),
-                fix: format!("query them: m365-connector sql -c FILE \"$(cat sql/{audit}.sql)\""),
-            });
-        }
+        let mut w = self.recorded_warnings.clone();
         if let Err(e) = &self.report {
             w.push(Warning {
                 code: "report_failed".into(),
@@ -41,16 +38,6 @@ impl RunOutcome {
                     "write it again with: m365-connector report -c FILE --run {}",
                     self.extracted.run_id
                 ),
-            });
-        }
-        if self.transformed.rejected > 0 {
-            w.push(Warning {
-                code: "rejects".into(),
-                message: format!(
-                    "{} people were rejected (missing required attributes or duplicate keys)",
-                    self.transformed.rejected
-                ),
-                fix: "see them with: m365-connector sql -c FILE \"SELECT * FROM rejects\"".into(),
             });
         }
         w
@@ -76,14 +63,15 @@ pub async fn run(
     let extracted = extract(cfg, progress).await?;
     let extract_seconds = t.elapsed().as_secs_f64();
     let (c, id, f) = (cfg.clone(), extracted.run_id.clone(), formats.to_vec());
-    let (transformed, loaded, report) =
-        tokio::task::spawn_blocking(move || -> Result<(Transformed, Loaded, _)> {
+    let (transformed, loaded, report, recorded_warnings) =
+        tokio::task::spawn_blocking(move || -> Result<(Transformed, Loaded, _, _)> {
             let transformed = transform(&c, Some(&id))?;
             let loaded = load(&c, Some(&id), &f)?;
             let report = crate::report::write(&c, Some(&id), None)
                 .map(|w| w.path)
                 .map_err(|e| e.to_string());
-            Ok((transformed, loaded, report))
+            let warnings = Staging::open_read_only(&c.pipeline.data_dir)?.warnings(&id)?;
+            Ok((transformed, loaded, report, warnings))
         })
         .await
         .map_err(|e| Error::Internal(format!("the transform task failed: {e}")))??;
@@ -93,5 +81,6 @@ pub async fn run(
         loaded,
         extract_seconds,
         report,
+        recorded_warnings,
     })
 }

@@ -155,7 +155,7 @@ pub fn run(o: &RunOutcome) -> String {
         s,
         "  filtered out     {:>10}  (no sign of life within {} days)",
         thousands(t.filtered_out),
-        m.date_filter_days
+        t.date_filter_days
     );
     let _ = writeln!(s, "  rejected         {:>10}", thousands(t.rejected));
     for (reason, rows, reports, _) in unmatched_by_reason(t) {

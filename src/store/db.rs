@@ -32,6 +32,10 @@ pub const META_SQL: &[(&str, &str)] = &[
         "meta/005_history.sql",
         include_str!("../../sql/meta/005_history.sql"),
     ),
+    (
+        "meta/006_run_warnings.sql",
+        include_str!("../../sql/meta/006_run_warnings.sql"),
+    ),
 ];
 
 pub use crate::store::data_dir::{DB_FILE, TEMP_DIR};

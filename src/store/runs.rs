@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::db::{Staging, db_error};
 use crate::config::Config;
 use crate::error::Result;
-use crate::manifest::RunManifest;
+use crate::manifest::{RunManifest, Warning};
 
 /// A stage of the pipeline, as the run tables name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +85,8 @@ pub struct TransformRecord<'a> {
     /// changes the extract fetched).
     pub from_snapshot: bool,
     pub steps: &'a [Step],
+    /// All of the run's warnings (the extract's and the transform's), in order.
+    pub warnings: &'a [Warning],
 }
 
 /// One file of an export (`exports`).
@@ -113,7 +115,8 @@ pub fn config_fingerprint(cfg: &Config) -> String {
 }
 
 impl Staging {
-    /// Records the start of an extract: the run row, status `running`.
+    /// Records the start of an extract: the run row, status `running`. The date filter is not
+    /// the extract's: the transform records the one it applied.
     pub fn begin_extract(
         &self,
         cfg: &Config,
@@ -124,8 +127,8 @@ impl Staging {
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO runs (run_id, connector, server, tenant_id, status, extract_status,
-                     started_at, run_date, date_filter_days, report_period, config_fingerprint)
-                 VALUES (?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMP), CAST(? AS DATE), ?, ?, ?)",
+                     started_at, run_date, report_period, config_fingerprint)
+                 VALUES (?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMP), CAST(? AS DATE), ?, ?)",
                 params![
                     run_id,
                     cfg.connector.name,
@@ -135,7 +138,6 @@ impl Staging {
                     running,
                     started_at.naive_utc().to_string(),
                     started_at.date_naive().to_string(),
-                    cfg.date_filter_days,
                     cfg.pipeline.report_period,
                     config_fingerprint(cfg),
                 ],
@@ -270,6 +272,7 @@ impl Staging {
         let fail = |e| db_error(&self.path, "recording the transform", e);
         let m = t.manifest;
         self.record_steps(&m.run_id, Stage::Transform, t.steps)?;
+        self.record_warnings(&m.run_id, t.warnings)?;
         let succeeded = Status::Succeeded.name();
         let updated = self
             .conn
@@ -334,6 +337,41 @@ impl Staging {
                 .map_err(fail)?;
         }
         Ok(())
+    }
+
+    /// Replaces the run's warnings.
+    fn record_warnings(&self, run_id: &str, warnings: &[Warning]) -> Result<()> {
+        let fail = |e| db_error(&self.path, "recording the run's warnings", e);
+        self.conn
+            .execute("DELETE FROM run_warnings WHERE run_id = ?", params![run_id])
+            .map_err(fail)?;
+        for (i, w) in warnings.iter().enumerate() {
+            self.conn
+                .execute(
+                    "INSERT INTO run_warnings VALUES (?, ?, ?, ?, ?)",
+                    params![run_id, i as i32 + 1, w.code, w.message, w.fix],
+                )
+                .map_err(fail)?;
+        }
+        Ok(())
+    }
+
+    /// The warnings recorded for a transformed run, in order.
+    pub fn warnings(&self, run_id: &str) -> Result<Vec<Warning>> {
+        let fail = |e| db_error(&self.path, "reading the run's warnings", e);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT code, message, fix FROM run_warnings WHERE run_id = ? ORDER BY seq")
+            .map_err(fail)?;
+        stmt.query_map(params![run_id], |r| {
+            Ok(Warning {
+                code: r.get(0)?,
+                message: r.get(1)?,
+                fix: r.get(2)?,
+            })
+        })
+        .and_then(|rows| rows.collect::<duckdb::Result<Vec<_>>>())
+        .map_err(fail)
     }
 
     /// Replaces a stage's steps of a run, numbered in order.

@@ -11,7 +11,8 @@
 //! - `seeds.rs`: reference data shipped with the connector (SKU names).
 //! - `mapping.rs`: the mapping CSV compiled to a SELECT (builds without `store`: the config
 //!   check and the fuzz targets use it).
-//! - `audits.rs`: checks over the finished models; `persist.rs`: what is kept across runs.
+//! - `audits.rs`: checks over the finished models; `persist.rs`: what is kept across runs;
+//!   `warnings.rs`: the run's warnings, worded once and kept with it.
 //!
 //! Run parameters are typed variables (`SET VARIABLE`), never spliced user text. Everything
 //! happens in one transaction: a failure leaves the database as it was.
@@ -34,6 +35,8 @@ mod runner;
 pub mod seeds;
 #[cfg(feature = "store")]
 mod users_snapshot;
+#[cfg(feature = "store")]
+mod warnings;
 
 #[cfg(feature = "store")]
 pub use catalogue::{AUDITS, MODELS};

@@ -16,7 +16,7 @@ use super::audits::run_audits;
 use super::catalogue::{LoadedModel, load_models, sql_sha256};
 use super::mapping::Mapping;
 use super::runner::{Runner, parts_for};
-use super::{persist, raw_views, seeds, users_snapshot};
+use super::{persist, raw_views, seeds, users_snapshot, warnings};
 
 /// What a transform did.
 #[derive(Debug, Clone)]
@@ -34,6 +34,8 @@ pub struct Transformed {
     /// sha256 of the run's `people` content, ordered by key: equal runs hash equal.
     pub people_sha256: String,
     pub seconds: f64,
+    /// The date filter the transform applied (also in `runs.date_filter_days`).
+    pub date_filter_days: u32,
 }
 
 /// Everything a transform reads, checked before any SQL runs.
@@ -128,6 +130,7 @@ fn in_transaction(staging: &Staging, inputs: &Inputs) -> Result<Transformed> {
     runner.timed("people_sha256", kept, t);
     let unmatched = unmatched_rows(staging)?;
 
+    let warnings = warnings::run_warnings(manifest, &audit_findings, rejected);
     let seconds = inputs.started.elapsed().as_secs_f64();
     staging.record_transform(&TransformRecord {
         manifest,
@@ -142,6 +145,7 @@ fn in_transaction(staging: &Staging, inputs: &Inputs) -> Result<Transformed> {
         sql_sha256: &inputs.sql_sha256,
         from_snapshot: users_sync.is_some(),
         steps: &runner.steps,
+        warnings: &warnings,
     })?;
 
     Ok(Transformed {
@@ -155,6 +159,7 @@ fn in_transaction(staging: &Staging, inputs: &Inputs) -> Result<Transformed> {
         concealed,
         people_sha256,
         seconds,
+        date_filter_days: inputs.cfg.date_filter_days,
     })
 }
 

@@ -109,13 +109,14 @@ fn only_the_commands_see_the_command_line() {
     );
 }
 
-/// The run tables, declared in sql/meta/001_runs.sql and 005_history.sql.
-const RUN_TABLES: [&str; 5] = [
+/// The run tables, declared in sql/meta/001_runs.sql, 005_history.sql and 006_run_warnings.sql.
+const RUN_TABLES: [&str; 6] = [
     "runs",
     "run_streams",
     "landed_files",
     "run_steps",
     "exports",
+    "run_warnings",
 ];
 
 /// The file allowed to write them.
