@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use arrow::array::{Array, AsArray};
 use chrono::{DateTime, Utc};
 use duckdb::{AccessMode, Config as DuckConfig, Connection, params};
-use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -90,7 +89,7 @@ impl Staging {
                     started_at.date_naive().to_string(),
                     cfg.date_filter_days,
                     cfg.pipeline.report_period,
-                    config_fingerprint(cfg),
+                    cfg.fingerprint(),
                 ],
             )
             .map_err(|e| db_error(&self.path, "recording the run", e))?;
@@ -241,21 +240,6 @@ impl Staging {
         }
         Ok(())
     }
-}
-
-/// sha256 of the configuration without the secret's value (the secret is never loaded into
-/// `Config`, only where it comes from).
-pub fn config_fingerprint(cfg: &Config) -> String {
-    let text = format!(
-        "{:?}|{:?}|{}|{:?}|{:?}|{:?}",
-        cfg.connector,
-        cfg.tenant,
-        cfg.date_filter_days,
-        cfg.schedule,
-        cfg.action_credentials,
-        cfg.pipeline
-    );
-    crate::digest::hex(&Sha256::digest(text.as_bytes()))
 }
 
 /// The fix for DuckDB errors an admin can act on ("" for the rest).

@@ -11,9 +11,11 @@
 //! - `toml_error`: what the toml crate rejects, explained without echoing values;
 //! - `template`: the commented template `init` prints, also the source of "did you mean";
 //! - `secret`: where the secret comes from, how it is read, why it never prints;
-//! - `ca_bundle`: the extra trusted roots, read at validation and by the Graph client.
+//! - `ca_bundle`: the extra trusted roots, read at validation and by the Graph client;
+//! - `fingerprint`: [`Config::fingerprint`], the settings a resumable run depends on.
 
 mod ca_bundle;
+mod fingerprint;
 mod raw;
 mod secret;
 mod template;
