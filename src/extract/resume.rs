@@ -25,7 +25,6 @@ use crate::graph::CallCounts;
 use crate::land::LandedFile;
 use crate::manifest::{MANIFEST_FILE, RunManifest, StreamManifest, write_json_atomic};
 use crate::store::Staging;
-use crate::store::runs::config_fingerprint;
 
 /// A partial run older than this is discarded, not resumed.
 pub const MAX_AGE_HOURS: i64 = 6;
@@ -40,7 +39,7 @@ pub use crate::store::data_dir::PARTIAL_PREFIX;
 pub struct PartialRun {
     pub run_id: String,
     pub started_at: DateTime<Utc>,
-    /// [`config_fingerprint`] of the configuration the run started with.
+    /// [`Config::fingerprint`] of the configuration the run started with.
     pub fingerprint: String,
 }
 
@@ -99,7 +98,7 @@ pub fn start(dir: &Path, cfg: &Config, run_id: &str, started_at: DateTime<Utc>) 
     let state = PartialRun {
         run_id: run_id.to_string(),
         started_at,
-        fingerprint: config_fingerprint(cfg),
+        fingerprint: cfg.fingerprint(),
     };
     write_marker(&dir.join(STATE_FILE), &state)
 }
@@ -223,7 +222,7 @@ fn inspect(
             state.started_at.format("%Y-%m-%d %H:%M")
         ));
     }
-    if state.fingerprint != config_fingerprint(cfg) {
+    if state.fingerprint != cfg.fingerprint() {
         return Err("the connector's configuration changed since it started".into());
     }
     let status: Option<String> = staging

@@ -7,7 +7,6 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use duckdb::params;
-use sha2::{Digest, Sha256};
 
 use super::db::{Staging, db_error};
 use crate::config::Config;
@@ -99,21 +98,6 @@ pub struct ExportRow<'a> {
     pub sha256: &'a str,
 }
 
-/// sha256 of the configuration without the secret's value (the secret is never loaded into
-/// `Config`, only where it comes from).
-pub fn config_fingerprint(cfg: &Config) -> String {
-    let text = format!(
-        "{:?}|{:?}|{}|{:?}|{:?}|{:?}",
-        cfg.connector,
-        cfg.tenant,
-        cfg.date_filter_days,
-        cfg.schedule,
-        cfg.action_credentials,
-        cfg.pipeline
-    );
-    crate::digest::hex(&Sha256::digest(text.as_bytes()))
-}
-
 impl Staging {
     /// Records the start of an extract: the run row, status `running`. The date filter is not
     /// the extract's: the transform records the one it applied.
@@ -139,7 +123,7 @@ impl Staging {
                     started_at.naive_utc().to_string(),
                     started_at.date_naive().to_string(),
                     cfg.pipeline.report_period,
-                    config_fingerprint(cfg),
+                    cfg.fingerprint(),
                 ],
             )
             .map_err(|e| db_error(&self.path, "recording the run", e))?;
