@@ -612,9 +612,9 @@ fn suggest_timezone(name: &str) -> Option<&'static str> {
     }
     let distance = |tz: &Tz| {
         let full = whole(tz);
-        let d = edit_distance(&wanted, &full);
+        let d = strsim::levenshtein(&wanted, &full);
         match full.rsplit_once('/') {
-            Some((_, city)) if !wanted.contains('/') => d.min(edit_distance(&wanted, city)),
+            Some((_, city)) if !wanted.contains('/') => d.min(strsim::levenshtein(&wanted, city)),
             _ => d,
         }
     };
@@ -624,22 +624,6 @@ fn suggest_timezone(name: &str) -> Option<&'static str> {
         .min_by_key(|(_, d)| *d)?;
     let allowed = (wanted.chars().count() / 4).max(2);
     (d <= allowed).then(|| best.name())
-}
-
-/// Levenshtein distance over chars.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
-        cur[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitute = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = substitute.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]

@@ -27,19 +27,22 @@ struct Measured {
 /// Runs the benchmark and returns its report.
 pub fn bench(args: &BenchArgs) -> Result<String> {
     let exe = std::env::current_exe().map_err(|e| Error::io("finding this executable", e))?;
-    let (dir, temporary) = match &args.dir {
-        Some(d) => (d.clone(), false),
-        None => (
-            std::env::temp_dir().join(format!("m365-bench-{}-{}", args.users, std::process::id())),
-            true,
-        ),
+    // Without --dir: a fresh owner-only folder under the temp dir, removed when it drops.
+    let temporary;
+    let dir = match &args.dir {
+        Some(d) => {
+            crate::fs::create_private_dir(d)?;
+            d.as_path()
+        }
+        None => {
+            temporary = tempfile::Builder::new()
+                .prefix(&format!("m365-bench-{}-", args.users))
+                .tempdir()
+                .map_err(|e| Error::io("creating a temporary folder", e))?;
+            temporary.path()
+        }
     };
-    crate::fs::create_private_dir(&dir)?;
-    let result = bench_in(&exe, &dir, args);
-    if temporary {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    result
+    bench_in(&exe, dir, args)
 }
 
 fn bench_in(exe: &Path, dir: &Path, args: &BenchArgs) -> Result<String> {

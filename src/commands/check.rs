@@ -127,6 +127,27 @@ const AFTER_LOGIN: &[&str] = &[
     "name concealment",
 ];
 
+/// The user-name cells of a downloaded report: rows, and how many are concealed, unknown or
+/// empty.
+fn tally_users(dest: &Path, report: Report) -> Tally {
+    let mut t = Tally::default();
+    if let Ok(mut reader) = ReportReader::open(dest) {
+        let col = reader
+            .header()
+            .iter()
+            .position(|h| h == report.user_column());
+        while let Ok(batch) = reader.next_batch(4096) {
+            if batch.is_empty() {
+                break;
+            }
+            for r in &batch {
+                t.add(col.and_then(|i| r.cells[i].as_deref()));
+            }
+        }
+    }
+    t
+}
+
 /// Runs the checklist for the connector file at `path`.
 pub async fn check(path: &Path) -> Checklist {
     let mut list = Checklist { items: Vec::new() };
@@ -285,34 +306,23 @@ pub async fn check(path: &Path) -> Checklist {
     }
 
     // One report only: the smallest window, and it also shows whether names are concealed.
+    // It holds the tenant's user names: it lands in a fresh owner-only folder, removed when
+    // `dir` drops (also when the check is cancelled mid-download).
     let report = Report::Office365ActiveUserDetail;
-    let dir = std::env::temp_dir().join(format!(
-        "m365-check-{}-{:x}",
-        std::process::id(),
-        crate::random::u64()
-    ));
     let mut tally = None;
-    let _ = std::fs::create_dir_all(&dir);
-    let dest = dir.join("report.csv");
-    match reports::download_report(&client, report, "D7", &dest, &stats).await {
-        Ok(bytes) => {
-            let mut t = Tally::default();
-            let mut rows = 0u64;
-            if let Ok(mut reader) = ReportReader::open(&dest) {
-                let col = reader
-                    .header()
-                    .iter()
-                    .position(|h| h == report.user_column());
-                while let Ok(batch) = reader.next_batch(4096) {
-                    if batch.is_empty() {
-                        break;
-                    }
-                    rows += batch.len() as u64;
-                    for r in &batch {
-                        t.add(col.and_then(|i| r.cells[i].as_deref()));
-                    }
-                }
-            }
+    let downloaded = match tempfile::Builder::new().prefix("m365-check-").tempdir() {
+        Ok(dir) => {
+            let dest = dir.path().join("report.csv");
+            reports::download_report(&client, report, "D7", &dest, &stats)
+                .await
+                .map(|bytes| (bytes, tally_users(&dest, report)))
+                .map_err(|e| e.to_string())
+        }
+        Err(e) => Err(format!("creating a temporary folder for the report: {e}")),
+    };
+    match downloaded {
+        Ok((bytes, t)) => {
+            let rows = t.rows;
             list.push(
                 Status::Pass,
                 "usage report",
@@ -321,9 +331,8 @@ pub async fn check(path: &Path) -> Checklist {
             );
             tally = Some(t);
         }
-        Err(e) => list.push(Status::Fail, "usage report", e.to_string(), None),
+        Err(e) => list.push(Status::Fail, "usage report", e, None),
     }
-    let _ = std::fs::remove_dir_all(&dir);
 
     let setting = match client.v1("/admin/reportSettings") {
         Ok(url) => client

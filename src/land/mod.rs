@@ -326,16 +326,6 @@ mod tests {
     use arrow::array::Array;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-    fn tmpdir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "m365-land-{}-{}",
-            std::process::id(),
-            crate::random::u64()
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
-
     fn lineage() -> Lineage {
         Lineage {
             run_id: "20261128T020000Z-abcd".into(),
@@ -345,8 +335,9 @@ mod tests {
 
     #[test]
     fn json_round_trip_is_byte_exact_and_hashed() {
-        let dir = tmpdir();
-        let mut l = JsonLander::create(&dir, "users", lineage()).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let mut l = JsonLander::create(dir, "users", lineage()).unwrap();
         let recs: Vec<&[u8]> = vec![
             br#"{"id":"1","n":"\u00e9 \"q\""}"#,
             "{\"id\":\"2\",\"n\":\"😀 עברית\"}".as_bytes(),
@@ -392,17 +383,18 @@ mod tests {
         assert_eq!(texts[1], recs[1]);
         assert_eq!(texts[2], recs[0]);
         assert_eq!(rows, vec![0, 1, 2, 3]);
-        std::fs::remove_dir_all(dir).unwrap();
+        tmp.close().unwrap();
     }
 
     #[test]
     fn csv_columns_by_name_with_nulls_and_extras() {
-        let dir = tmpdir();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let header = vec![
             "User Principal Name".to_string(),
             "Display Name".to_string(),
         ];
-        let mut l = CsvLander::create(&dir, "r", &header, lineage()).unwrap();
+        let mut l = CsvLander::create(dir, "r", &header, lineage()).unwrap();
         let rows = vec![
             CsvRow {
                 cells: vec![Some("a@x".into()), None],
@@ -439,6 +431,6 @@ mod tests {
             .clone();
         assert!(ex.is_null(0));
         assert_eq!(ex.value(1), r#"["z"]"#);
-        std::fs::remove_dir_all(dir).unwrap();
+        tmp.close().unwrap();
     }
 }

@@ -167,33 +167,12 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    fn reader(bytes: &[u8]) -> (tempdir::TempFile, ReportReader) {
-        let t = tempdir::TempFile::new(bytes);
-        let r = ReportReader::open(&t.path).unwrap();
+    /// `bytes` as a file (removed when the returned handle drops) and a reader on it.
+    fn reader(bytes: &[u8]) -> (tempfile::NamedTempFile, ReportReader) {
+        let mut t = tempfile::NamedTempFile::new().unwrap();
+        t.write_all(bytes).unwrap();
+        let r = ReportReader::open(t.path()).unwrap();
         (t, r)
-    }
-
-    mod tempdir {
-        pub struct TempFile {
-            pub path: std::path::PathBuf,
-        }
-        impl TempFile {
-            pub fn new(bytes: &[u8]) -> TempFile {
-                let path = std::env::temp_dir().join(format!(
-                    "m365-csv-test-{}-{}",
-                    std::process::id(),
-                    crate::random::u64()
-                ));
-                let mut f = std::fs::File::create(&path).unwrap();
-                super::Write::write_all(&mut f, bytes).unwrap();
-                TempFile { path }
-            }
-        }
-        impl Drop for TempFile {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_file(&self.path);
-            }
-        }
     }
 
     #[test]

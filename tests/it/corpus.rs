@@ -1,7 +1,8 @@
 //! The hostile-input corpus (`tests/corpus/`): connector files, mapping files and Graph
 //! responses an admin, a spreadsheet or a proxy could hand the connector. Every case drives
 //! the real binary and compares what a user reads (exit code, stdout, stderr, and for
-//! tolerated input what landed) with the snapshot `NAME.expected` next to the case.
+//! tolerated input what landed) with the snapshot `NAME.snap` next to the case: an
+//! [insta](https://insta.rs) snapshot, a short header and then the text itself.
 //!
 //! - `config/NAME.toml`: `m365-connector validate -c NAME.toml` (`check` when the file starts
 //!   with `# corpus: check`).
@@ -13,9 +14,13 @@
 //!   earlier run's files and `runs` row stay byte-identical either way.
 //!
 //! Paths, ports, run ids, GUIDs and timings are replaced by placeholders (`<DIR>`, `<GRAPH>`,
-//! `<RUN>`, `<GUID>`, `<T>`) before comparing. Refresh the snapshots after an intended change
-//! of a message with `UPDATE_SNAPSHOTS=1 cargo test --release --test it corpus`, and review
-//! the diff. No case may panic.
+//! `<RUN>`, `<GUID>`, `<T>`) before comparing. Every case is compared before the test fails,
+//! with a diff for each that differs. After an intended change of a message, accept the new
+//! snapshots with `cargo insta review` (cargo-insta; a failed run outside CI leaves
+//! `NAME.snap.new` next to each) or rewrite them with
+//! `INSTA_UPDATE=always cargo test --release --test it corpus`, and review the `git diff`. With
+//! `CI` set nothing is written. A snapshot whose case is gone fails `corpus_snapshots_have_cases`.
+//! No case may panic.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -40,73 +45,93 @@ fn corpus() -> PathBuf {
 
 // ---- snapshots ------------------------------------------------------------------------
 
-/// Compares outputs with `*.expected` files, collecting every difference before failing.
+/// Compares outputs with the insta snapshots `NAME.snap` in one corpus folder, collecting
+/// every difference before failing (insta's assertion alone stops at the first).
 struct Snapshots {
-    update: bool,
+    settings: insta::Settings,
     failures: Vec<String>,
-    checked: Vec<PathBuf>,
 }
 
 impl Snapshots {
-    fn new() -> Snapshots {
+    fn new(dir: &Path) -> Snapshots {
+        let mut settings = insta::Settings::clone_current();
+        settings.set_snapshot_path(dir);
+        settings.set_prepend_module_to_snapshot(false);
+        settings.set_omit_expression(true);
         Snapshots {
-            update: std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1"),
+            settings,
             failures: Vec::new(),
-            checked: Vec::new(),
         }
     }
 
-    fn check(&mut self, path: PathBuf, actual: &str) {
-        self.checked.push(path.clone());
-        let expected = std::fs::read_to_string(&path).ok();
-        if expected.as_deref() == Some(actual) {
-            return;
-        }
-        if self.update {
-            std::fs::write(&path, actual).unwrap();
-            return;
-        }
-        let name = path.strip_prefix(corpus()).unwrap_or(&path).display();
-        let Some(expected) = expected else {
+    /// Compares `actual` with `NAME.snap`; `input` (the case's file) is named in its header.
+    fn check(&mut self, name: &str, input: &Path, actual: &str) {
+        // insta compares without trailing blank space and with CRLF read as LF. No snapshot
+        // holds either (each is text ending in one newline), so an output with them differs.
+        if actual.contains("\r\n") || format!("{}\n", actual.trim_end()) != actual {
             self.failures.push(format!(
-                "{name}: no snapshot yet; got:\n{actual}\n(create it with UPDATE_SNAPSHOTS=1)"
+                "{name}: CRLF line ends, or blank space at the end other than one newline, which no snapshot holds: {actual:?}"
             ));
             return;
-        };
-        let (e, a): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), actual.lines().collect());
-        let at = e
-            .iter()
-            .zip(&a)
-            .position(|(x, y)| x != y)
-            .unwrap_or(e.len().min(a.len()));
-        self.failures.push(format!(
-            "{name}: differs from line {}\n  expected: {:?}\n  actual:   {:?}\n--- whole actual output ---\n{actual}",
-            at + 1,
-            e.get(at).copied().unwrap_or("(end)"),
-            a.get(at).copied().unwrap_or("(end)"),
-        ));
+        }
+        let mut settings = self.settings.clone();
+        settings.set_input_file(input);
+        let outcome =
+            settings.bind(|| std::panic::catch_unwind(|| insta::assert_snapshot!(name, actual)));
+        if let Err(panic) = outcome {
+            self.failures.push(panic_message(panic.as_ref()));
+        }
     }
 
-    /// Fails on any difference, and on snapshots in `dir` that belong to no case.
-    fn finish(mut self, dir: &Path) {
-        for f in std::fs::read_dir(dir).unwrap().flatten() {
-            let p = f.path();
-            if p.extension().is_some_and(|e| e == "expected") && !self.checked.contains(&p) {
-                if self.update {
-                    std::fs::remove_file(&p).unwrap();
-                } else {
-                    self.failures
-                        .push(format!("{}: a snapshot without a case", p.display()));
-                }
-            }
-        }
+    /// Fails on any difference (each one's diff is printed above).
+    fn finish(self) {
         assert!(
             self.failures.is_empty(),
-            "{} corpus case(s) differ from their snapshots:\n\n{}",
+            "{} corpus case(s) differ from their snapshots:\n\n{}\n\n(each diff is printed above; accept intended changes with `cargo insta review` or INSTA_UPDATE=always)",
             self.failures.len(),
             self.failures.join("\n\n")
         );
     }
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+/// Every snapshot belongs to a case: `config/NAME.snap` to `NAME.toml`, `mapping/NAME.snap` to
+/// `NAME.csv`, `graph/NAME.snap` to a row of `cases.toml`. (insta finds unreferenced snapshots
+/// only under `cargo insta test --unreferenced=reject`; CI runs `cargo test`.)
+#[test]
+fn corpus_snapshots_have_cases() {
+    let graph: GraphCases =
+        toml::from_str(&std::fs::read_to_string(corpus().join("graph/cases.toml")).unwrap())
+            .unwrap();
+    let names = |folder: &str, ext: &str| -> Vec<String> {
+        cases(&corpus().join(folder), ext)
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect()
+    };
+    let mut orphans = Vec::new();
+    for (folder, case_names) in [
+        ("config", names("config", "toml")),
+        ("mapping", names("mapping", "csv")),
+        ("graph", graph.case.into_iter().map(|c| c.name).collect()),
+    ] {
+        for (name, path) in cases(&corpus().join(folder), "snap") {
+            if !case_names.contains(&name) {
+                orphans.push(path.display().to_string());
+            }
+        }
+    }
+    assert!(
+        orphans.is_empty(),
+        "snapshots without a case (delete them, or run `cargo insta test --unreferenced=delete`):\n{}",
+        orphans.join("\n")
+    );
 }
 
 /// Cases in `dir` with extension `ext`, sorted by name.
@@ -267,7 +292,7 @@ fn corpus_config() {
     write_secret(&dir.path().join("secret-world-readable"), SECRET, 0o644);
     write_secret(&dir.path().join("secret-empty"), "", 0o600);
     let src = corpus().join("config");
-    let mut snaps = Snapshots::new();
+    let mut snaps = Snapshots::new(&src);
     let all = cases(&src, "toml");
     assert!(all.len() >= 40, "only {} config cases", all.len());
     for (name, path) in all {
@@ -302,9 +327,9 @@ fn corpus_config() {
             );
         }
         let norm = normalise(&text, &[(dir.path().display().to_string(), "<DIR>")]);
-        snaps.check(src.join(format!("{name}.expected")), &norm);
+        snaps.check(&name, &path, &norm);
     }
-    snaps.finish(&src);
+    snaps.finish();
 }
 
 // ---- shared Graph + data-directory setup -----------------------------------------------
@@ -448,7 +473,7 @@ async fn corpus_mapping() {
     let dir = t.dir.path();
     let data = dir.join("data");
     let src = corpus().join("mapping");
-    let mut snaps = Snapshots::new();
+    let mut snaps = Snapshots::new(&src);
     let all = cases(&src, "csv");
     assert!(all.len() >= 30, "only {} mapping cases", all.len());
     let original = std::fs::read_to_string(dir.join("connector.toml")).unwrap();
@@ -501,9 +526,9 @@ async fn corpus_mapping() {
             .unwrap();
             norm.push_str(&format!("people columns:\n{cols}"));
         }
-        snaps.check(src.join(format!("{name}.expected")), &norm);
+        snaps.check(&name, &path, &norm);
     }
-    snaps.finish(&src);
+    snaps.finish();
 }
 
 // ---- Graph responses -------------------------------------------------------------------
@@ -852,29 +877,17 @@ async fn corpus_graph() {
             }
             // A failed expectation: reported with the others at the end.
             Err(e) if e.is_panic() => {
-                let p = e.into_panic();
-                let msg = p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
+                let msg = panic_message(e.into_panic().as_ref());
                 broken.push(msg.chars().take(3000).collect::<String>());
             }
             Err(e) => panic!("{e}"),
         }
     }
-    let mut snaps = Snapshots::new();
+    let mut snaps = Snapshots::new(&src);
     for (name, text) in &results {
-        snaps.check(src.join(format!("{name}.expected")), text);
+        snaps.check(name, &src.join("cases.toml"), text);
     }
-    if !broken.is_empty() {
-        // Keep the snapshots of the cases that broke: they are not stale.
-        for c in &table.case {
-            if !results.contains_key(&c.name) {
-                snaps.checked.push(src.join(format!("{}.expected", c.name)));
-            }
-        }
-        snaps.failures.extend(broken);
-    }
-    snaps.finish(&src);
+    // A case that broke has no text: its snapshot stays as it is.
+    snaps.failures.extend(broken);
+    snaps.finish();
 }

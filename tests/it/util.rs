@@ -14,27 +14,20 @@ use m365_connector::sim::{SimOptions, Simulator};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_m365-connector");
 
-/// A temp directory removed on drop.
-pub struct TempDir(pub PathBuf);
+/// A fresh temp directory, `m365-it-TAG-XXXXXX` under the system's temp dir, removed on drop.
+pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!(
-            "m365-it-{tag}-{}-{}",
-            std::process::id(),
-            m365_connector::random::u64()
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
+        TempDir(
+            tempfile::Builder::new()
+                .prefix(&format!("m365-it-{tag}-"))
+                .tempdir()
+                .unwrap(),
+        )
     }
     pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path()
     }
 }
 
