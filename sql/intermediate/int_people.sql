@@ -13,7 +13,7 @@
 -- are concealed, no report row is joined at all: hashed names never become attribute values,
 -- activity columns stay NULL, and the filter falls back to directory dates.
 --
--- Large tenants run this model in parts (src/transform.rs): each run sees only the users, and
+-- Large tenants run this model in parts (src/transform/runner.rs): each run sees only the users, and
 -- the report rows, whose UPN falls in part `getvariable('part')` (m365_in_part), so its hash
 -- tables fit `[pipeline] memory_limit_mib` whatever the tenant's size. Every users or report
 -- source must keep that filter, or a part would repeat other parts' users.

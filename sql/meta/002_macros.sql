@@ -19,7 +19,7 @@ CREATE OR REPLACE MACRO m365_is_concealed(x) AS
 -- The key a report row joins users by: the lower-cased name, NULL when it is concealed.
 CREATE OR REPLACE MACRO m365_user_key(x) AS
     CASE WHEN NOT m365_is_concealed(x) THEN lower(m365_text(x)) END;
--- Whether a user key belongs to the part of int_people being built (see src/transform.rs):
+-- Whether a user key belongs to the part of int_people being built (see src/transform/runner.rs):
 -- parts split users by a hash of the lower-cased UPN; with one part, every key belongs.
 CREATE OR REPLACE MACRO m365_in_part(k) AS
     getvariable('parts') = 1 OR hash(k) % getvariable('parts') = getvariable('part');

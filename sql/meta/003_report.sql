@@ -1,5 +1,5 @@
 -- Per-run aggregates for the run report (idempotent). The transform fills them for its run
--- (src/transform.rs, persist); sql/report/*.sql read them. A few dozen rows per run,
+-- (src/transform/persist.rs); sql/report/*.sql read them. A few dozen rows per run,
 -- whatever the tenant size: never per-user data.
 
 -- Directory users active per service within the report period (int_usage_by_service).

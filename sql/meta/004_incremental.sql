@@ -1,4 +1,4 @@
--- Incremental users sync ([pipeline] incremental = true; src/incremental.rs). Idempotent.
+-- Incremental users sync ([pipeline] incremental = true; src/extract/users_delta.rs, src/transform/users_snapshot.rs). Idempotent.
 
 -- Where each incremental connector's next users sync continues: the @odata.deltaLink of the
 -- run whose users `users_current` holds. The transform writes it in the same transaction as

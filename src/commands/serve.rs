@@ -363,7 +363,7 @@ impl Server {
 
     /// After a shutdown: in-progress extracts are never committed, and their partial
     /// directories are kept, as after a kill, so the connector's next run resumes them
-    /// (`resume.rs`, within its age limit) instead of fetching everything again. Their
+    /// (`extract/resume.rs`, within its age limit) instead of fetching everything again. Their
     /// `running` rows are marked failed with that said.
     fn clean_interrupted(&mut self) {
         for path in std::mem::take(&mut self.running).into_keys() {

@@ -1,7 +1,7 @@
 //! The connector fingerprint: a sha256 of exactly the settings that shape a run.
 //!
 //! Every run row records it, and an interrupted extract resumes only under the fingerprint
-//! it started with (resume.rs): a changed setting starts afresh. So it hashes an explicit
+//! it started with (extract/resume.rs): a changed setting starts afresh. So it hashes an explicit
 //! JSON document ([`Fingerprinted`]) named after the connector file's keys, not Rust's
 //! `Debug` output: renaming a Rust field, or reformatting the file (comments, key order,
 //! lines), does not discard resumable runs, and changing a setting does. The secret's value
