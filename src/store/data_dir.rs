@@ -6,6 +6,7 @@
 //! <data_dir>/raw/<run_id>/             a committed extract (renamed into place, never changed)
 //! <data_dir>/raw/.partial-<run_id>/    an extract under way or interrupted (resume reads it)
 //! <data_dir>/staging.duckdb            the staging database (rebuildable from raw/)
+//! <data_dir>/staging.duckdb.incomplete-<t>  one whose creation was cut off, set aside
 //! <data_dir>/.duckdb-tmp/              DuckDB's spill space
 //! <data_dir>/out/<run_id>/             a committed export (and the run's report)
 //! <data_dir>/out/.tmp-<run_id>-<n>/    an export being written (`.old-*`: one being replaced)
@@ -57,6 +58,16 @@ impl<'a> DataDir<'a> {
 
     pub fn db(&self) -> PathBuf {
         self.0.join(DB_FILE)
+    }
+
+    /// DuckDB's write-ahead log next to the database.
+    pub fn db_wal(&self) -> PathBuf {
+        self.0.join(format!("{DB_FILE}.wal"))
+    }
+
+    /// Where a database file whose creation never finished is set aside (`stamp`: when).
+    pub fn db_set_aside(&self, stamp: &str) -> PathBuf {
+        self.0.join(format!("{DB_FILE}.incomplete-{stamp}"))
     }
 
     pub fn db_temp(&self) -> PathBuf {

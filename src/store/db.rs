@@ -9,6 +9,7 @@ use arrow::array::{Array, AsArray};
 use duckdb::{AccessMode, Config as DuckConfig, Connection, params};
 
 use crate::error::{Error, Result};
+use crate::store::DataDir;
 
 /// Idempotent DDL, applied on every open, in order.
 pub const META_SQL: &[(&str, &str)] = &[
@@ -51,7 +52,15 @@ impl Staging {
     pub fn open(data_dir: &Path) -> Result<Staging> {
         crate::fs::create_private_dir(data_dir)?;
         let path = data_dir.join(DB_FILE);
-        let conn = Connection::open(&path).map_err(|e| db_error(&path, "opening", e))?;
+        let conn = match Connection::open(&path) {
+            Ok(conn) => conn,
+            Err(e) if never_finished(&path) => {
+                set_aside(DataDir::new(data_dir))?;
+                tracing::warn!(error = %e, "the staging database's creation never finished (the process was stopped while DuckDB wrote its header); it was set aside and created again");
+                Connection::open(&path).map_err(|e| db_error(&path, "opening", e))?
+            }
+            Err(e) => return Err(db_error(&path, "opening", e)),
+        };
         for (name, sql) in META_SQL {
             conn.execute_batch(sql)
                 .map_err(|e| db_error(&path, &format!("applying sql/{name}"), e))?;
@@ -152,6 +161,34 @@ impl Staging {
     }
 }
 
+/// Bytes of DuckDB's file header (a main header and two database headers of 4 KiB): a shorter
+/// file is one whose creation was cut off, and it cannot hold any data.
+const DUCKDB_HEADER_BYTES: u64 = 3 * 4096;
+
+/// Whether the database file exists but is shorter than DuckDB's header.
+fn never_finished(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() < DUCKDB_HEADER_BYTES)
+}
+
+/// Moves a database whose creation never finished, and its log, out of the way (kept, not
+/// deleted: nothing is ever removed that might be someone's data).
+fn set_aside(dir: DataDir) -> Result<()> {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
+    let aside = dir.db_set_aside(&stamp);
+    std::fs::rename(dir.db(), &aside)
+        .map_err(|e| Error::io(format!("setting aside {}", dir.db().display()), e))?;
+    let wal = dir.db_wal();
+    if wal.exists() {
+        let to = aside.with_file_name(format!(
+            "{}.wal",
+            aside.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        std::fs::rename(&wal, &to)
+            .map_err(|e| Error::io(format!("setting aside {}", wal.display()), e))?;
+    }
+    Ok(())
+}
+
 /// What kind of failure a DuckDB error is, from the exception type DuckDB names first in its
 /// message (`Out of Memory Error: ...`, `IO Error: ...`): the fix an admin needs depends on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,6 +286,38 @@ mod tests {
             DbErrorKind::Other
         );
         assert_eq!(DbErrorKind::Other.hint(), "");
+    }
+
+    #[test]
+    fn a_database_cut_off_while_created_is_set_aside_and_a_real_one_never_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = DataDir::new(dir.path());
+        std::fs::write(d.db(), b"DUCK\0\0\0partial header").unwrap();
+        std::fs::write(d.db_wal(), b"torn").unwrap();
+        let staging = Staging::open(dir.path()).unwrap();
+        assert!(staging.table_exists("runs").unwrap());
+        let aside: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".incomplete-"))
+            .collect();
+        assert_eq!(
+            aside.len(),
+            2,
+            "the file and its log are kept aside: {aside:?}"
+        );
+        drop(staging);
+
+        // A file as long as a header is not a cut-off creation: it is never moved.
+        let other = tempfile::tempdir().unwrap();
+        let d = DataDir::new(other.path());
+        std::fs::write(d.db(), vec![7u8; 3 * 4096]).unwrap();
+        let Err(e) = Staging::open(other.path()) else {
+            panic!("a damaged full-size file opened");
+        };
+        assert!(matches!(e, Error::Store { .. }), "{e}");
+        assert_eq!(std::fs::read_dir(other.path()).unwrap().count(), 1);
     }
 
     #[test]
