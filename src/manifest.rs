@@ -194,7 +194,10 @@ impl RunManifest {
 
     /// Users landed.
     pub fn users(&self) -> u64 {
-        self.streams.get("users").map(|s| s.rows).unwrap_or(0)
+        self.streams
+            .get(crate::streams::Stream::Users.name())
+            .map(|s| s.rows)
+            .unwrap_or(0)
     }
 }
 

@@ -38,6 +38,67 @@ pub fn user_select() -> String {
     USER_SELECT.join(",")
 }
 
+/// One stream of a run: a paged Graph collection or a usage report. Its name is the raw
+/// file name, the manifest key and the `_stream` lineage value; this is its one definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stream {
+    Users,
+    Organization,
+    SubscribedSkus,
+    Report(Report),
+}
+
+impl Stream {
+    /// The paged JSON collections, in the order they are walked.
+    pub const COLLECTIONS: [Stream; 3] =
+        [Stream::Users, Stream::Organization, Stream::SubscribedSkus];
+
+    /// Every stream of a run: the collections, then the reports.
+    pub fn all() -> impl Iterator<Item = Stream> {
+        Stream::COLLECTIONS
+            .into_iter()
+            .chain(Report::ALL.into_iter().map(Stream::Report))
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Stream::Users => "users",
+            Stream::Organization => "organization",
+            Stream::SubscribedSkus => "subscribed_skus",
+            Stream::Report(r) => r.stream(),
+        }
+    }
+
+    /// The stream named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Stream> {
+        Stream::all().find(|s| s.name() == name)
+    }
+
+    /// What its records are, as the progress line and errors say it.
+    pub fn what(self) -> &'static str {
+        match self {
+            Stream::Users => "users",
+            Stream::Organization => "the organization",
+            Stream::SubscribedSkus => "subscribed licences",
+            Stream::Report(_) => "report rows",
+        }
+    }
+
+    /// The singular and plural of one record, for counts ("3 users", "1 row").
+    pub fn record_words(self) -> (&'static str, &'static str) {
+        match self {
+            Stream::Users => ("user", "users"),
+            _ => ("row", "rows"),
+        }
+    }
+}
+
+impl fmt::Display for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Largest page Graph serves for `/users` (graph-api.md §2).
 pub const USERS_PAGE_SIZE: u32 = 999;
 
@@ -68,7 +129,7 @@ impl Report {
     ];
 
     /// Stream name: the raw file name and the `_stream` lineage value.
-    pub fn stream(self) -> &'static str {
+    pub const fn stream(self) -> &'static str {
         match self {
             Report::Office365ActiveUserDetail => "office365_active_user_detail",
             Report::Office365ActivationsUserDetail => "office365_activations_user_detail",
@@ -349,6 +410,26 @@ pub const REPORT_PERIODS: &[&str] = &["D7", "D30", "D90", "D180"];
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_stream_has_one_name_and_is_found_by_it() {
+        let names: Vec<&str> = Stream::all().map(Stream::name).collect();
+        assert_eq!(names.len(), 11);
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        for s in Stream::all() {
+            assert_eq!(Stream::from_name(s.name()), Some(s));
+            assert_eq!(s.to_string(), s.name());
+        }
+        assert_eq!(Stream::Users.name(), "users");
+        assert_eq!(
+            Stream::from_name("mailbox_usage_detail"),
+            Some(Stream::Report(Report::MailboxUsageDetail))
+        );
+        assert_eq!(Stream::from_name("nope"), None);
+    }
 
     #[test]
     fn activations_takes_no_period() {

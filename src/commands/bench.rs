@@ -223,7 +223,10 @@ fn report(
         .ok_or_else(|| Error::Internal("bench: no committed run".into()))?;
     let m = RunManifest::read(&raw.join(run)).map_err(|e| Error::io("reading the manifest", e))?;
     let users = m.users();
-    let pages = m.streams.get("users").map_or(0, |s| s.pages);
+    let pages = m
+        .streams
+        .get(crate::streams::Stream::Users.name())
+        .map_or(0, |s| s.pages);
     let landed: u64 = m
         .streams
         .values()

@@ -20,7 +20,7 @@ pub fn extract(run: &Extracted, took: Duration) -> String {
         run.run_id,
         took.as_secs_f64()
     );
-    for name in ["users", "organization", "subscribed_skus"] {
+    for name in crate::streams::Stream::COLLECTIONS.map(|s| s.name()) {
         if let Some(st) = m.streams.get(name) {
             let _ = writeln!(
                 s,

@@ -15,6 +15,7 @@ use crate::graph::paging::{Page, Pager};
 use crate::graph::{CallCounts, CallStats, redact_query};
 use crate::land::{JsonLander, Lineage};
 use crate::manifest::{DeltaSync, SYNC_DELTA, SYNC_FULL, StreamManifest};
+use crate::streams::Stream;
 
 use super::{StreamCtx, StreamResult, cancelled_error};
 
@@ -28,12 +29,12 @@ type PageMsg = (i32, DateTime<Utc>, Page, Option<Url>);
 /// an interrupted run resumes after it.
 pub(super) async fn land_collection(
     ctx: StreamCtx,
-    stream: &'static str,
+    kind: Stream,
     first: Url,
-    what: &'static str,
     from: Option<Checkpoint>,
     bar: ProgressBar,
 ) -> StreamResult {
+    let stream = kind.name();
     let stats = Arc::new(CallStats::default());
     let resumed_at = from.as_ref().and_then(|c| resume_link(&ctx, stream, c));
     let resuming = resumed_at.is_some();
@@ -41,12 +42,12 @@ pub(super) async fn land_collection(
         Some(next) => (next, from.clone().unwrap_or_default()),
         None => (first.clone(), Checkpoint::default()),
     };
-    let landed = match walk_and_land(&ctx, stream, start, what, done, &stats, &bar, false).await {
+    let landed = match walk_and_land(&ctx, kind, start, done, &stats, &bar, false).await {
         Err(Error::Graph(e)) if resuming && e.status().is_some_and(|s| (400..500).contains(&s)) => {
             // Graph no longer honours the stored link (skip tokens do expire).
             tracing::warn!(stream, error = %e, "the checkpoint's next link was refused; fetching the stream from its start");
             let fresh = Checkpoint::default();
-            walk_and_land(&ctx, stream, first, what, fresh, &stats, &bar, false).await
+            walk_and_land(&ctx, kind, first, fresh, &stats, &bar, false).await
         }
         other => other,
     }?;
@@ -68,7 +69,7 @@ pub(super) async fn land_users_delta(
     from: Option<Checkpoint>,
     bar: ProgressBar,
 ) -> StreamResult {
-    const STREAM: &str = "users";
+    const STREAM: &str = Stream::Users.name();
     let stats = Arc::new(CallStats::default());
     // The walk an interrupted run of this id was doing, if its start link is still usable.
     let interrupted = from.as_ref().and_then(|c| {
@@ -111,7 +112,7 @@ pub(super) async fn land_users_delta(
     };
     let walk = |start: Url, c: Checkpoint| {
         let (ctx, stats, bar) = (&ctx, &stats, &bar);
-        async move { walk_and_land(ctx, STREAM, start, "users", c, stats, bar, true).await }
+        async move { walk_and_land(ctx, Stream::Users, start, c, stats, bar, true).await }
     };
     let mut walked = match resume_at {
         Some((next, c)) => match walk(next, c).await {
@@ -225,17 +226,16 @@ fn add_counts(a: CallCounts, b: CallCounts) -> CallCounts {
 /// Walks a collection from `start`, continuing the segments in `from`. A `delta` walk asks
 /// for 999 users per page with `Prefer` and returns the final `@odata.deltaLink` in
 /// `delta.delta_link` of the checkpoint.
-#[allow(clippy::too_many_arguments)]
 async fn walk_and_land(
     ctx: &StreamCtx,
-    stream: &'static str,
+    kind: Stream,
     start: Url,
-    what: &'static str,
     from: Checkpoint,
     stats: &Arc<CallStats>,
     bar: &ProgressBar,
     delta: bool,
 ) -> Result<Checkpoint> {
+    let (stream, what) = (kind.name(), kind.what());
     let mut cancel = ctx.cancel.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<PageMsg>(2);
     let writer = {

@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::manifest::{DuplicateKey, Duplicates, StreamManifest};
 use crate::sql::{quote_ident, quote_literal};
-use crate::streams::Report;
+use crate::streams::{Report, Stream};
 
 /// Keys whose copies differ, listed in the manifest (the rest are counted).
 const EXAMPLES: usize = 5;
@@ -58,7 +58,7 @@ struct Key {
 /// How to tell `stream`'s records apart, or `None` when they have no key (organization and
 /// subscribed SKUs are small and keyed by nothing a person uses).
 fn key_of(stream: &str, s: &StreamManifest) -> Option<Key> {
-    if stream == "users" {
+    if stream == Stream::Users.name() {
         let id = "json_extract_string(record, '$.id')".to_string();
         return Some(Key {
             label: id.clone(),

@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::graph::GraphClient;
 use crate::manifest::{RunManifest, StreamManifest, Warning};
 use crate::output::Progress;
-use crate::streams::{Report, USER_SELECT, USERS_PAGE_SIZE};
+use crate::streams::{Report, Stream, USER_SELECT, USERS_PAGE_SIZE};
 use resume::Resumed;
 use users_delta::Start;
 
@@ -262,7 +262,7 @@ async fn land_streams(
         "/users?$select={}&$top={USERS_PAGE_SIZE}",
         USER_SELECT.join(",")
     ))?;
-    let users_bar = progress.line("users");
+    let users_bar = progress.line(Stream::Users.name());
     let ctx = StreamCtx {
         client: client.clone(),
         dir: dir.to_path_buf(),
@@ -271,33 +271,31 @@ async fn land_streams(
         segment_pages: cfg.pipeline.checkpoint_pages,
         convert_slots: Arc::new(tokio::sync::Semaphore::new(REPORTS_CONVERTED_AT_ONCE)),
     };
-    for (stream, first, what, bar) in [
-        ("users", users_url, "users", users_bar),
+    for (stream, first, bar) in [
+        (Stream::Users, users_url, users_bar),
         (
-            "organization",
+            Stream::Organization,
             client.v1("/organization")?,
-            "the organization",
             ProgressBar::hidden(),
         ),
         (
-            "subscribed_skus",
+            Stream::SubscribedSkus,
             client.v1("/subscribedSkus")?,
-            "subscribed licences",
             ProgressBar::hidden(),
         ),
     ] {
-        if let Some(done) = streams.get(stream) {
+        if let Some(done) = streams.get(stream.name()) {
             bar.finish_with_message(format!("{} (kept from the interrupted run)", done.rows));
             continue;
         }
-        let from = resumed.checkpoints.get(stream).cloned();
+        let from = resumed.checkpoints.get(stream.name()).cloned();
         match (&users_plan, stream) {
-            (Some(plan), "users") => {
+            (Some(plan), Stream::Users) => {
                 let full = client.v1(&users_delta::full_sync_path())?;
                 tasks.spawn(land_users_delta(ctx.clone(), full, plan.clone(), from, bar));
             }
             _ => {
-                tasks.spawn(land_collection(ctx.clone(), stream, first, what, from, bar));
+                tasks.spawn(land_collection(ctx.clone(), stream, first, from, bar));
             }
         }
     }

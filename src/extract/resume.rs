@@ -77,8 +77,9 @@ pub struct Resumed {
 impl Resumed {
     /// Users pages that will not be fetched again.
     pub fn pages_kept(&self) -> u64 {
-        let done = self.done.get("users").map(|s| s.pages);
-        done.or_else(|| self.checkpoints.get("users").map(|c| c.pages))
+        let users = crate::streams::Stream::Users.name();
+        let done = self.done.get(users).map(|s| s.pages);
+        done.or_else(|| self.checkpoints.get(users).map(|c| c.pages))
             .unwrap_or(0)
     }
 }

@@ -10,7 +10,7 @@ use crate::concealment::{self, Setting};
 use crate::config::Config;
 use crate::graph::{CallCounts, GraphClient};
 use crate::manifest::{Concealment, RunManifest, StreamManifest, Warning};
-use crate::streams::Report;
+use crate::streams::{Report, Stream};
 
 use super::report_stream::count;
 
@@ -47,7 +47,7 @@ pub(super) fn build_manifest(
         });
     }
     for (name, s) in &streams {
-        if name == "users" {
+        if name == Stream::Users.name() {
             warnings.extend(users_delta::warnings(s));
         }
         let Some(report) = Report::from_stream(name) else {
@@ -156,7 +156,8 @@ fn duplicates_warning(stream: &str, d: &crate::manifest::Duplicates) -> Option<W
     if d.is_empty() {
         return None;
     }
-    let what = if stream == "users" { "users" } else { "rows" };
+    let users = stream == Stream::Users.name();
+    let (_, what) = Stream::from_name(stream).map_or(("row", "rows"), |s| s.record_words());
     let mut message = format!(
         "the {stream} stream held {} of {what} listed earlier in it; each counts once (the latest copy)",
         count(d.copies, "extra copy", "extra copies"),
@@ -166,9 +167,9 @@ fn duplicates_warning(stream: &str, d: &crate::manifest::Duplicates) -> Option<W
             .examples
             .iter()
             .map(|k| {
-                if stream == "users" && k.first_page != k.last_page {
+                if users && k.first_page != k.last_page {
                     format!("{} (pages {} and {})", k.key, k.first_page, k.last_page)
-                } else if stream == "users" {
+                } else if users {
                     format!(
                         "{} (page {}, rows {} and {})",
                         k.key, k.first_page, k.first_row, k.last_row
@@ -180,10 +181,10 @@ fn duplicates_warning(stream: &str, d: &crate::manifest::Duplicates) -> Option<W
             .collect();
         message.push_str(&format!(
             "; {} had copies that differ, the later one was used: {}{}",
-            if stream == "users" {
-                count(d.changed, "user", "users")
-            } else {
-                count(d.changed, "row", "rows")
+            {
+                let (one, many) =
+                    Stream::from_name(stream).map_or(("row", "rows"), |s| s.record_words());
+                count(d.changed, one, many)
             },
             shown.join(", "),
             if d.changed as usize > shown.len() {

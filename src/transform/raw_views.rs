@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::manifest::RunManifest;
 use crate::sql::quote_ident;
 use crate::store::{Staging, db_error};
-use crate::streams::Report;
+use crate::streams::{Report, Stream};
 
 /// Views `raw_<stream>` over the run's Parquet files. Report views add every documented
 /// column the file lacks as NULL, so models match columns by name and never fail on a
@@ -48,10 +48,7 @@ pub fn create_raw_views(staging: &Staging, manifest: &RunManifest, dir: &Path) -
             extra.join("")
         ));
     }
-    for needed in ["users", "organization", "subscribed_skus"]
-        .into_iter()
-        .chain(Report::ALL.iter().map(|r| r.stream()))
-    {
+    for needed in Stream::all().map(Stream::name) {
         if !manifest.streams.contains_key(needed) {
             return Err(Error::Usage(format!(
                 "run {} has no {needed} stream in its manifest; extract a new run",

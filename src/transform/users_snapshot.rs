@@ -14,6 +14,7 @@ use crate::manifest::{RunManifest, SYNC_DELTA, SYNC_FULL, StreamManifest, commit
 use crate::sql::quote_literal;
 use crate::store::delta_links::{store_link, stored_link};
 use crate::store::{Staging, db_error};
+use crate::streams::Stream;
 
 /// How a transform brought `users_current` to its run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -40,7 +41,7 @@ pub fn sync_snapshot(
     manifest: &RunManifest,
     dir: &Path,
 ) -> Result<Option<SnapshotSync>> {
-    let Some(users) = manifest.streams.get("users") else {
+    let Some(users) = manifest.streams.get(Stream::Users.name()) else {
         return Ok(None);
     };
     let Some(sync) = users.delta.sync.clone() else {
@@ -130,7 +131,11 @@ fn chain(raw: &Path, target: &RunManifest, snapshot_run: Option<&str>) -> Result
     let mut run_id = target.run_id.clone();
     let mut m = target.clone();
     loop {
-        let s = m.streams.get("users").cloned().unwrap_or_default();
+        let s = m
+            .streams
+            .get(Stream::Users.name())
+            .cloned()
+            .unwrap_or_default();
         let sync = s.delta.sync.clone().unwrap_or_default();
         let from = s.delta.delta_from.clone();
         out.push((run_id.clone(), raw.join(&run_id), s));
