@@ -42,12 +42,14 @@ pub enum Error {
     /// The staging database failed while `doing` something; the hint follows the kind of
     /// failure (out of memory, locked, disk full, permission), see `store::db`.
     #[cfg(feature = "store")]
-    #[error("{doing} in {}: {source}{}", path.display(), crate::store::DbErrorKind::of(source).hint())]
+    #[error("{doing} in {}: {source}{hint}", path.display())]
     Store {
         doing: String,
         path: std::path::PathBuf,
         #[source]
         source: duckdb::Error,
+        /// The fix for this kind of failure (`store::DbErrorKind::hint`), `""` when none.
+        hint: &'static str,
     },
     /// An audit (`sql/audits/`) found rows that would make the export wrong; nothing of the
     /// transform was committed.

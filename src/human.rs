@@ -1,4 +1,5 @@
-//! Numbers as people read them in summaries and reports.
+//! Text for people: numbers as they read them in summaries and reports, and the "did you
+//! mean" suggestion for a misspelt name (config keys, mapping columns).
 
 /// Digits grouped by thousands: 1234567 → "1,234,567".
 pub fn thousands(n: u64) -> String {
@@ -11,4 +12,15 @@ pub fn thousands(n: u64) -> String {
         out.push(c);
     }
     out
+}
+
+/// The candidate closest to `name` (case and `_` ignored), if reasonably close.
+pub fn nearest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let norm = |s: &str| s.to_ascii_lowercase().replace('_', "");
+    let n = norm(name);
+    candidates
+        .map(|c| (strsim::levenshtein(&n, &norm(c)), c))
+        .filter(|(d, c)| *d <= (c.len().max(name.len()) / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
 }

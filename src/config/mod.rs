@@ -202,11 +202,6 @@ impl Config {
         })?;
         Config::parse(path, text)
     }
-
-    /// The raw-landing root: `<data_dir>/raw`.
-    pub fn raw_dir(&self) -> PathBuf {
-        crate::store::DataDir::new(&self.pipeline.data_dir).raw()
-    }
 }
 
 /// The connector file every unit test of this module starts from, and its parser.

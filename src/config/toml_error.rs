@@ -132,7 +132,7 @@ fn unknown_field(at: &Site, field: &str, msg: &str) -> (String, String) {
 
 /// `[field]` is no section: the nearest one, and the list.
 fn unknown_section(field: &str, sections: &[String]) -> String {
-    let hint = crate::mapping::nearest(field, sections.iter().map(String::as_str))
+    let hint = crate::human::nearest(field, sections.iter().map(String::as_str))
         .map(|n| format!("did you mean [{n}]? "))
         .unwrap_or_default();
     format!(
@@ -147,7 +147,7 @@ fn unknown_section(field: &str, sections: &[String]) -> String {
 
 /// `field` is no key of `[sec]` nor of any other section: the nearest key, and the list.
 fn unknown_key(sec: &str, field: &str, keys: &[String]) -> String {
-    let hint = crate::mapping::nearest(field, keys.iter().map(String::as_str))
+    let hint = crate::human::nearest(field, keys.iter().map(String::as_str))
         .map(|n| format!("did you mean `{n}`? "))
         .unwrap_or_default();
     format!(

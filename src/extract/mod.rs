@@ -129,7 +129,7 @@ async fn land_and_commit(
     progress: &Progress,
 ) -> Result<Extracted> {
     let run_id = run_id.to_string();
-    let raw = cfg.raw_dir();
+    let raw = crate::store::DataDir::new(&cfg.pipeline.data_dir).raw();
     crate::fs::create_private_dir(&raw)?;
     let partial = crate::store::DataDir::new(&cfg.pipeline.data_dir).partial_run(&run_id);
     let resumed = match resumed {

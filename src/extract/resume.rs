@@ -153,7 +153,7 @@ fn read_dir(dir: &Path) -> Result<Vec<std::fs::DirEntry>> {
 /// partial run to resume (the newest usable one) and discards the others explicitly.
 /// Also records runs that were committed on disk but killed before `runs` said so.
 pub fn prepare(cfg: &Config, staging: &Staging, now: DateTime<Utc>) -> Result<Option<Resumed>> {
-    let raw = cfg.raw_dir();
+    let raw = crate::store::DataDir::new(&cfg.pipeline.data_dir).raw();
     recover_committed(&raw, staging)?;
     let mut partials: Vec<PathBuf> = match std::fs::read_dir(&raw) {
         Ok(_) => read_dir(&raw)?

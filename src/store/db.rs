@@ -249,6 +249,7 @@ pub fn db_error(path: &Path, doing: &str, source: duckdb::Error) -> Error {
     Error::Store {
         doing: doing.to_string(),
         path: path.to_path_buf(),
+        hint: DbErrorKind::of(&source).hint(),
         source,
     }
 }

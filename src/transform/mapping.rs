@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::human::nearest;
 use crate::sql::{quote_ident, quote_literal};
 
 /// Built-in default mapping, used when `[pipeline] mappings` is not set.
@@ -552,17 +553,6 @@ fn record_line(text: &str, pos: Option<&csv::Position>) -> usize {
         start += 1;
     }
     line_of_offset(bytes, start)
-}
-
-/// The candidate closest to `name` (case and `_` ignored), if reasonably close.
-pub fn nearest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    let norm = |s: &str| s.to_ascii_lowercase().replace('_', "");
-    let n = norm(name);
-    candidates
-        .map(|c| (strsim::levenshtein(&n, &norm(c)), c))
-        .filter(|(d, c)| *d <= (c.len().max(name.len()) / 3).max(2))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
 }
 
 #[cfg(test)]

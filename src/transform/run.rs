@@ -54,7 +54,7 @@ struct Inputs<'a> {
 /// Runs the transform for `run_id` (default: the newest committed run).
 pub fn transform(cfg: &Config, run_id: Option<&str>) -> Result<Transformed> {
     let started = Instant::now();
-    let raw = cfg.raw_dir();
+    let raw = crate::store::DataDir::new(&cfg.pipeline.data_dir).raw();
     let run_id = pick_run(&raw, run_id)?;
     let dir = raw.join(&run_id);
     let manifest = RunManifest::read(&dir)

@@ -148,7 +148,10 @@ async fn an_exhausted_report_budget_is_waited_for_or_the_run_stops_clearly() {
 
     // Beyond the wait cap: a clear failure, nothing committed, the earlier run intact.
     let capped = config(dir.path(), &sim, &opts, &[("max_wait_seconds", "1")]);
-    let runs_before = committed_runs(&capped.raw_dir()).unwrap().len();
+    let runs_before =
+        committed_runs(&m365_connector::store::DataDir::new(&capped.pipeline.data_dir).raw())
+            .unwrap()
+            .len();
     let err = run(&capped).await.unwrap_err().to_string();
     assert!(
         err.contains("14 calls per report per 10 minutes") && err.contains("nothing was committed"),
