@@ -104,7 +104,7 @@ pub struct DeltaSync {
     /// `full`: every user (a first sync or a resync); `delta`: the changes since the run in
     /// `delta_from`, with `@removed` entries for users that were deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sync: Option<String>,
+    pub sync: Option<SyncKind>,
     /// Delta syncs: the run whose users snapshot these changes apply to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delta_from: Option<String>,
@@ -118,10 +118,30 @@ pub struct DeltaSync {
     pub resync: Option<String>,
 }
 
-/// `sync` of a users stream fetched in full from `/users/delta`.
-pub const SYNC_FULL: &str = "full";
-/// `sync` of a users stream holding the changes since an earlier run.
-pub const SYNC_DELTA: &str = "delta";
+/// How an incremental users stream was fetched (`sync` in the manifest, `run_users_sync.sync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncKind {
+    /// Every user, from `/users/delta?$select=…` (a first sync or a resync).
+    Full,
+    /// The changes since an earlier run, from its delta link.
+    Delta,
+}
+
+impl SyncKind {
+    pub const fn name(self) -> &'static str {
+        match self {
+            SyncKind::Full => "full",
+            SyncKind::Delta => "delta",
+        }
+    }
+}
+
+impl std::fmt::Display for SyncKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
@@ -234,4 +254,24 @@ pub fn committed_runs(raw_dir: &Path) -> std::io::Result<Vec<String>> {
     }
     runs.sort();
     Ok(runs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_kinds_are_written_as_before() {
+        for (kind, text) in [(SyncKind::Full, "full"), (SyncKind::Delta, "delta")] {
+            let d = DeltaSync {
+                sync: Some(kind),
+                ..DeltaSync::default()
+            };
+            let json = serde_json::to_string(&d).unwrap();
+            assert_eq!(json, format!("{{\"sync\":\"{text}\"}}"));
+            assert_eq!(serde_json::from_str::<DeltaSync>(&json).unwrap(), d);
+            assert_eq!(kind.name(), text);
+        }
+        assert!(serde_json::from_str::<DeltaSync>("{\"sync\":\"weekly\"}").is_err());
+    }
 }

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::graph::paging::{Page, Pager};
 use crate::graph::{CallCounts, CallStats, redact_query};
 use crate::land::{JsonLander, Lineage};
-use crate::manifest::{DeltaSync, SYNC_DELTA, SYNC_FULL, StreamManifest};
+use crate::manifest::{DeltaSync, StreamManifest, SyncKind};
 use crate::streams::Stream;
 
 use super::{StreamCtx, StreamResult, cancelled_error};
@@ -85,7 +85,7 @@ pub(super) async fn land_users_delta(
             Start::Delta { link, from_run } => {
                 tracing::info!(from_run = %from_run, link = %redact_query(&link), "users: fetching the changes since the last transformed run");
                 let sync = DeltaSync {
-                    sync: Some(SYNC_DELTA.into()),
+                    sync: Some(SyncKind::Delta),
                     delta_from: Some(from_run),
                     ..DeltaSync::default()
                 };
@@ -94,7 +94,7 @@ pub(super) async fn land_users_delta(
             Start::Full { reason } => {
                 tracing::info!(%reason, "users: full delta sync");
                 let sync = DeltaSync {
-                    sync: Some(SYNC_FULL.into()),
+                    sync: Some(SyncKind::Full),
                     ..DeltaSync::default()
                 };
                 (full.clone(), sync, None)
@@ -126,7 +126,7 @@ pub(super) async fn land_users_delta(
         None => walk(start.clone(), fresh(&start, &sync)).await,
     };
     let refused = match &walked {
-        Err(Error::Graph(e)) if sync.sync.as_deref() == Some(SYNC_DELTA) => {
+        Err(Error::Graph(e)) if sync.sync == Some(SyncKind::Delta) => {
             users_delta::is_resync(e).then(|| users_delta::resync_reason(e))
         }
         _ => None,
@@ -135,7 +135,7 @@ pub(super) async fn land_users_delta(
         tracing::warn!(%reason, "Graph refused the stored users delta link; fetching every user again (full sync)");
         discard_segments(&ctx.dir, STREAM)?;
         sync = DeltaSync {
-            sync: Some(SYNC_FULL.into()),
+            sync: Some(SyncKind::Full),
             resync: Some(reason),
             ..DeltaSync::default()
         };
@@ -146,7 +146,7 @@ pub(super) async fn land_users_delta(
         "{} ({} pages, {} sync)",
         landed.rows,
         landed.pages,
-        sync.sync.as_deref().unwrap_or(SYNC_FULL)
+        sync.sync.unwrap_or(SyncKind::Full)
     ));
     let delta_link = landed.delta.delta_link.clone();
     let manifest = StreamManifest {

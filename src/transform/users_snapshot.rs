@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::manifest::{RunManifest, SYNC_DELTA, SYNC_FULL, StreamManifest, committed_runs};
+use crate::manifest::{RunManifest, StreamManifest, SyncKind, committed_runs};
 use crate::sql::quote_literal;
 use crate::store::delta_links::{store_link, stored_link};
 use crate::store::{Staging, db_error};
@@ -44,7 +44,7 @@ pub fn sync_snapshot(
     let Some(users) = manifest.streams.get(Stream::Users.name()) else {
         return Ok(None);
     };
-    let Some(sync) = users.delta.sync.clone() else {
+    let Some(sync) = users.delta.sync else {
         return Ok(None);
     };
     let connector = manifest.connector.as_str();
@@ -94,7 +94,7 @@ pub fn sync_snapshot(
             duckdb::params![
                 manifest.run_id,
                 connector,
-                sync,
+                sync.name(),
                 users.delta.delta_from,
                 users.rows,
                 last.0,
@@ -110,7 +110,7 @@ pub fn sync_snapshot(
         tracing::info!(run_id = %manifest.run_id, replayed = %replayed.join(", "), "rebuilt the users snapshot from earlier runs");
     }
     Ok(Some(SnapshotSync {
-        sync,
+        sync: sync.name().to_string(),
         rows_fetched: users.rows,
         upserted: last.0,
         removed: last.1,
@@ -136,14 +136,14 @@ fn chain(raw: &Path, target: &RunManifest, snapshot_run: Option<&str>) -> Result
             .get(Stream::Users.name())
             .cloned()
             .unwrap_or_default();
-        let sync = s.delta.sync.clone().unwrap_or_default();
+        let sync = s.delta.sync;
         let from = s.delta.delta_from.clone();
         out.push((run_id.clone(), raw.join(&run_id), s));
         let at_snapshot = snapshot_run == Some(run_id.as_str());
-        if sync == SYNC_FULL || (out.len() == 1 && at_snapshot) {
+        if sync == Some(SyncKind::Full) || (out.len() == 1 && at_snapshot) {
             break;
         }
-        if sync != SYNC_DELTA {
+        if sync != Some(SyncKind::Delta) {
             return Err(Error::Usage(format!(
                 "run {run_id} has no incremental users sync, yet run {} continues it; extract a new run",
                 target.run_id
@@ -202,7 +202,7 @@ fn apply(
             "run {run_id} lists no users files in its manifest; extract a new run"
         )));
     }
-    let full = s.delta.sync.as_deref() == Some(SYNC_FULL);
+    let full = s.delta.sync == Some(SyncKind::Full);
     let c = quote_literal(connector);
     let r = quote_literal(run_id);
     let replace = if full {

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use m365_connector::config::Config;
 use m365_connector::failpoint;
 use m365_connector::load::ExportFormat;
-use m365_connector::manifest::{SYNC_DELTA, SYNC_FULL, StreamManifest};
+use m365_connector::manifest::{StreamManifest, SyncKind};
 use m365_connector::output::Progress;
 use m365_connector::pipeline::{self, RunOutcome};
 use m365_connector::sim::{Faults, SimOptions, Simulator};
@@ -110,7 +110,7 @@ async fn incremental_runs_export_what_full_runs_export_after_mutations() {
 
     // First run: a full sync through /users/delta, which yields a delta link.
     let first = run(&cfg).await;
-    assert_eq!(users(&first).delta.sync.as_deref(), Some(SYNC_FULL));
+    assert_eq!(users(&first).delta.sync, Some(SyncKind::Full));
     assert!(users(&first).delta.delta_link.is_some());
     assert_eq!(
         requests(&sim, "users"),
@@ -124,7 +124,7 @@ async fn incremental_runs_export_what_full_runs_export_after_mutations() {
     sim.set_epoch(1);
     let second = run(&cfg).await;
     let s = users(&second);
-    assert_eq!(s.delta.sync.as_deref(), Some(SYNC_DELTA));
+    assert_eq!(s.delta.sync, Some(SyncKind::Delta));
     assert_eq!(
         s.delta.delta_from.as_deref(),
         Some(first.extracted.run_id.as_str())
@@ -137,7 +137,7 @@ async fn incremental_runs_export_what_full_runs_export_after_mutations() {
     // Two rounds at once: entities changed in both come twice (replays).
     sim.set_epoch(3);
     let third = run(&cfg).await;
-    assert_eq!(users(&third).delta.sync.as_deref(), Some(SYNC_DELTA));
+    assert_eq!(users(&third).delta.sync, Some(SyncKind::Delta));
     assert_same_people(
         &people(&third),
         &full_people(&sim, &opts).await,
@@ -211,7 +211,7 @@ async fn a_refused_delta_link_falls_back_to_a_full_sync() {
     let dir = TempDir::new("incremental-resync");
     let cfg = connector(&dir, &sim, &opts, true);
     let first = run(&cfg).await;
-    assert_eq!(users(&first).delta.sync.as_deref(), Some(SYNC_FULL));
+    assert_eq!(users(&first).delta.sync, Some(SyncKind::Full));
 
     // The delta link expired (410 Gone, syncStateNotFound): a full sync in the same run.
     sim.set_epoch(1);
@@ -220,7 +220,7 @@ async fn a_refused_delta_link_falls_back_to_a_full_sync() {
     sim.set_faults(Faults::default());
     assert!(sim.stats().delta_gone_410 >= 1);
     let s = users(&resynced);
-    assert_eq!(s.delta.sync.as_deref(), Some(SYNC_FULL));
+    assert_eq!(s.delta.sync, Some(SyncKind::Full));
     let reason = s.delta.resync.clone().unwrap_or_default();
     assert!(
         reason.contains("410") && reason.contains("syncStateNotFound"),
@@ -240,7 +240,7 @@ async fn a_refused_delta_link_falls_back_to_a_full_sync() {
     // The next run continues incrementally from the resync's link.
     sim.set_epoch(2);
     let next = run(&cfg).await;
-    assert_eq!(users(&next).delta.sync.as_deref(), Some(SYNC_DELTA));
+    assert_eq!(users(&next).delta.sync, Some(SyncKind::Delta));
     assert_eq!(
         users(&next).delta.delta_from.as_deref(),
         Some(resynced.extracted.run_id.as_str())
@@ -256,7 +256,7 @@ async fn a_refused_delta_link_falls_back_to_a_full_sync() {
     sim.set_epoch(1);
     let restored = run(&cfg).await;
     assert!(warned(&restored, "delta_resync"));
-    assert_eq!(users(&restored).delta.sync.as_deref(), Some(SYNC_FULL));
+    assert_eq!(users(&restored).delta.sync, Some(SyncKind::Full));
     assert_same_people(
         &people(&restored),
         &full_people(&sim, &opts).await,
@@ -373,7 +373,7 @@ async fn a_killed_delta_walk_resumes_from_its_checkpoint() {
     let resumed = run(&cfg).await;
     let fetched = requests(&sim, "users_delta") - before;
     let s = users(&resumed);
-    assert_eq!(s.delta.sync.as_deref(), Some(SYNC_DELTA));
+    assert_eq!(s.delta.sync, Some(SyncKind::Delta));
     assert_eq!(
         s.delta.delta_from.as_deref(),
         Some(first.extracted.run_id.as_str())
