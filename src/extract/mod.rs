@@ -82,9 +82,15 @@ pub async fn extract(cfg: &Config, progress: &Progress) -> Result<Extracted> {
         None
     };
     drop(staging);
-    let outcome = sign_in_land_and_commit(
-        cfg, &client, &run_id, started_at, resumed, users_plan, progress,
-    )
+    let outcome = ExtractRun {
+        cfg,
+        client,
+        run_id: run_id.clone(),
+        started_at,
+        users_plan,
+        progress,
+    }
+    .sign_in_land_and_commit(resumed)
     .await;
     let staging = crate::store::Staging::open(&cfg.pipeline.data_dir)?;
     match &outcome {
@@ -96,39 +102,41 @@ pub async fn extract(cfg: &Config, progress: &Progress) -> Result<Extracted> {
     outcome
 }
 
-/// Signs in (and checks consent) before anything lands.
-async fn sign_in_land_and_commit(
-    cfg: &Config,
-    client: &Arc<GraphClient>,
-    run_id: &str,
+/// One extract under way: what its steps share, in one value instead of a parameter list
+/// each step passes on.
+struct ExtractRun<'a> {
+    cfg: &'a Config,
+    client: Arc<GraphClient>,
+    run_id: String,
     started_at: DateTime<Utc>,
-    resumed: Option<Resumed>,
+    /// Incremental users: where the users walk starts (`None`: a plain `/users` walk).
     users_plan: Option<Start>,
-    progress: &Progress,
-) -> Result<Extracted> {
-    let login = progress.line("sign-in");
-    login.set_message(format!("tenant {}", cfg.tenant.tenant_id));
-    client.token().await?;
-    client.check_roles().await?;
-    login.finish_with_message("ok");
-    crate::failpoint::hit("extract.signed_in");
-    land_and_commit(
-        cfg, client, run_id, started_at, resumed, users_plan, progress,
-    )
-    .await
+    progress: &'a Progress,
+}
+
+impl ExtractRun<'_> {
+    /// Signs in (and checks consent) before anything lands.
+    async fn sign_in_land_and_commit(self, resumed: Option<Resumed>) -> Result<Extracted> {
+        let login = self.progress.line("sign-in");
+        login.set_message(format!("tenant {}", self.cfg.tenant.tenant_id));
+        self.client.token().await?;
+        self.client.check_roles().await?;
+        login.finish_with_message("ok");
+        crate::failpoint::hit("extract.signed_in");
+        land_and_commit(self, resumed).await
+    }
 }
 
 /// Lands every stream into a partial directory and commits it.
-async fn land_and_commit(
-    cfg: &Config,
-    client: &Arc<GraphClient>,
-    run_id: &str,
-    started_at: DateTime<Utc>,
-    resumed: Option<Resumed>,
-    users_plan: Option<Start>,
-    progress: &Progress,
-) -> Result<Extracted> {
-    let run_id = run_id.to_string();
+async fn land_and_commit(run: ExtractRun<'_>, resumed: Option<Resumed>) -> Result<Extracted> {
+    let ExtractRun {
+        cfg,
+        started_at,
+        ref client,
+        ref run_id,
+        ..
+    } = run;
+    let run_id = run_id.clone();
     let raw = crate::store::DataDir::new(&cfg.pipeline.data_dir).raw();
     crate::fs::create_private_dir(&raw)?;
     let partial = crate::store::DataDir::new(&cfg.pipeline.data_dir).partial_run(&run_id);
@@ -146,10 +154,7 @@ async fn land_and_commit(
         // Killed between writing the manifest and renaming the directory: just commit.
         Some(m) => m,
         None => {
-            let landed = land_streams(
-                client, cfg, &run_id, &partial, &resumed, users_plan, progress,
-            )
-            .await;
+            let landed = land_streams(&run, &partial, &resumed).await;
             let (mut streams, setting) = match landed {
                 Ok(v) => v,
                 Err(e) => {
@@ -243,14 +248,18 @@ struct StreamCtx {
 const REPORTS_CONVERTED_AT_ONCE: usize = 1;
 
 async fn land_streams(
-    client: &Arc<GraphClient>,
-    cfg: &Config,
-    run_id: &str,
+    run: &ExtractRun<'_>,
     dir: &Path,
     resumed: &Resumed,
-    users_plan: Option<Start>,
-    progress: &Progress,
 ) -> Result<(BTreeMap<String, StreamManifest>, Setting)> {
+    let ExtractRun {
+        cfg,
+        client,
+        run_id,
+        users_plan,
+        progress,
+        ..
+    } = run;
     let mut tasks: JoinSet<StreamResult> = JoinSet::new();
     // One failing stream stops the others at their next await point. Tasks are never
     // aborted: their blocking Parquet writers must finish before the directory is removed.
