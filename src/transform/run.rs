@@ -119,7 +119,7 @@ fn in_transaction(staging: &Staging, inputs: &Inputs) -> Result<Transformed> {
 
     let count = |sql: &str| runner.count(sql, "counting people");
     let users = count("SELECT count(*) FROM int_people")?;
-    let kept_by_filter = count("SELECT count(*) FROM int_people WHERE kept_by_date_filter")?;
+    let filtered_out = users - count("SELECT count(*) FROM int_people WHERE kept_by_date_filter")?;
     let kept = count("SELECT count(*) FROM out_people")?;
     let rejected = count("SELECT count(*) FROM out_rejects")?;
     let t = Instant::now();
@@ -137,7 +137,7 @@ fn in_transaction(staging: &Staging, inputs: &Inputs) -> Result<Transformed> {
         date_filter_days: inputs.cfg.date_filter_days,
         users,
         kept,
-        filtered_out: users - kept_by_filter,
+        filtered_out,
         rejected,
         concealed,
         seconds,
@@ -152,7 +152,7 @@ fn in_transaction(staging: &Staging, inputs: &Inputs) -> Result<Transformed> {
         run_id: manifest.run_id.clone(),
         users,
         kept,
-        filtered_out: users - kept_by_filter,
+        filtered_out,
         rejected,
         unmatched,
         audit_findings,

@@ -14,7 +14,8 @@ use m365_connector::sim::{SimOptions, Simulator};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_m365-connector");
 
-/// A fresh temp directory, `m365-it-TAG-XXXXXX` under the system's temp dir, removed on drop.
+/// A fresh temp directory, `m365-it-<tag>-<random suffix>` under the system's temp dir,
+/// removed on drop.
 pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
