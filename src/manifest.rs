@@ -53,6 +53,52 @@ pub struct StreamManifest {
     /// staging keeps the latest page's copy of each.
     #[serde(default, skip_serializing_if = "Duplicates::is_empty")]
     pub duplicates: Duplicates,
+    /// Users walked in parallel partitions: how, and whether every user came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<PartitionedWalk>,
+}
+
+/// How the users collection was partitioned for a parallel walk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// `userPrincipalName ge/le` ranges with bounds from a sample.
+    #[default]
+    Ranges,
+    /// `startswith(userPrincipalName, c)` for every allowed first character.
+    StartsWith,
+    /// One walk of the whole collection.
+    Serial,
+}
+
+impl Strategy {
+    pub fn words(self) -> &'static str {
+        match self {
+            Strategy::Ranges => "userPrincipalName ranges (ge/le)",
+            Strategy::StartsWith => "startswith(userPrincipalName) partitions",
+            Strategy::Serial => "one serial walk",
+        }
+    }
+}
+
+/// The manifest's account of a partitioned users walk.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionedWalk {
+    pub strategy: Strategy,
+    /// Partitions walked (a split range counts as its pieces).
+    pub ranges: u64,
+    /// Ranges split again because their `$count` was larger than planned.
+    pub splits: u64,
+    /// Graph's `$count` of users before the walk (eventually consistent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// Distinct user ids landed.
+    pub distinct: u64,
+    /// Records dropped because another partition had landed the same id.
+    pub overlap_dropped: u64,
+    /// Why a strategy was given up for the next one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<String>,
 }
 
 impl StreamManifest {

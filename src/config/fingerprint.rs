@@ -194,6 +194,9 @@ impl<'a> Fingerprinted<'a> {
             unreachable_seconds,
             retry_base_ms,
             checkpoint_pages,
+            // How many ranges are walked at once, not what is fetched: a resumed walk keeps
+            // the ranges its checkpoint stores whatever this says.
+            users_concurrency: _,
             memory_limit_mib,
         } = pipeline;
         Fingerprinted {

@@ -149,6 +149,9 @@ pub struct PipelineSection {
     pub retry_base_ms: u64,
     /// Users pages per Parquet segment: an interrupted extract resumes after the last one.
     pub checkpoint_pages: u64,
+    /// Users ranges walked at once (`userPrincipalName` partitions, see
+    /// `extract/users_walk.rs`); 1 walks `/users` serially.
+    pub users_concurrency: u64,
     /// DuckDB's memory limit for transform and load; beyond it DuckDB spills to
     /// `<data_dir>/.duckdb-tmp` instead of growing with the tenant.
     pub memory_limit_mib: u64,

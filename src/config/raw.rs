@@ -105,5 +105,7 @@ pub(super) struct RawPipeline {
     #[serde(default)]
     pub(super) checkpoint_pages: Option<Spanned<i64>>,
     #[serde(default)]
+    pub(super) users_concurrency: Option<Spanned<i64>>,
+    #[serde(default)]
     pub(super) memory_limit_mib: Option<Spanned<i64>>,
 }

@@ -57,6 +57,7 @@ download_timeout_seconds = 900 # total deadline per report download
 unreachable_seconds = 60    # a host that does not resolve, refuses or fails TLS: fail after this long
 retry_base_ms = 500         # first backoff step when Graph sends no Retry-After
 checkpoint_pages = 50       # users pages per checkpoint: a killed extract resumes after it
+users_concurrency = 16      # userPrincipalName ranges walked at once (1 = one serial /users walk)
 memory_limit_mib = 512      # DuckDB memory for transform/load; beyond it, spill to data_dir/.duckdb-tmp
 "#;
 

@@ -431,6 +431,12 @@ impl Ctx<'_> {
                 50,
                 100_000,
             )?,
+            users_concurrency: positive(
+                &raw.users_concurrency,
+                "pipeline.users_concurrency",
+                16,
+                64,
+            )?,
             memory_limit_mib: match &raw.memory_limit_mib {
                 None => DEFAULT_MEMORY_LIMIT_MIB,
                 Some(s) if (MIN_MEMORY_LIMIT_MIB as i64..=1_048_576).contains(s.get_ref()) => {

@@ -12,7 +12,7 @@ use super::resume::{self, Checkpoint};
 use super::users_delta::{self, Start};
 use crate::error::{Error, Result};
 use crate::graph::paging::{Page, Pager};
-use crate::graph::{CallCounts, CallStats, redact_query};
+use crate::graph::{CallCounts, CallStats, Headers, redact_query};
 use crate::land::{JsonLander, Lineage};
 use crate::manifest::{DeltaSync, StreamManifest, SyncKind};
 use crate::streams::Stream;
@@ -159,7 +159,7 @@ pub(super) async fn land_users_delta(
 
 /// Removes a stream's checkpoint and segments from the partial directory before its walk
 /// starts over: nothing refers to them any more.
-fn discard_segments(dir: &Path, stream: &str) -> Result<()> {
+pub(super) fn discard_segments(dir: &Path, stream: &str) -> Result<()> {
     let mut doomed = vec![resume::checkpoint_path(dir, stream)];
     let entries =
         std::fs::read_dir(dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
@@ -195,7 +195,7 @@ fn resume_link(ctx: &StreamCtx, stream: &str, c: &Checkpoint) -> Option<Url> {
 
 /// The manifest of a landed paged stream. Its calls include those the interrupted run it
 /// resumed had made, so a resumed stream reports all the requests its data cost.
-fn landed_manifest(
+pub(super) fn landed_manifest(
     landed: Checkpoint,
     calls: CallCounts,
     resumed_from: Option<&Checkpoint>,
@@ -220,6 +220,7 @@ fn add_counts(a: CallCounts, b: CallCounts) -> CallCounts {
         waited_ms: a.waited_ms + b.waited_ms,
         stalled: a.stalled + b.stalled,
         stalled_ms: a.stalled_ms + b.stalled_ms,
+        bytes_decoded: a.bytes_decoded + b.bytes_decoded,
     }
 }
 
@@ -250,8 +251,11 @@ async fn walk_and_land(
         })
     };
 
-    let prefer = delta.then_some(users_delta::DELTA_PREFER);
-    let mut pager = Pager::new(start, ctx.client.graph_url()).with_prefer(prefer);
+    let headers = Headers {
+        prefer: delta.then_some(users_delta::DELTA_PREFER),
+        ..Headers::default()
+    };
+    let mut pager = Pager::new(start, ctx.client.graph_url()).with_headers(headers);
     let mut pages = from.pages;
     let mut rows = from.rows;
     let mut delta_link = None;

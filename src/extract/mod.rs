@@ -8,10 +8,12 @@
 
 mod collection;
 mod duplicates;
+mod partitions;
 mod report_stream;
 pub mod resume;
 mod run_manifest;
 pub mod users_delta;
+mod users_walk;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,7 +27,7 @@ use crate::concealment::Setting;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::graph::GraphClient;
-use crate::manifest::{RunManifest, StreamManifest, Warning};
+use crate::manifest::{DeltaSync, RunManifest, StreamManifest, SyncKind, Warning};
 use crate::output::Progress;
 use crate::streams::{Report, Stream, USER_SELECT, USERS_PAGE_SIZE};
 use resume::Resumed;
@@ -298,10 +300,36 @@ async fn land_streams(
             continue;
         }
         let from = resumed.checkpoints.get(stream.name()).cloned();
+        let parallel = cfg.pipeline.users_concurrency as usize;
         match (&users_plan, stream) {
+            // A full sync walks `/users` in parallel ranges after taking a delta link as of
+            // now; a delta sync follows the stored link (its pages cannot be split).
+            (Some(Start::Full { reason }), Stream::Users) if parallel > 1 => {
+                tracing::info!(%reason, "users: full sync (parallel walk, then changes from a delta link taken first)");
+                let sync = DeltaSync {
+                    sync: Some(SyncKind::Full),
+                    ..DeltaSync::default()
+                };
+                tasks.spawn(users_walk::land_users(
+                    ctx.clone(),
+                    parallel,
+                    Some(sync),
+                    from,
+                    bar,
+                ));
+            }
             (Some(plan), Stream::Users) => {
                 let full = client.v1(&users_delta::full_sync_path())?;
                 tasks.spawn(land_users_delta(ctx.clone(), full, plan.clone(), from, bar));
+            }
+            (None, Stream::Users) if parallel > 1 => {
+                tasks.spawn(users_walk::land_users(
+                    ctx.clone(),
+                    parallel,
+                    None,
+                    from,
+                    bar,
+                ));
             }
             _ => {
                 tasks.spawn(land_collection(ctx.clone(), stream, first, from, bar));

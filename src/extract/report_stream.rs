@@ -104,6 +104,7 @@ pub(super) async fn land_report(ctx: StreamCtx, report: Report, period: String) 
         ragged_rows: ragged,
         delta: DeltaSync::default(),
         duplicates: Default::default(),
+        partitions: None,
     };
     resume::mark_done(&marker_dir, report.stream(), &manifest)?;
     Ok((report.stream().to_string(), manifest))

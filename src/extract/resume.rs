@@ -58,6 +58,9 @@ pub struct Checkpoint {
     pub start: Option<String>,
     #[serde(default, flatten)]
     pub delta: crate::manifest::DeltaSync,
+    /// A partitioned users walk: its partitions and how far each got.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub walk: Option<super::users_walk::WalkState>,
 }
 
 /// What an interrupted run left that can be reused.

@@ -49,6 +49,7 @@ pub(super) fn build_manifest(
     for (name, s) in &streams {
         if name == Stream::Users.name() {
             warnings.extend(users_delta::warnings(s));
+            warnings.extend(super::users_walk::warnings(s));
         }
         let Some(report) = Report::from_stream(name) else {
             continue;

@@ -35,6 +35,8 @@ pub struct CallStats {
     pub waited_ms: AtomicU64,
     pub stalled: AtomicU64,
     pub stalled_ms: AtomicU64,
+    /// Response body bytes as read, after reqwest's gzip decoding.
+    pub bytes: AtomicU64,
 }
 
 /// A plain snapshot of [`CallStats`].
@@ -51,6 +53,10 @@ pub struct CallCounts {
     /// Time those requests took before they were cut.
     #[serde(default)]
     pub stalled_ms: u64,
+    /// Body bytes received, decoded (Graph sends gzip when asked; reqwest decodes it, so
+    /// the compressed size is not visible here: the simulator's stats measure it).
+    #[serde(default)]
+    pub bytes_decoded: u64,
 }
 
 impl CallStats {
@@ -62,9 +68,10 @@ impl CallStats {
             waited_ms: self.waited_ms.load(Ordering::Relaxed),
             stalled: self.stalled.load(Ordering::Relaxed),
             stalled_ms: self.stalled_ms.load(Ordering::Relaxed),
+            bytes_decoded: self.bytes.load(Ordering::Relaxed),
         }
     }
-    fn bump(counter: &AtomicU64, by: u64) {
+    pub(crate) fn bump(counter: &AtomicU64, by: u64) {
         counter.fetch_add(by, Ordering::Relaxed);
     }
 }
@@ -110,6 +117,15 @@ pub(crate) struct Attempts {
     unreachable_since: Option<Instant>,
 }
 
+/// Extra headers of one Graph request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Headers {
+    /// `Prefer: <value>`.
+    pub prefer: Option<&'static str>,
+    /// `ConsistencyLevel: eventual`: needed by `$count` and advanced queries, on every page.
+    pub eventual: bool,
+}
+
 /// A complete response: status, headers and the whole body (pages are ~1 MB at most).
 #[derive(Debug)]
 pub struct Reply {
@@ -138,6 +154,10 @@ pub struct GraphClient {
     /// expiry or revocation, not a misconfiguration.
     proven_tokens: std::sync::Mutex<std::collections::HashSet<u64>>,
     retry: RetryPolicy,
+    /// Until when every request waits because one was throttled (429 or 503 with a wait):
+    /// Graph's budget is per app and tenant, so the ranges of a partitioned walk slow down
+    /// together instead of each finding the limit on its own.
+    paused_until: std::sync::Mutex<Option<tokio::time::Instant>>,
     /// Counters for token requests.
     pub login_stats: CallStats,
 }
@@ -232,6 +252,7 @@ impl GraphClient {
                 Duration::from_millis(cfg.pipeline.retry_base_ms),
                 Duration::from_secs(cfg.pipeline.max_wait_seconds),
             ),
+            paused_until: std::sync::Mutex::default(),
             login_stats: CallStats::default(),
         })
     }
@@ -267,20 +288,22 @@ impl GraphClient {
         what: &str,
         accept: impl Fn(Reply) -> Result<T, (String, RequestIds)>,
     ) -> Result<T, GraphError> {
-        self.execute(url, stats, what, None, accept).await
+        self.execute(url, stats, what, Headers::default(), accept)
+            .await
     }
 
-    /// [`GraphClient::get_graph`] with a `Prefer` header, e.g. `odata.maxpagesize=999` for
-    /// `/users/delta`, which takes no `$top`.
-    pub async fn get_graph_prefer<T>(
+    /// [`GraphClient::get_graph`] with extra request headers: `Prefer` (e.g.
+    /// `odata.maxpagesize=999` for `/users/delta`, which takes no `$top`) or
+    /// `ConsistencyLevel: eventual` (advanced queries: `$count`, filters beyond the default).
+    pub async fn get_graph_with<T>(
         &self,
         url: &Url,
         stats: &CallStats,
         what: &str,
-        prefer: &str,
+        headers: Headers,
         accept: impl Fn(Reply) -> Result<T, (String, RequestIds)>,
     ) -> Result<T, GraphError> {
-        self.execute(url, stats, what, Some(prefer), accept).await
+        self.execute(url, stats, what, headers, accept).await
     }
 
     /// GET a pre-authenticated download URL (never with the token), following the download
@@ -364,7 +387,7 @@ impl GraphClient {
         url: &Url,
         stats: &CallStats,
         what: &str,
-        prefer: Option<&str>,
+        headers: Headers,
         accept: impl Fn(Reply) -> Result<T, (String, RequestIds)>,
     ) -> Result<T, GraphError> {
         let mut tries = Attempts::default();
@@ -379,10 +402,16 @@ impl GraphClient {
                 .header("client-request-id", &ids.client_request_id)
                 .header("return-client-request-id", "true")
                 .header("x-ms-throttle-priority", "Low");
-            let req = match prefer {
+            let req = match headers.prefer {
                 Some(p) => req.header("Prefer", p),
                 None => req,
             };
+            let req = if headers.eventual {
+                req.header("ConsistencyLevel", "eventual")
+            } else {
+                req
+            };
+            self.wait_for_pause().await;
             let token = self.token().await?;
             let req = req.bearer_auth(token.expose());
             CallStats::bump(&stats.requests, 1);
@@ -404,7 +433,10 @@ impl GraphClient {
                 .map(str::to_string);
             let declared = declared_length(&resp);
             let body = match resp.bytes().await {
-                Ok(b) => b,
+                Ok(b) => {
+                    CallStats::bump(&stats.bytes, b.len() as u64);
+                    b
+                }
                 Err(e) => {
                     // Connection reset, a body shorter than its Content-Length, a chunked
                     // stream ending in error, or a trickle past the deadline: the whole
@@ -592,6 +624,9 @@ impl GraphClient {
         let wait = retry_after.unwrap_or_else(|| self.retry.backoff(*attempt));
         *attempt += 1;
         CallStats::bump(&stats.retries, 1);
+        if status == 429 || retry_after.is_some() {
+            self.pause_all(wait);
+        }
         if !self.retry.reserve(wait) {
             return Err(GraphError::WaitCapExceeded {
                 url: redact_query(url),
@@ -610,6 +645,25 @@ impl GraphClient {
         tracing::debug!(url = %redact_query(url), status, wait_ms = wait.as_millis() as u64, "retrying after wait");
         tokio::time::sleep(wait).await;
         Ok(())
+    }
+
+    /// Holds every request of this client back for `wait` (see `paused_until`).
+    fn pause_all(&self, wait: Duration) {
+        let until = tokio::time::Instant::now() + wait;
+        let mut p = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        if p.is_none_or(|t| t < until) {
+            *p = Some(until);
+        }
+    }
+
+    /// Waits while another request's throttling pauses the client.
+    async fn wait_for_pause(&self) {
+        let until = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = until
+            && t > tokio::time::Instant::now()
+        {
+            tokio::time::sleep_until(t).await;
+        }
     }
 
     /// Waits after a transient failure (a reset, a stall, an unusable body) with exponential

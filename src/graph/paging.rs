@@ -9,7 +9,7 @@ use reqwest::Url;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{CallStats, GraphClient, GraphError, Reply, RequestIds, snippet};
+use super::{CallStats, GraphClient, GraphError, Headers, Reply, RequestIds, snippet};
 
 /// One page: the body and where each record of `value` sits in it.
 #[derive(Debug)]
@@ -18,6 +18,8 @@ pub struct Page {
     pub records: Vec<Range<usize>>,
     pub next_link: Option<String>,
     pub delta_link: Option<String>,
+    /// `@odata.count` (asked with `$count=true` under `ConsistencyLevel: eventual`).
+    pub count: Option<u64>,
     pub ids: RequestIds,
 }
 
@@ -29,6 +31,8 @@ struct Shape<'a> {
     next_link: Option<String>,
     #[serde(rename = "@odata.deltaLink", default)]
     delta_link: Option<String>,
+    #[serde(rename = "@odata.count", default)]
+    count: Option<u64>,
 }
 
 impl Page {
@@ -75,12 +79,13 @@ impl Page {
             let start = text.as_ptr() as usize - base;
             records.push(start..start + text.len());
         }
-        let (next_link, delta_link) = (shape.next_link, shape.delta_link);
+        let (next_link, delta_link, count) = (shape.next_link, shape.delta_link, shape.count);
         Ok(Page {
             body,
             records,
             next_link,
             delta_link,
+            count,
             ids,
         })
     }
@@ -150,8 +155,9 @@ pub struct Pager {
     next: Option<Url>,
     seen: HashSet<String>,
     graph: Url,
-    /// A `Prefer` header for every page (delta queries size pages this way).
-    prefer: Option<&'static str>,
+    /// Headers sent with every page (delta queries size pages with `Prefer`; advanced
+    /// queries need `ConsistencyLevel` on their next links too).
+    headers: Headers,
 }
 
 impl Pager {
@@ -160,13 +166,13 @@ impl Pager {
             seen: HashSet::from([first.to_string()]),
             next: Some(first),
             graph: graph.clone(),
-            prefer: None,
+            headers: Headers::default(),
         }
     }
 
-    /// Sends `Prefer: <prefer>` with every page request.
-    pub fn with_prefer(mut self, prefer: Option<&'static str>) -> Pager {
-        self.prefer = prefer;
+    /// Sends `headers` with every page request.
+    pub fn with_headers(mut self, headers: Headers) -> Pager {
+        self.headers = headers;
         self
     }
 
@@ -186,10 +192,9 @@ impl Pager {
             return Ok(None);
         };
         let parse = |r: Reply| Page::parse(r.body, r.ids);
-        let page = match self.prefer {
-            Some(p) => client.get_graph_prefer(&url, stats, what, p, parse).await?,
-            None => client.get_graph(&url, stats, what, parse).await?,
-        };
+        let page = client
+            .get_graph_with(&url, stats, what, self.headers, parse)
+            .await?;
         if let Some(link) = &page.next_link {
             self.next = Some(self.check_link(link, &page.ids)?);
         }
