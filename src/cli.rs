@@ -187,9 +187,19 @@ pub struct BenchArgs {
     /// Users in the simulated tenant.
     #[arg(long, default_value_t = 100_000)]
     pub users: u64,
-    /// Milliseconds the simulator adds to every response (100 ≈ a real Graph round trip).
+    /// Milliseconds the simulator takes to answer each request (real Graph answers a
+    /// 999-user page in 1,000–3,500).
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub latency_ms: u64,
+    /// Each response's time varies by up to this much either way.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub jitter_ms: u64,
+    /// `[pipeline] users_concurrency` of the benchmarked connector (1 = one serial walk).
+    #[arg(long, value_name = "C", default_value_t = 16)]
+    pub concurrency: u64,
+    /// Measure the extract only (transform and load do not depend on latency).
+    #[arg(long)]
+    pub extract_only: bool,
     /// Where the connector file and data go (default: a fresh folder under the temp dir,
     /// removed afterwards).
     #[arg(long, value_name = "DIR")]

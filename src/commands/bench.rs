@@ -51,6 +51,7 @@ fn bench_in(exe: &Path, dir: &Path, args: &BenchArgs) -> Result<String> {
     let mut sim = Command::new(exe)
         .args(["-q", "sim", "--users", &args.users.to_string()])
         .args(["--latency-ms", &args.latency_ms.to_string()])
+        .args(["--jitter-ms", &args.jitter_ms.to_string()])
         .args(["--port", &port.to_string()])
         .args(["--download-port", &download_port.to_string()])
         .stdout(Stdio::null())
@@ -59,9 +60,10 @@ fn bench_in(exe: &Path, dir: &Path, args: &BenchArgs) -> Result<String> {
         .map_err(|e| Error::io("starting the simulator", e))?;
     let outcome = (|| {
         wait_for_port(port)?;
-        let config = write_connector(dir, &opts, port)?;
+        let config = write_connector(dir, &opts, port, args.concurrency)?;
         let mut stages = Vec::new();
-        for stage in ["extract", "transform", "load"] {
+        let all = ["extract", "transform", "load"];
+        for stage in &all[..if args.extract_only { 1 } else { 3 }] {
             let m = run_stage(exe, stage, &config)?;
             stages.push((stage, m));
         }
@@ -93,11 +95,11 @@ fn wait_for_port(port: u16) -> Result<()> {
     )))
 }
 
-fn write_connector(dir: &Path, opts: &SimOptions, port: u16) -> Result<PathBuf> {
+fn write_connector(dir: &Path, opts: &SimOptions, port: u16, concurrency: u64) -> Result<PathBuf> {
     let secret = dir.join("secret");
     write_private(&secret, opts.client_secret.as_bytes())?;
     let text = format!(
-        "[connector]\nname = \"bench\"\n[tenant]\ntenant_id = \"{}\"\nclient_id = \"{}\"\nclient_secret_file = \"secret\"\nlogin_url = \"http://127.0.0.1:{port}\"\ngraph_url = \"http://127.0.0.1:{port}\"\n[filter]\ndate_filter_days = 30\n[pipeline]\ndata_dir = \"data\"\n",
+        "[connector]\nname = \"bench\"\n[tenant]\ntenant_id = \"{}\"\nclient_id = \"{}\"\nclient_secret_file = \"secret\"\nlogin_url = \"http://127.0.0.1:{port}\"\ngraph_url = \"http://127.0.0.1:{port}\"\n[filter]\ndate_filter_days = 30\n[pipeline]\ndata_dir = \"data\"\nusers_concurrency = {concurrency}\n",
         opts.tenant_id, opts.client_id
     );
     let path = dir.join("connector.toml");
@@ -236,12 +238,17 @@ fn report(
     let downloaded: u64 = m.streams.values().filter_map(|s| s.downloaded_bytes).sum();
     let downloads = sim.requests.get("download").copied().unwrap_or(0);
     let graph_requests = sim.total_requests - downloads;
-    // A clean full run: the users pages, organization, subscribedSkus, reportSettings, the 8
+    let users_stream = m.streams.get(crate::streams::Stream::Users.name());
+    let users_requests = users_stream.map_or(0, |s| s.calls.requests);
+    let walk = users_stream.and_then(|s| s.partitions.clone());
+    let ranges = walk.as_ref().map_or(1, |w| w.ranges);
+    let serial_pages = args.users.max(1).div_ceil(u64::from(USERS_PAGE_SIZE));
+    // A clean full run: the users walk, organization, subscribedSkus, reportSettings, the 8
     // report calls and one token.
-    let minimum = args.users.max(1).div_ceil(u64::from(USERS_PAGE_SIZE)) + 1 + 1 + 1 + 8 + 1;
+    let minimum = users_requests + 1 + 1 + 1 + 8 + 1;
     let mut out = format!(
-        "bench: {} users, simulator latency {} ms, run {run}\n\n",
-        args.users, args.latency_ms
+        "bench: {} users, simulator latency {} ms ± {} ms, users_concurrency {}, run {run}\n\n",
+        args.users, args.latency_ms, args.jitter_ms, args.concurrency
     );
     out.push_str("| stage | seconds | users/s | peak RSS |\n|---|---:|---:|---:|\n");
     for (stage, s) in stages {
@@ -257,21 +264,45 @@ fn report(
         "| total | {total:.2} | {:.0} | |\n\n",
         users as f64 / total.max(1e-9)
     ));
+    let how = walk.as_ref().map_or("one serial walk".to_string(), |w| {
+        format!(
+            "{} {} ({} split again), $count {}, {} distinct",
+            w.ranges,
+            w.strategy.words(),
+            w.splits,
+            w.count.map_or("-".into(), |c| c.to_string()),
+            w.distinct
+        )
+    });
     out.push_str(&format!(
-        "users landed: {users} in {pages} pages\nrequests to login + Graph: {graph_requests} (a clean full run needs {minimum}: {pages} users pages + organization + subscribedSkus + reportSettings + 8 reports + 1 token); report downloads: {downloads}\nretries: {}, throttled: {}, throttle/backoff waits: {:.1} s\nbytes: {:.1} MiB of report CSV downloaded, {:.1} MiB of Parquet landed\nsimulator (separate process): peak RSS {}\n",
+        "users landed: {users} in {pages} pages over {how}\nusers requests: {users_requests} = {pages} pages + {} (probe, ranges' wasted first pages when split, delta link)\nrequests to login + Graph: {graph_requests} (this run's minimum: {minimum} = the users requests + organization + subscribedSkus + reportSettings + 8 reports + 1 token); report downloads: {downloads}\nretries: {}, throttled: {}, throttle/backoff waits: {:.1} s\nidentity resource units spent: {} ({} requests refused by the RU budget)\nbytes on the wire: {:.1} MiB of {:.1} MiB decoded ({:.0} %), counted by the simulator (Graph and downloads)\nbytes: {:.1} MiB of report CSV downloaded, {:.1} MiB of Parquet landed\nsimulator (separate process): peak RSS {}\n",
+        users_requests.saturating_sub(pages),
         m.retries,
         m.throttled,
         m.waited_ms as f64 / 1000.0,
+        sim.ru_spent,
+        sim.ru_throttled,
+        sim.bytes_wire as f64 / 1048576.0,
+        sim.bytes_raw as f64 / 1048576.0,
+        100.0 * sim.bytes_wire as f64 / (sim.bytes_raw as f64).max(1.0),
         downloaded as f64 / 1048576.0,
         landed as f64 / 1048576.0,
         mib(sim_rss_kib),
     ));
     if args.latency_ms > 0 {
-        let floor = pages as f64 * args.latency_ms as f64 / 1000.0;
+        let l = args.latency_ms as f64 / 1000.0;
+        let serial = serial_pages as f64 * l;
+        let ideal = serial / args.concurrency.max(1) as f64;
+        let walked = pages as f64 * l / args.concurrency.max(1) as f64;
+        let wall = stages[0].1.seconds;
         out.push_str(&format!(
-            "extract vs the users walk alone ({pages} pages x {} ms = {floor:.1} s): {:.2}x\n",
+            "serial floor ({serial_pages} pages x {} ms): {serial:.1} s; extract wall {wall:.1} s: {:.1}x faster\nideal at {} at once: {ideal:.1} s ({:.2}x of it); this walk's {pages} pages ÷ {}: {walked:.1} s ({:.2}x of it); {ranges} ranges\n",
             args.latency_ms,
-            stages[0].1.seconds / floor.max(1e-9)
+            serial / wall.max(1e-9),
+            args.concurrency,
+            wall / ideal.max(1e-9),
+            args.concurrency,
+            wall / walked.max(1e-9),
         ));
     }
     Ok(out)

@@ -11,6 +11,7 @@ mod extract;
 mod faults;
 mod incremental;
 mod load;
+mod partitioned;
 mod realworld;
 mod report;
 mod serve;
