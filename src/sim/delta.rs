@@ -751,6 +751,7 @@ mod tests {
             top: 10,
             select: None,
             count: false,
+            filter: None,
         });
         assert!(parse(&pairs(format!("$skiptoken={users_token}")), &[], now).is_err());
         assert_eq!(preferred_page_size(Some("odata.maxpagesize=50")), Some(50));

@@ -10,9 +10,11 @@ use hyper::header::{AUTHORIZATION, HeaderValue, LOCATION};
 use hyper::{Method, Request, StatusCode};
 use serde_json::json;
 
+use super::budget::{self, Modifiers};
 use super::delta::{self, DeltaError, DeltaRequest};
 use super::download;
 use super::faults::{Decision, Failure, Target};
+use super::filter::{self, Matcher, Refusals};
 use super::overrides::OverrideHost;
 use super::request::{parse_pairs, percent_decode};
 use super::respond::{self, Ctx, Resp};
@@ -84,8 +86,66 @@ fn has_any(claims: &Claims, extra: &[&str]) -> bool {
         .any(|r| DIRECTORY_READ.contains(&r.as_str()) || extra.contains(&r.as_str()))
 }
 
-/// Handles one request below `/v1.0`.
+/// Handles one request below `/v1.0`. Identity calls that were charged resource units say
+/// how many in `x-ms-resource-unit`, as Graph does.
 pub async fn handle(state: &Arc<State>, req: Request<Incoming>, ctx: Ctx) -> io::Result<Resp> {
+    let mut ru = None;
+    let mut answer = serve(state, req, ctx, &mut ru).await;
+    if let (Ok(resp), Some(cost)) = (&mut answer, ru) {
+        resp.headers_mut()
+            .insert("x-ms-resource-unit", HeaderValue::from(cost));
+    }
+    answer
+}
+
+/// Takes `cost` resource units from the identity budget, or answers Graph's 429.
+fn charge(state: &State, ctx: &Ctx, cost: u64, ru: &mut Option<u64>) -> Result<(), Box<Resp>> {
+    match state.budget.charge(cost) {
+        Ok(()) => {
+            add(&state.stats.ru_spent, cost);
+            *ru = Some(cost);
+            Ok(())
+        }
+        Err(secs) => {
+            bump(&state.stats.ru_throttled);
+            Err(Box::new(respond::too_many_requests(
+                ctx,
+                Some(secs.to_string()),
+            )))
+        }
+    }
+}
+
+/// The cost modifiers of a request's raw query (for resources that take no real query).
+fn modifiers(pairs: &[(String, String)]) -> Modifiers {
+    let get = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    Modifiers {
+        select: get("$select").is_some(),
+        expand: get("$expand").is_some(),
+        small_top: get("$top")
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .is_some_and(|t| t < 20),
+    }
+}
+
+fn refusals(state: &State) -> Refusals {
+    Refusals {
+        range: state.opts.refuse_range_filter,
+        startswith: state.opts.refuse_startswith,
+    }
+}
+
+async fn serve(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+    ctx: Ctx,
+    ru: &mut Option<u64>,
+) -> io::Result<Resp> {
     let Some(path) = percent_decode(req.uri().path(), false) else {
         state.stats.request("other");
         return Ok(respond::graph_error(
@@ -144,20 +204,49 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, ctx: Ctx) -> io:
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.trim().eq_ignore_ascii_case("eventual"));
             if resource == Resource::UsersCount {
-                return Ok(users_count(state, &ctx, eventual).await);
+                return Ok(users_count(state, &ctx, eventual, &pairs, ru).await);
             }
-            let q = match users::parse(&pairs, &claims.roles, eventual) {
+            let q = match users::parse(&pairs, &claims.roles, eventual, refusals(state)) {
                 Ok(q) => q,
                 Err(e) => return Ok(respond::graph_error(&ctx, e.status, e.code, &e.message)),
             };
+            let cost = budget::cost(
+                2,
+                Modifiers {
+                    select: q.select.is_some(),
+                    expand: false,
+                    small_top: q.top < 20,
+                },
+            );
+            if let Err(resp) = charge(state, &ctx, cost, ru) {
+                return Ok(*resp);
+            }
             let Some((d, early)) = pre_faults(state, &ctx, Target::GraphJson).await else {
                 return Err(reset_error());
             };
             if let Some(resp) = early {
                 return Ok(resp);
             }
+            let fresh = !pairs
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("$skiptoken"));
+            if fresh && q.filter.is_some() {
+                bump(&state.stats.ranges);
+            }
+            if q.count {
+                bump(&state.stats.count_requests);
+            }
             let mut out = Vec::with_capacity(64 + q.top as usize * 700);
             let epoch = state.epoch.get();
+            let keys = match &q.filter {
+                Some(_) => Some(upn_keys(state, epoch).await?),
+                None => None,
+            };
+            let matcher = q
+                .filter
+                .as_ref()
+                .zip(keys)
+                .map(|(f, k)| Matcher::new(f, k, &state.tenant));
             // Repeats only on a page that is otherwise served whole (if slowly).
             let repeat = d
                 .repeat
@@ -165,12 +254,14 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, ctx: Ctx) -> io:
             let repeated = users::write_page_repeating(
                 &state.tenant,
                 &q,
+                matcher.as_ref(),
                 epoch,
                 &state.graph_url,
                 d.short_page,
                 repeat,
                 &mut out,
             );
+            state.users_page_served();
             if repeated.users > 0 {
                 let s = &state.stats;
                 if repeated.changed {
@@ -188,7 +279,7 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, ctx: Ctx) -> io:
                 return Ok(denied());
             }
             let prefer = req.headers().get("prefer").and_then(|v| v.to_str().ok());
-            users_delta(state, &ctx, &pairs, &claims, prefer).await
+            users_delta(state, &ctx, &pairs, &claims, prefer, ru).await
         }
         Resource::Organization => {
             if !has_any(
@@ -196,6 +287,9 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, ctx: Ctx) -> io:
                 &["Organization.Read.All", "Organization.ReadWrite.All"],
             ) {
                 return Ok(denied());
+            }
+            if let Err(resp) = charge(state, &ctx, budget::cost(1, modifiers(&pairs)), ru) {
+                return Ok(*resp);
             }
             json_resource(state, &ctx, || organization(state)).await
         }
@@ -205,6 +299,9 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, ctx: Ctx) -> io:
                 &["Organization.Read.All", "Organization.ReadWrite.All"],
             ) {
                 return Ok(denied());
+            }
+            if let Err(resp) = charge(state, &ctx, budget::cost(3, modifiers(&pairs)), ru) {
+                return Ok(*resp);
             }
             let tenant = state.tenant;
             let consumed = state
@@ -360,6 +457,7 @@ async fn users_delta(
     pairs: &[(String, String)],
     claims: &Claims,
     prefer: Option<&str>,
+    ru: &mut Option<u64>,
 ) -> io::Result<Resp> {
     let now = ctx.now.timestamp();
     let req = match delta::parse(pairs, &claims.roles, now) {
@@ -369,6 +467,19 @@ async fn users_delta(
         }
         Err(DeltaError::Gone) => return Ok(resync_required(state, ctx)),
     };
+    let select = match &req {
+        DeltaRequest::Initial { select }
+        | DeltaRequest::Link { select, .. }
+        | DeltaRequest::Latest { select } => select.is_some(),
+        DeltaRequest::Page(p) => p.select.is_some(),
+    };
+    let m = Modifiers {
+        select,
+        ..Modifiers::default()
+    };
+    if let Err(resp) = charge(state, ctx, budget::cost(2, m), ru) {
+        return Ok(*resp);
+    }
     let via_delta_link = matches!(req, DeltaRequest::Link { .. });
     let target = if via_delta_link {
         Target::DeltaLink
@@ -437,8 +548,25 @@ async fn json_resource(
     ))
 }
 
-/// `GET /users/$count`: a plain-text number, only with `ConsistencyLevel: eventual`.
-async fn users_count(state: &State, ctx: &Ctx, eventual: bool) -> Resp {
+/// The UPN key index covering the tenant at `epoch`, built off the runtime's threads the
+/// first time (a million UPNs take a moment).
+async fn upn_keys(state: &Arc<State>, epoch: u64) -> io::Result<Arc<Vec<u32>>> {
+    let st = Arc::clone(state);
+    let bound = state.tenant.user_bound(epoch);
+    tokio::task::spawn_blocking(move || st.upn_keys.get(&st.tenant, bound))
+        .await
+        .map_err(io::Error::other)
+}
+
+/// `GET /users/$count[?$filter=...]`: a plain-text number, only with
+/// `ConsistencyLevel: eventual`.
+async fn users_count(
+    state: &Arc<State>,
+    ctx: &Ctx,
+    eventual: bool,
+    pairs: &[(String, String)],
+    ru: &mut Option<u64>,
+) -> Resp {
     if !eventual {
         return respond::graph_error(
             ctx,
@@ -447,11 +575,41 @@ async fn users_count(state: &State, ctx: &Ctx, eventual: bool) -> Resp {
             "$count is not currently supported without the header 'ConsistencyLevel: eventual'.",
         );
     }
+    let filter = pairs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("$filter"))
+        .map(|(_, v)| filter::parse(v, refusals(state)))
+        .transpose();
+    let filter = match filter {
+        Ok(f) => f,
+        Err(e) => return respond::graph_error(ctx, e.status, e.code, &e.message),
+    };
+    if let Err(resp) = charge(state, ctx, budget::cost(1, modifiers(pairs)), ru) {
+        return *resp;
+    }
+    bump(&state.stats.count_requests);
+    let epoch = state.epoch.get();
+    let n = match &filter {
+        None => state.tenant.users_at(epoch),
+        Some(f) => match upn_keys(state, epoch).await {
+            Ok(keys) => {
+                users::count_matching(&state.tenant, &Matcher::new(f, keys, &state.tenant), epoch)
+            }
+            Err(_) => {
+                return respond::graph_error(
+                    ctx,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "UnknownError",
+                    "The UPN index could not be built.",
+                );
+            }
+        },
+    };
     respond::graph_response(
         ctx,
         StatusCode::OK,
         "text/plain",
-        respond::full(state.tenant.users_at(state.epoch.get()).to_string()),
+        respond::full(n.to_string()),
     )
 }
 

@@ -11,11 +11,14 @@
 //!
 //! The HTTP contract copied here is `shared/reference/graph-api.md`.
 
+mod budget;
 mod csv_body;
 mod delta;
 mod download;
 mod faults;
+mod filter;
 mod graph;
+mod gzip;
 mod login;
 mod names;
 mod overrides;
@@ -71,6 +74,26 @@ pub struct SimOptions {
     /// Response time of every login, Graph and download request: the answer is prepared
     /// meanwhile and sent when it is over (or when ready, if preparing takes longer).
     pub latency_ms: u64,
+    /// Each request's response time is `latency_ms` plus a uniform draw in
+    /// `[-jitter_ms, +jitter_ms]` (never below 0), deterministic per seed and request order.
+    pub jitter_ms: u64,
+    /// `ge`/`le` on userPrincipalName are refused (400), so a client must fall back to
+    /// `startswith` partitions.
+    pub refuse_range_filter: bool,
+    /// `startswith(userPrincipalName, ...)` is refused (400), so a client must walk serially.
+    pub refuse_startswith: bool,
+    /// UPN local parts are skewed for tests of partition balance (see
+    /// [`Tenant::with_skewed_upns`]); off leaves the tenant byte for byte as it was.
+    pub skewed_upns: bool,
+    /// Once this many `/users` pages (filtered or not) have been served, the tenant moves on
+    /// by one epoch and stays there (as [`Simulator::set_epoch`] does), once: a tenant that
+    /// changes during a full walk.
+    pub advance_epoch_after_users_pages: Option<u64>,
+    /// Capacity of the identity resource-unit bucket per app and tenant (graph-perf.md §4);
+    /// `None` picks Graph's by tenant size (3,500 under 50 users, 5,000 to 500, else 8,000).
+    pub ru_budget: Option<u64>,
+    /// The bucket refills its whole capacity over this long (Graph: 10 s).
+    pub ru_window: std::time::Duration,
     /// The accepted tenant GUID; the verified domains `contoso.onmicrosoft.com` and
     /// `contoso.com` are accepted too.
     pub tenant_id: String,
@@ -106,6 +129,13 @@ impl Default for SimOptions {
             concealed: false,
             faults: Faults::default(),
             latency_ms: 0,
+            jitter_ms: 0,
+            refuse_range_filter: false,
+            refuse_startswith: false,
+            skewed_upns: false,
+            advance_epoch_after_users_pages: None,
+            ru_budget: None,
+            ru_window: std::time::Duration::from_secs(10),
             tenant_id: "8f6e2c3a-1b4d-4e5f-9a7b-0c1d2e3f4a5b".to_string(),
             client_id: "5d7e9f1a-2b3c-4d5e-8f9a-0b1c2d3e4f5a".to_string(),
             client_secret: "sim-secret-value".to_string(),
@@ -173,6 +203,17 @@ pub struct SimStats {
     pub html_download: u64,
     /// Report rows served a second time, right after the first (`repeat-rows`).
     pub repeat_rows: u64,
+    /// Filtered `/users` requests without a skiptoken: range walks started.
+    pub ranges: u64,
+    /// `$count` requests served: `/users?$count=true` first pages and `/users/$count`.
+    pub count_requests: u64,
+    /// Identity resource units charged (graph-perf.md §4), and requests answered 429
+    /// because the bucket was empty (they cost nothing).
+    pub ru_spent: u64,
+    pub ru_throttled: u64,
+    /// Body bytes of Graph and download responses before compression, and as sent.
+    pub bytes_raw: u64,
+    pub bytes_wire: u64,
 }
 
 /// A running simulator. Dropping it stops the listeners too; `shutdown` also waits for them.
@@ -318,6 +359,12 @@ pub struct SimArgs {
     /// Response time in milliseconds of every request (the answer is prepared during it).
     #[arg(long, value_name = "L", default_value_t = 0)]
     pub latency_ms: u64,
+    /// Up to this many milliseconds more or less than --latency-ms, uniform per request.
+    #[arg(long, value_name = "J", default_value_t = 0)]
+    pub jitter_ms: u64,
+    /// Skew UPN first letters (70% 'm', some digits, '_' and quotes) to test partitioning.
+    #[arg(long)]
+    pub skewed_upns: bool,
     /// Port of the login + Graph listener (0 = any free port).
     #[arg(long, value_name = "P", default_value_t = 8400)]
     pub port: u16,
@@ -358,6 +405,8 @@ impl SimArgs {
             concealed: self.concealed,
             faults: self.faults.clone().unwrap_or_default(),
             latency_ms: self.latency_ms,
+            jitter_ms: self.jitter_ms,
+            skewed_upns: self.skewed_upns,
             token_lifetime_secs: self.token_lifetime,
             roles,
             report_settings_readable: self.report_settings_readable,

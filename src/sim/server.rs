@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use super::request::percent_decode;
 use super::respond::{self, Ctx, Resp};
 use super::state::State;
-use super::{download, graph, login};
+use super::{download, graph, gzip, login};
 
 /// Which listener a connection arrived on.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -173,10 +173,16 @@ async fn dispatch(state: Arc<State>, host: Host, req: Request<Incoming>) -> io::
     // when it is over (or when ready, if preparing took longer), as a real service's own work
     // is part of its round trip. The client's share of a round trip is then what it adds.
     let started = tokio::time::Instant::now();
+    let gzip = req
+        .headers()
+        .get_all(hyper::header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(gzip::accepts_gzip);
     let answer = route(&state, host, &path, req).await;
-    let latency = Duration::from_millis(state.opts.latency_ms);
+    let latency = state.next_latency();
     tokio::time::sleep_until(started + latency).await;
-    answer
+    answer.map(|resp| gzip::meter(&state, resp, gzip))
 }
 
 /// The answer to one request, before any simulated latency.

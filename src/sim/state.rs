@@ -50,6 +50,12 @@ pub struct Counters {
     pub trickled: AtomicU64,
     pub html_download: AtomicU64,
     pub repeat_rows: AtomicU64,
+    pub ranges: AtomicU64,
+    pub count_requests: AtomicU64,
+    pub ru_spent: AtomicU64,
+    pub ru_throttled: AtomicU64,
+    pub bytes_raw: AtomicU64,
+    pub bytes_wire: AtomicU64,
 }
 
 /// Increments one counter.
@@ -103,6 +109,12 @@ impl Counters {
             trickled: get(&self.trickled),
             html_download: get(&self.html_download),
             repeat_rows: get(&self.repeat_rows),
+            ranges: get(&self.ranges),
+            count_requests: get(&self.count_requests),
+            ru_spent: get(&self.ru_spent),
+            ru_throttled: get(&self.ru_throttled),
+            bytes_raw: get(&self.bytes_raw),
+            bytes_wire: get(&self.bytes_wire),
         }
     }
 }
@@ -136,16 +148,30 @@ pub struct State {
     pub consumed_units: tokio::sync::OnceCell<Vec<u64>>,
     /// Canned responses installed by tests (`Simulator::set_override`).
     pub overrides: super::overrides::Overrides,
+    /// Requests dispatched so far: the latency jitter is keyed by it.
+    request_seq: AtomicU64,
+    /// `/users` pages served (for `advance_epoch_after_users_pages`).
+    users_pages: AtomicU64,
+    /// Lowercased UPN prefixes for `$filter`, built on first use.
+    pub upn_keys: super::filter::UpnKeys,
+    /// The identity resource-unit bucket.
+    pub budget: super::budget::Budget,
 }
 
 impl State {
     pub fn new(opts: SimOptions, graph_url: String, download_url: String) -> State {
-        let tenant = Tenant {
+        let mut tenant = Tenant {
             seed: opts.seed,
             users: opts.users,
             today: opts.today,
             concealed: opts.concealed,
         };
+        if opts.skewed_upns {
+            tenant = tenant.with_skewed_upns();
+        }
+        let capacity = opts
+            .ru_budget
+            .unwrap_or_else(|| super::budget::graph_capacity(opts.users));
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -167,7 +193,33 @@ impl State {
             report_calls: Mutex::new(HashMap::new()),
             consumed_units: tokio::sync::OnceCell::new(),
             overrides: Default::default(),
+            request_seq: AtomicU64::new(0),
+            users_pages: AtomicU64::new(0),
+            upn_keys: Default::default(),
+            budget: super::budget::Budget::new(capacity, opts.ru_window),
             opts,
+        }
+    }
+
+    /// The response time of the next request: latency ± a uniform jitter, never below 0.
+    pub fn next_latency(&self) -> Duration {
+        let n = self.request_seq.fetch_add(1, Ordering::Relaxed);
+        let (l, j) = (self.opts.latency_ms, self.opts.jitter_ms);
+        if j == 0 {
+            return Duration::from_millis(l);
+        }
+        let draw =
+            Rng::new(self.opts.seed, n, salt("latency-jitter")).range(0, j.saturating_mul(2));
+        // latency + draw - j, clamped at 0
+        Duration::from_millis(l.saturating_add(draw).saturating_sub(j))
+    }
+
+    /// Counts one served `/users` page; the page that reaches
+    /// `advance_epoch_after_users_pages` moves the tenant on by one epoch (pinned), once.
+    pub fn users_page_served(&self) {
+        let n = self.users_pages.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.opts.advance_epoch_after_users_pages == Some(n) {
+            self.epoch.set(self.epoch.get() + 1);
         }
     }
 

@@ -308,6 +308,27 @@ const SALT_EXTRAS: u64 = salt("report-extras");
 const SALT_DELETED: u64 = salt("deleted-user");
 const SALT_REPORT_ONLY: u64 = salt("report-only-user");
 const SALT_ID: u64 = salt("id");
+const SALT_SKEW: u64 = salt("skewed-upn");
+
+/// The top bit of [`Tenant::seed`]: UPNs follow the skewed profile.
+pub const SKEWED_UPNS_BIT: u64 = 1 << 63;
+
+/// Given names of the skewed profile's big first letter.
+const SKEWED_GIVEN_NAMES: &[&str] = &["Megan", "Miriam", "Mateo", "Maria", "Mohammed", "Mei"];
+
+/// What [`Tenant::names`] drew for one user.
+#[derive(Clone, Copy)]
+struct Names {
+    guest: bool,
+    given: &'static str,
+    sur: &'static str,
+    room: bool,
+    nasty: bool,
+    nasty_name: &'static str,
+    guest_domain: &'static str,
+    /// Skewed profile: a digit, `_` or `'` put before the local part.
+    lead: &'static str,
+}
 
 impl Tenant {
     /// The reports' "Report Refresh Date": data lags two days behind today.
@@ -386,19 +407,101 @@ impl Tenant {
         counts
     }
 
-    pub(crate) fn record(&self, i: u64) -> UserRec {
+    /// The draws that name user `i`, in the order `record` has always made them (the
+    /// stream then goes on with the rest of the record).
+    fn names(&self, i: u64) -> (Rng, Names) {
         let mut r = Rng::new(self.seed, i, SALT_USER);
         let guest = self.is_guest(i);
-        let given = *r.pick(names::GIVEN_NAMES);
+        let mut given = *r.pick(names::GIVEN_NAMES);
         let sur = *r.pick(names::SURNAMES);
         let room = !guest && r.chance(0.02);
         let nasty = r.chance(0.08);
         let nasty_name = *r.pick(names::NASTY_DISPLAY_NAMES);
         let guest_domain = *r.pick(names::GUEST_DOMAINS);
+        let mut lead = "";
+        if self.skewed_upns() {
+            let mut k = Rng::new(self.seed, i, SALT_SKEW);
+            match k.unit() {
+                u if u < 0.70 => given = *k.pick(SKEWED_GIVEN_NAMES),
+                u if u < 0.75 => {
+                    lead = *k.pick(&["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"])
+                }
+                u if u < 0.77 => lead = "_",
+                u if u < 0.79 => lead = "'",
+                _ => {}
+            }
+        }
+        let n = Names {
+            guest,
+            given,
+            sur,
+            room,
+            nasty,
+            nasty_name,
+            guest_domain,
+            lead,
+        };
+        (r, n)
+    }
+
+    /// The local part of the UPN before any guest suffix (mail and mailNickname derive
+    /// from it too).
+    fn local_part(&self, i: u64, n: &Names) -> String {
+        let lead = n.lead;
+        if n.guest {
+            format!("{lead}{}.{}{i}", slug(n.given), slug(n.sur))
+        } else if n.room {
+            format!("{lead}Conf.Room.{}{i}", n.sur)
+        } else {
+            format!("{lead}{}.{}{i}", n.given, n.sur)
+        }
+    }
+
+    /// The UPN of user `i`, exactly as [`Tenant::record`] has it, without the rest of the
+    /// record: what `$filter` on userPrincipalName compares when the key index can't decide.
+    pub fn upn_at(&self, i: u64) -> String {
+        let (_, n) = self.names(i);
+        let local = self.local_part(i, &n);
+        if n.guest {
+            format!("{local}_{}#EXT#@{TENANT_DOMAIN}", n.guest_domain)
+        } else {
+            format!("{local}@{TENANT_DOMAIN}")
+        }
+    }
+
+    /// Whether UPNs follow the skewed profile (see [`Tenant::with_skewed_upns`]).
+    pub fn skewed_upns(&self) -> bool {
+        self.seed & SKEWED_UPNS_BIT != 0
+    }
+
+    /// This tenant with skewed UPN local parts, for tests of partition balance: about 70%
+    /// start with an M name (mixed case, as usual), 5% with a digit, 2% with `_` and 2% with
+    /// `'`; the rest are as usual. The flag lives in the top bit of `seed` so that `Tenant`
+    /// keeps its four fields (callers build it literally); the whole tenant then differs from
+    /// the unskewed one of the same seed, which is left byte for byte as it was.
+    pub fn with_skewed_upns(self) -> Tenant {
+        Tenant {
+            seed: self.seed | SKEWED_UPNS_BIT,
+            ..self
+        }
+    }
+
+    pub(crate) fn record(&self, i: u64) -> UserRec {
+        let (mut r, n) = self.names(i);
+        let Names {
+            guest,
+            given,
+            sur,
+            room,
+            nasty,
+            nasty_name,
+            guest_domain,
+            ..
+        } = n;
         let has_mail = r.chance(0.95);
         let guest_mail_display = r.chance(0.3);
 
-        let local = format!("{}.{}{}", slug(given), slug(sur), i);
+        let local = self.local_part(i, &n);
         let (upn, mail, nickname) = if guest {
             (
                 format!("{local}_{guest_domain}#EXT#@{TENANT_DOMAIN}"),
@@ -407,11 +510,6 @@ impl Tenant {
             )
         } else {
             // Mixed case in /users; the reports sometimes shout or whisper it.
-            let local = if room {
-                format!("Conf.Room.{sur}{i}")
-            } else {
-                format!("{given}.{sur}{i}")
-            };
             let mail = has_mail.then(|| format!("{local}@{MAIL_DOMAIN}"));
             (format!("{local}@{TENANT_DOMAIN}"), mail, local)
         };

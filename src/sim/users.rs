@@ -1,14 +1,17 @@
 //! `GET /v1.0/users`: `$select`, `$top`, `$count`, opaque `$skiptoken` next links, and
 //! pages written straight into a byte buffer.
 //!
-//! The skiptoken carries the whole query (offset, page size, selection), so a next link must
-//! be followed verbatim: adding `$top` or `$select` to it is a 400, as the OData rules say.
+//! The skiptoken carries the whole query (offset, page size, selection, `$filter`), so a next
+//! link must be followed verbatim: adding `$top` or `$select` to it is a 400, as the OData
+//! rules say. A filtered page holds the next `$top` existing users at or after the offset
+//! whose UPN matches, in the collection's own order (see `filter.rs`).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hyper::StatusCode;
 
 use super::faults::Repeat;
+use super::filter::{self, Filter, Matcher, Refusals};
 use super::prng::mix;
 use super::tenant::{DEFAULT_USER_PROPERTIES, PropertyKind, Tenant, UserRec, property_kind};
 use crate::streams::USER_SELECT;
@@ -21,6 +24,8 @@ pub struct UsersQuery {
     /// Canonical property names; `None` = Graph's default property set.
     pub select: Option<Vec<&'static str>>,
     pub count: bool,
+    /// `$filter` on userPrincipalName; `None` serves every user.
+    pub filter: Option<Filter>,
 }
 
 /// A refusal: status, Graph error code, message.
@@ -57,6 +62,7 @@ pub fn parse(
     pairs: &[(String, String)],
     roles: &[String],
     eventual: bool,
+    refuse: Refusals,
 ) -> Result<UsersQuery, QueryError> {
     let mut seen: Vec<&str> = Vec::new();
     for (k, _) in pairs {
@@ -91,11 +97,11 @@ pub fn parse(
     }
 
     for k in &seen {
-        let known = ["$select", "$top", "$count"]
+        let known = ["$select", "$top", "$count", "$filter"]
             .iter()
             .any(|n| n.eq_ignore_ascii_case(k));
         if !known {
-            let supported_by_graph = ["$filter", "$orderby", "$search", "$expand"]
+            let supported_by_graph = ["$orderby", "$search", "$expand"]
                 .iter()
                 .any(|n| n.eq_ignore_ascii_case(k));
             return Err(if supported_by_graph {
@@ -145,11 +151,15 @@ pub fn parse(
     };
 
     let select = get("$select").map(|l| parse_select(l, roles)).transpose()?;
+    let filter = get("$filter")
+        .map(|f| filter::parse(f, refuse))
+        .transpose()?;
     Ok(UsersQuery {
         offset: 0,
         top,
         select,
         count,
+        filter,
     })
 }
 
@@ -211,8 +221,9 @@ pub(crate) fn checksum(bytes: &[u8]) -> u32 {
 }
 
 /// Encodes the query as an opaque, checksummed token.
+/// Version 1 is an unfiltered query; version 2 appends the filter (see [`Filter::encode`]).
 pub fn encode_skiptoken(q: &UsersQuery) -> String {
-    let mut b = vec![1u8];
+    let mut b = vec![if q.filter.is_some() { 2u8 } else { 1 }];
     b.extend_from_slice(&q.offset.to_le_bytes());
     b.extend_from_slice(&q.top.to_le_bytes());
     match &q.select {
@@ -224,6 +235,9 @@ pub fn encode_skiptoken(q: &UsersQuery) -> String {
             }
         }
     }
+    if let Some(f) = &q.filter {
+        f.encode(&mut b);
+    }
     let c = checksum(&b);
     b.extend_from_slice(&c.to_le_bytes());
     URL_SAFE_NO_PAD.encode(b)
@@ -232,7 +246,8 @@ pub fn encode_skiptoken(q: &UsersQuery) -> String {
 /// Decodes a token made by [`encode_skiptoken`]; `None` for anything else.
 pub fn decode_skiptoken(token: &str) -> Option<UsersQuery> {
     let b = URL_SAFE_NO_PAD.decode(token.trim()).ok()?;
-    if b.len() < 16 || b[0] != 1 {
+    let version = *b.first()?;
+    if b.len() < 16 || !(version == 1 || version == 2) {
         return None;
     }
     let (body, sum) = b.split_at(b.len() - 4);
@@ -242,18 +257,22 @@ pub fn decode_skiptoken(token: &str) -> Option<UsersQuery> {
     let offset = u64::from_le_bytes(body.get(1..9)?.try_into().ok()?);
     let top = u16::from_le_bytes(body.get(9..11)?.try_into().ok()?);
     let n = *body.get(11)?;
+    let filter_at = if n == 255 { 12 } else { 12 + n as usize };
     let select = if n == 255 {
         None
     } else {
-        let idx = body.get(12..12 + n as usize)?;
-        if body.len() != 12 + n as usize {
-            return None;
-        }
+        let idx = body.get(12..filter_at)?;
         Some(
             idx.iter()
                 .map(|i| selectable().nth(*i as usize))
                 .collect::<Option<Vec<_>>>()?,
         )
+    };
+    let rest = body.get(filter_at..)?;
+    let filter = match version {
+        1 if rest.is_empty() => None,
+        2 => Some(Filter::decode(rest)?),
+        _ => return None,
     };
     if top == 0 || top > MAX_TOP {
         return None;
@@ -263,6 +282,7 @@ pub fn decode_skiptoken(token: &str) -> Option<UsersQuery> {
         top,
         select,
         count: false,
+        filter,
     })
 }
 
@@ -278,7 +298,14 @@ pub fn write_page(
     short: Option<u16>,
     out: &mut Vec<u8>,
 ) {
-    write_page_repeating(tenant, q, epoch, graph_url, short, None, out);
+    write_page_repeating(tenant, q, None, epoch, graph_url, short, None, out);
+}
+
+/// Users that exist at `epoch` and match: a scan of every index (keys make it cheap).
+pub fn count_matching(tenant: &Tenant, m: &Matcher, epoch: u64) -> u64 {
+    (0..tenant.user_bound(epoch))
+        .filter(|i| m.matches(*i) && tenant.exists_at(*i, epoch))
+        .count() as u64
 }
 
 /// What the `repeat-users` faults added to a page.
@@ -303,9 +330,14 @@ const REPEAT_SCAN: u64 = 10_000;
 /// `repeat.changed` their `jobTitle` (when selected; a null one becomes "(updated)") or else
 /// their `displayName` (when selected) ends in " (updated)"; with neither selected, the copy
 /// cannot differ and is identical. The page's own users and its next link are unchanged.
+///
+/// With a filter, `matcher` (built for `q.filter`) picks the users: a page, its repeats and
+/// `@odata.count` hold matching users only. Without one, `q.filter` is ignored.
+#[allow(clippy::too_many_arguments)]
 pub fn write_page_repeating(
     tenant: &Tenant,
     q: &UsersQuery,
+    matcher: Option<&Matcher>,
     epoch: u64,
     graph_url: &str,
     short: Option<u16>,
@@ -316,9 +348,10 @@ pub fn write_page_repeating(
     let bound = tenant.user_bound(epoch);
     let top = q.top as usize;
     let mut users = Vec::with_capacity(top);
+    let wanted = |i: u64| matcher.is_none_or(|m| m.matches(i)) && tenant.exists_at(i, epoch);
     let mut end = q.offset.min(bound);
     while end < bound && users.len() < top {
-        if tenant.exists_at(end, epoch) {
+        if wanted(end) {
             users.push(end);
         }
         end += 1;
@@ -336,7 +369,7 @@ pub fn write_page_repeating(
         let floor = i.saturating_sub(REPEAT_SCAN);
         while i > floor && again.len() < r.users as usize {
             i -= 1;
-            if tenant.exists_at(i, epoch) {
+            if wanted(i) {
                 again.push(i);
             }
         }
@@ -360,7 +393,11 @@ pub fn write_page_repeating(
     }
     out.push(b'"');
     if q.count && q.offset == 0 {
-        out.extend_from_slice(format!(",\"@odata.count\":{}", tenant.users_at(epoch)).as_bytes());
+        let n = match matcher {
+            Some(m) => count_matching(tenant, m, epoch),
+            None => tenant.users_at(epoch),
+        };
+        out.extend_from_slice(format!(",\"@odata.count\":{n}").as_bytes());
     }
     if end < bound {
         let next = UsersQuery {
@@ -438,46 +475,66 @@ mod tests {
             &pairs("$select=id,MAIL,assignedLicenses&$top=999"),
             &[],
             false,
+            Refusals::default(),
         )
         .unwrap();
         assert_eq!(q.top, 999);
         assert_eq!(q.select, Some(vec!["id", "mail", "assignedLicenses"]));
-        let d = parse(&[], &[], false).unwrap();
+        let d = parse(&[], &[], false, Refusals::default()).unwrap();
         assert_eq!((d.top, d.select), (100, None));
     }
 
     #[test]
     fn refuses_bad_queries() {
-        let e = parse(&pairs("$top=1000"), &[], false).unwrap_err();
+        let e = parse(&pairs("$top=1000"), &[], false, Refusals::default()).unwrap_err();
         assert_eq!(
             e.message,
             "Invalid page size specified: '1000'. Must be between 1 and 999 inclusive."
         );
         assert_eq!(
-            parse(&pairs("$top=0"), &[], false).unwrap_err().status,
+            parse(&pairs("$top=0"), &[], false, Refusals::default())
+                .unwrap_err()
+                .status,
             StatusCode::BAD_REQUEST
         );
         assert_eq!(
-            parse(&pairs("$top=abc"), &[], false).unwrap_err().status,
+            parse(&pairs("$top=abc"), &[], false, Refusals::default())
+                .unwrap_err()
+                .status,
             StatusCode::BAD_REQUEST
         );
-        let e = parse(&pairs("$select=id,favouriteColour"), &[], false).unwrap_err();
+        let e = parse(
+            &pairs("$select=id,favouriteColour"),
+            &[],
+            false,
+            Refusals::default(),
+        )
+        .unwrap_err();
         assert!(e.message.contains("'favouriteColour'"), "{}", e.message);
         assert_eq!(
-            parse(&pairs("$select=skills"), &[], false)
+            parse(&pairs("$select=skills"), &[], false, Refusals::default())
                 .unwrap_err()
                 .status,
             StatusCode::NOT_IMPLEMENTED
         );
         assert_eq!(
-            parse(&pairs("$select=signInActivity"), &[], false)
-                .unwrap_err()
-                .status,
+            parse(
+                &pairs("$select=signInActivity"),
+                &[],
+                false,
+                Refusals::default()
+            )
+            .unwrap_err()
+            .status,
             StatusCode::FORBIDDEN
         );
-        assert!(parse(&pairs("$count=true"), &[], false).is_err());
-        assert!(parse(&pairs("$count=true"), &[], true).unwrap().count);
-        assert!(parse(&pairs("$top=5&$top=6"), &[], false).is_err());
+        assert!(parse(&pairs("$count=true"), &[], false, Refusals::default()).is_err());
+        assert!(
+            parse(&pairs("$count=true"), &[], true, Refusals::default())
+                .unwrap()
+                .count
+        );
+        assert!(parse(&pairs("$top=5&$top=6"), &[], false, Refusals::default()).is_err());
     }
 
     #[test]
@@ -487,14 +544,44 @@ mod tests {
             top: 999,
             select: Some(vec!["id", "displayName"]),
             count: false,
+            filter: None,
         };
         let t = encode_skiptoken(&q);
         assert_eq!(decode_skiptoken(&t), Some(q.clone()));
+        // A filter rides along in the token.
+        let fq = UsersQuery {
+            filter: Some(
+                filter::parse(
+                    "userPrincipalName ge 'a''' and startswith(userPrincipalName,'é')",
+                    Refusals::default(),
+                )
+                .unwrap(),
+            ),
+            ..q.clone()
+        };
+        let ft = encode_skiptoken(&fq);
+        assert_eq!(decode_skiptoken(&ft), Some(fq));
+        let mut fb = URL_SAFE_NO_PAD.decode(&ft).unwrap();
+        let last = fb.len() - 6;
+        fb[last] ^= 1;
+        assert_eq!(decode_skiptoken(&URL_SAFE_NO_PAD.encode(fb)), None);
         assert_eq!(
-            parse(&pairs(&format!("$skiptoken={t}")), &[], false).unwrap(),
+            parse(
+                &pairs(&format!("$skiptoken={t}")),
+                &[],
+                false,
+                Refusals::default()
+            )
+            .unwrap(),
             q
         );
-        let e = parse(&pairs(&format!("$skiptoken={t}&$top=999")), &[], false).unwrap_err();
+        let e = parse(
+            &pairs(&format!("$skiptoken={t}&$top=999")),
+            &[],
+            false,
+            Refusals::default(),
+        )
+        .unwrap_err();
         assert!(e.message.contains("$top"));
         // Tampering is detected.
         let mut bytes = URL_SAFE_NO_PAD.decode(&t).unwrap();
@@ -517,6 +604,7 @@ mod tests {
             top: 100,
             select: Some(vec!["mail", "displayName"]),
             count: false,
+            filter: None,
         };
         let mut out = Vec::new();
         write_page(&t, &q, 0, "http://127.0.0.1:1", None, &mut out);
