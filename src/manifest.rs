@@ -56,6 +56,10 @@ pub struct StreamManifest {
     /// Users walked in parallel partitions: how, and whether every user came.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partitions: Option<PartitionedWalk>,
+    /// `duplicates` is final (counted as the stream landed, or known to be none): the
+    /// extract's count before commit skips it. Not kept: a resumed run counts again.
+    #[serde(skip)]
+    pub duplicates_counted: bool,
 }
 
 /// How the users collection was partitioned for a parallel walk.

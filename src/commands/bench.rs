@@ -63,7 +63,7 @@ fn bench_in(exe: &Path, dir: &Path, args: &BenchArgs) -> Result<String> {
         let config = write_connector(dir, &opts, port, args.concurrency)?;
         let mut stages = Vec::new();
         let all = ["extract", "transform", "load"];
-        for stage in &all[..if args.extract_only { 1 } else { 3 }] {
+        for stage in all.into_iter().take(if args.extract_only { 1 } else { 3 }) {
             let m = run_stage(exe, stage, &config)?;
             stages.push((stage, m));
         }

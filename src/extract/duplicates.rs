@@ -25,22 +25,44 @@ use crate::streams::{Report, Stream};
 /// Keys whose copies differ, listed in the manifest (the rest are counted).
 const EXAMPLES: usize = 5;
 
-/// Fills `duplicates` of every stream with landed files in `dir`.
+/// Fills `duplicates` of every stream with landed files in `dir` that is not counted yet
+/// (reports are counted as they land, see [`count_one`]).
 pub(super) fn count_all(
     cfg: &Config,
     dir: &Path,
     streams: &mut BTreeMap<String, StreamManifest>,
 ) -> Result<()> {
-    let conn = open(cfg)?;
+    let mut conn = None;
     for (stream, s) in streams.iter_mut() {
-        if s.files.is_empty() || s.rows < 2 {
+        if s.duplicates_counted {
             continue;
         }
-        let Some(key) = key_of(stream, s) else {
-            continue;
+        let conn = match &conn {
+            Some(c) => c,
+            None => conn.insert(open(cfg)?),
         };
-        s.duplicates = count(&conn, stream, &s.parquet_source(dir), &key)?;
+        count_into(conn, dir, stream, s)?;
     }
+    Ok(())
+}
+
+/// Counts one landed stream's repeated records (a report, right after it lands, while the
+/// users walk still runs: the count is then off the run's critical path).
+pub(super) fn count_one(cfg: &Config, dir: &Path, stream: &str, s: &mut StreamManifest) -> Result<()> {
+    count_into(&open(cfg)?, dir, stream, s)
+}
+
+fn count_into(conn: &Connection, dir: &Path, stream: &str, s: &mut StreamManifest) -> Result<()> {
+    s.duplicates_counted = true;
+    if s.files.is_empty() || s.rows < 2 {
+        return Ok(());
+    }
+    let Some(key) = key_of(stream, s) else {
+        return Ok(());
+    };
+    let t = std::time::Instant::now();
+    s.duplicates = count(conn, stream, &s.parquet_source(dir), &key)?;
+    tracing::debug!(stream, seconds = t.elapsed().as_secs_f64(), "repeated records counted");
     Ok(())
 }
 
@@ -89,6 +111,10 @@ fn key_of(stream: &str, s: &StreamManifest) -> Option<Key> {
     })
 }
 
+/// DuckDB's memory for counting: the extract stays within its own budget (the count needs
+/// little with the two passes, and spills beyond it).
+const COUNT_MEMORY_MIB: u64 = 96;
+
 fn open(cfg: &Config) -> Result<Connection> {
     let fail = |e: duckdb::Error| {
         Error::Internal(format!(
@@ -99,8 +125,8 @@ fn open(cfg: &Config) -> Result<Connection> {
     let tmp = crate::store::DataDir::new(&cfg.pipeline.data_dir).db_temp();
     crate::fs::create_private_dir(&tmp)?;
     conn.execute_batch(&format!(
-        "SET memory_limit = '{}MiB'; SET temp_directory = {}; SET preserve_insertion_order = false;",
-        cfg.pipeline.memory_limit_mib,
+        "SET memory_limit = '{}MiB'; SET threads = 1; SET temp_directory = {}; SET preserve_insertion_order = false;",
+        cfg.pipeline.memory_limit_mib.min(COUNT_MEMORY_MIB),
         quote_literal(&tmp.display().to_string())
     ))
     .map_err(fail)?;
@@ -114,14 +140,21 @@ fn count(conn: &Connection, stream: &str, source: &str, k: &Key) -> Result<Dupli
             "counting repeated records of the {stream} stream: {e}"
         ))
     };
+    // Two passes keep memory small at a million records: first the 64-bit hashes of keys
+    // seen more than once (a hash table of integers, not of records), then the copies of
+    // just those keys, compared by the hash of the whole record.
     conn.execute_batch(&format!(
-        "CREATE OR REPLACE TEMP TABLE repeated AS
+        "CREATE OR REPLACE TEMP TABLE repeated_hashes AS
+         SELECT hash({key}) AS h FROM {source}
+         WHERE {key} IS NOT NULL
+         GROUP BY h HAVING count(*) > 1;
+         CREATE OR REPLACE TEMP TABLE repeated AS
          SELECT {key} AS k, any_value({label}) AS label, count(*) AS copies,
-                count(DISTINCT {copy}) AS variants,
+                count(DISTINCT hash({copy})) AS variants,
                 min(_page) AS first_page, max(_page) AS last_page,
                 min(_row) AS first_row, max(_row) AS last_row
          FROM {source}
-         WHERE {key} IS NOT NULL
+         WHERE {key} IS NOT NULL AND hash({key}) IN (SELECT h FROM repeated_hashes)
          GROUP BY k HAVING count(*) > 1;"
     ))
     .map_err(fail)?;

@@ -167,7 +167,10 @@ async fn land_and_commit(run: ExtractRun<'_>, resumed: Option<Resumed>) -> Resul
             let counted = {
                 let (cfg, dir) = (cfg.clone(), partial.clone());
                 tokio::task::spawn_blocking(move || {
-                    duplicates::count_all(&cfg, &dir, &mut streams).map(|()| streams)
+                    let t = std::time::Instant::now();
+                    let counted = duplicates::count_all(&cfg, &dir, &mut streams);
+                    tracing::debug!(seconds = t.elapsed().as_secs_f64(), "repeated records counted");
+                    counted.map(|()| streams)
                 })
                 .await
                 .map_err(|e| Error::Internal(format!("counting repeated records: {e}")))
@@ -232,6 +235,7 @@ type StreamResult = Result<(String, StreamManifest)>;
 /// What every stream task of a run shares.
 #[derive(Clone)]
 struct StreamCtx {
+    cfg: Arc<Config>,
     client: Arc<GraphClient>,
     /// The run's partial directory.
     dir: PathBuf,
@@ -240,7 +244,8 @@ struct StreamCtx {
     cancel: tokio::sync::watch::Receiver<bool>,
     /// Users pages per Parquet segment and checkpoint.
     segment_pages: u64,
-    /// Turns to convert a downloaded report into Parquet (see [`REPORTS_CONVERTED_AT_ONCE`]).
+    /// Turns to convert a downloaded report into Parquet and count its repeated rows (see
+    /// [`REPORTS_CONVERTED_AT_ONCE`]).
     convert_slots: Arc<tokio::sync::Semaphore>,
 }
 
@@ -275,6 +280,7 @@ async fn land_streams(
     ))?;
     let users_bar = progress.line(Stream::Users.name());
     let ctx = StreamCtx {
+        cfg: Arc::new((*cfg).clone()),
         client: client.clone(),
         dir: dir.to_path_buf(),
         run_id: run_id.to_string(),

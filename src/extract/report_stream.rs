@@ -20,6 +20,7 @@ const CSV_BATCH_ROWS: usize = 2_048;
 /// Downloads one report and lands it, noting how its user names look.
 pub(super) async fn land_report(ctx: StreamCtx, report: Report, period: String) -> StreamResult {
     let StreamCtx {
+        cfg,
         client,
         dir,
         run_id,
@@ -34,6 +35,7 @@ pub(super) async fn land_report(ctx: StreamCtx, report: Report, period: String) 
         _ = cancel.wait_for(|c| *c) => return Err(cancelled_error()),
     };
     let at = Utc::now();
+    tracing::debug!(report = %report, bytes = downloaded, "report downloaded");
     let lineage = Lineage {
         run_id,
         stream: report.stream().to_string(),
@@ -89,10 +91,11 @@ pub(super) async fn land_report(ctx: StreamCtx, report: Report, period: String) 
         })
         .await
         .map_err(|e| Error::Internal(format!("landing the {report} report failed: {e}")))??;
+    tracing::debug!(report = %report, rows = file.rows, "report landed");
     if invalid > 0 || ragged > 0 {
         tracing::warn!(report = %report, invalid_utf8_cells = invalid, ragged_rows = ragged, "report CSV needed repairs");
     }
-    let manifest = StreamManifest {
+    let mut manifest = StreamManifest {
         rows: file.rows,
         files: vec![file],
         pages: 1,
@@ -105,7 +108,18 @@ pub(super) async fn land_report(ctx: StreamCtx, report: Report, period: String) 
         delta: DeltaSync::default(),
         duplicates: Default::default(),
         partitions: None,
+        duplicates_counted: false,
     };
+    // Counted now, in the same turn, while the users walk goes on.
+    let manifest = tokio::task::spawn_blocking(move || {
+        let dir = marker_dir.clone();
+        super::duplicates::count_one(&cfg, &dir, report.stream(), &mut manifest)
+            .map(|()| (manifest, dir))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("counting the {report} report's rows failed: {e}")))?;
+    let (manifest, marker_dir) = manifest?;
+    drop(_turn);
     resume::mark_done(&marker_dir, report.stream(), &manifest)?;
     Ok((report.stream().to_string(), manifest))
 }

@@ -152,8 +152,16 @@ pub(super) async fn land_users(
             s
         }
     };
-    let (landed, summary) =
+    let started = std::time::Instant::now();
+    let (landed, summary, repeat_free) =
         land_users_walk(&ctx, concurrency, from.clone(), delta.clone(), &stats, &bar).await?;
+    tracing::info!(
+        users = landed.rows,
+        pages = landed.pages,
+        ranges = summary.ranges,
+        seconds = started.elapsed().as_secs_f64(),
+        "users walked"
+    );
     bar.finish_with_message(format!(
         "{} ({} pages, {} ranges, {})",
         landed.rows,
@@ -164,6 +172,7 @@ pub(super) async fn land_users(
     let manifest = StreamManifest {
         delta,
         partitions: Some(summary),
+        duplicates_counted: repeat_free,
         ..landed_manifest(landed, stats.snapshot(), from.as_ref())
     };
     resume::mark_done(&ctx.dir, STREAM, &manifest)?;
@@ -236,7 +245,7 @@ async fn land_users_walk(
     delta: DeltaSync,
     stats: &Arc<CallStats>,
     bar: &ProgressBar,
-) -> Result<(Checkpoint, PartitionedWalk)> {
+) -> Result<(Checkpoint, PartitionedWalk, bool)> {
     let resumed = from.filter(|c| c.walk.is_some());
     let mut prefetched = None;
     let (mut state, mut kept) = match resumed {
@@ -262,7 +271,10 @@ async fn land_users_walk(
         match walk(ctx, concurrency, &state, kept.clone(), probe, stats, bar).await? {
             Ok(done) => {
                 let summary = summarise(&done.0, &done.1);
-                return Ok((done.0, summary));
+                // Every id was seen by this process and none came twice in a partition:
+                // the users have no repeated records to count.
+                let repeat_free = !done.1.seeded && done.1.repeats == 0;
+                return Ok((done.0, summary, repeat_free));
             }
             Err(Refused(why)) => {
                 let next = match state.strategy {
@@ -588,6 +600,7 @@ impl PartJob {
         let mut cancel = self.ctx.cancel.clone();
         let mut first = fresh;
         loop {
+            let t_page = std::time::Instant::now();
             let next = tokio::select! {
                 next = pager.next_page(&self.ctx.client, &self.stats, Stream::Users.what()) => next,
                 _ = cancel.wait_for(|c| *c) => return Err(cancelled_error()),
@@ -623,6 +636,13 @@ impl PartJob {
                 .pages
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
                 + 1;
+            tracing::debug!(
+                stream = STREAM,
+                part = self.id,
+                page = total,
+                ms = t_page.elapsed().as_millis() as u64,
+                "page fetched"
+            );
             self.bar
                 .set_message(format!("{total} pages ({} ranges)", self.ranges));
             let msg = ToWriter::Page {
@@ -643,6 +663,10 @@ impl PartJob {
 pub(super) struct Seen {
     ids: HashMap<u64, u32>,
     dropped: u64,
+    /// Records of an id its own partition had landed already (Graph repeating a user).
+    repeats: u64,
+    /// Ids came from an interrupted run's files too (their partitions are not known).
+    seeded: bool,
 }
 
 /// A partition id for users landed before a resume (which partition is not recorded).
@@ -673,7 +697,10 @@ impl Seen {
                 v.insert(part);
                 true
             }
-            std::collections::hash_map::Entry::Occupied(o) if *o.get() == part => true,
+            std::collections::hash_map::Entry::Occupied(o) if *o.get() == part => {
+                self.repeats += 1;
+                true
+            }
             std::collections::hash_map::Entry::Occupied(_) => {
                 self.dropped += 1;
                 false
@@ -685,7 +712,10 @@ impl Seen {
     fn from_files(dir: &Path, c: &Checkpoint) -> Result<Seen> {
         use parquet::arrow::ProjectionMask;
         use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-        let mut seen = Seen::default();
+        let mut seen = Seen {
+            seeded: !c.files.is_empty(),
+            ..Seen::default()
+        };
         for f in &c.files {
             let path = dir.join(&f.file);
             let bad = |e: String| Error::Internal(format!("reading {}: {e}", path.display()));
