@@ -500,7 +500,7 @@ mod tests {
             assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad}");
         }
         assert!(
-            f(&"userPrincipalName ge 'a' and "
+            f("userPrincipalName ge 'a' and "
                 .repeat(9)
                 .trim_end_matches(" and "))
             .is_err()

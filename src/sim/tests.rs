@@ -604,7 +604,8 @@ async fn walks_users_and_follows_a_report_to_the_download_host() {
         .json()
         .await
         .unwrap();
-    assert_eq!(served, sim.stats());
+    let now = sim.stats();
+    assert_eq!(served, now, "{served:?}\n{now:?}");
     sim.shutdown().await;
 }
 
@@ -1868,5 +1869,459 @@ async fn html_downloads_are_a_sign_in_page() {
         assert!(served[key].is_u64(), "{key}");
     }
     assert_eq!(served["html_download"], 1);
+    sim.shutdown().await;
+}
+
+// ------------------------------------------------- partitioned walks, budget, gzip
+
+#[test]
+fn upn_at_is_the_records_upn_and_the_skewed_profile_is_skewed() {
+    let plain = tenant(6000, 3, false);
+    let skewed = plain.with_skewed_upns();
+    for t in [plain, skewed] {
+        for i in (0..6000).chain([123_456, 9_999_999]) {
+            assert_eq!(t.upn_at(i), t.record(i).upn, "user {i}");
+        }
+    }
+    assert!(!plain.skewed_upns() && skewed.skewed_upns());
+    let firsts: Vec<u8> = (0..6000)
+        .map(|i| skewed.upn_at(i).as_bytes()[0].to_ascii_lowercase())
+        .collect();
+    let share = |f: &dyn Fn(u8) -> bool| firsts.iter().filter(|c| f(**c)).count() as f64 / 6000.0;
+    assert!((0.6..0.8).contains(&share(&|c| c == b'm')));
+    assert!((0.03..0.07).contains(&share(&|c| c.is_ascii_digit())));
+    assert!((0.01..0.03).contains(&share(&|c| c == b'_')));
+    assert!((0.01..0.03).contains(&share(&|c| c == b'\'')));
+    let upns: HashSet<String> = (0..6000).map(|i| skewed.upn_at(i).to_lowercase()).collect();
+    assert_eq!(upns.len(), 6000);
+    for i in 0..200 {
+        let r = skewed.record(i);
+        if !r.guest {
+            assert_eq!(r.mail_nickname, r.upn.split('@').next().unwrap());
+        } else {
+            assert!(r.upn.ends_with("#EXT#@contoso.onmicrosoft.com"));
+        }
+    }
+}
+
+async fn get_q(
+    c: &reqwest::Client,
+    sim: &Simulator,
+    tok: &str,
+    query: &[(&str, &str)],
+    eventual: bool,
+) -> reqwest::Response {
+    let mut r = c
+        .get(format!("{}/v1.0/users", sim.graph_url()))
+        .query(query)
+        .bearer_auth(tok);
+    if eventual {
+        r = r.header("ConsistencyLevel", "eventual");
+    }
+    r.send().await.unwrap()
+}
+
+/// Walks one filtered range through its next links: (id, upn) in served order.
+async fn walk_filter(
+    c: &reqwest::Client,
+    sim: &Simulator,
+    tok: &str,
+    filter: &str,
+) -> Vec<(String, String)> {
+    let q = [
+        ("$filter", filter),
+        ("$select", "id,userPrincipalName"),
+        ("$top", "97"),
+    ];
+    let mut resp = get_q(c, sim, tok, &q, false).await;
+    let mut out = Vec::new();
+    loop {
+        assert_eq!(resp.status(), StatusCode::OK, "{filter}");
+        let v: Value = resp.json().await.unwrap();
+        for u in v["value"].as_array().unwrap() {
+            out.push((
+                u["id"].as_str().unwrap().to_string(),
+                u["userPrincipalName"].as_str().unwrap().to_string(),
+            ));
+        }
+        match v["@odata.nextLink"].as_str() {
+            Some(next) => resp = get(c, next, tok).await,
+            None => return out,
+        }
+    }
+}
+
+fn lit(s: &str) -> String {
+    s.replace('\'', "''")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn range_and_startswith_partitions_cover_every_user_exactly_once() {
+    let sim = start(SimOptions {
+        users: 3000,
+        skewed_upns: true,
+        epoch: Some(0),
+        ..SimOptions::default()
+    })
+    .await;
+    let c = client();
+    let tok = token(&c, &sim).await;
+    let t = sim.tenant();
+    let all: Vec<String> = (0..t.users).map(|i| t.user_id(i)).collect();
+    let lower: Vec<Vec<u8>> = (0..t.users)
+        .map(|i| t.upn_at(i).to_ascii_lowercase().into_bytes())
+        .collect();
+    let expect = |f: &dyn Fn(&[u8]) -> bool| -> Vec<String> {
+        (0..t.users as usize)
+            .filter(|i| f(&lower[*i]))
+            .map(|i| all[i].clone())
+            .collect()
+    };
+
+    let digits_letters: Vec<String> = ('1'..='9')
+        .chain('a'..='z')
+        .map(|c| c.to_string())
+        .collect();
+    let two_letters: Vec<String> = ["ma", "me", "mi", "mo", "n", "s"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for bounds in [digits_letters, two_letters] {
+        let mut seen: Vec<String> = Vec::new();
+        let n = bounds.len();
+        for k in 0..=n {
+            let (filter, lo, hi) = match k {
+                0 => (
+                    format!("userPrincipalName le '{}'", lit(&bounds[0])),
+                    None,
+                    Some(bounds[0].as_bytes()),
+                ),
+                k if k == n => (
+                    format!("userPrincipalName ge '{}'", lit(&bounds[n - 1])),
+                    Some(bounds[n - 1].as_bytes()),
+                    None,
+                ),
+                k => (
+                    format!(
+                        "userPrincipalName ge '{}' and userPrincipalName le '{}'",
+                        lit(&bounds[k - 1]),
+                        lit(&bounds[k])
+                    ),
+                    Some(bounds[k - 1].as_bytes()),
+                    Some(bounds[k].as_bytes()),
+                ),
+            };
+            let got = walk_filter(&c, &sim, &tok, &filter).await;
+            let want = expect(&|u| lo.is_none_or(|l| u >= l) && hi.is_none_or(|h| u <= h));
+            let ids: Vec<String> = got.iter().map(|(id, _)| id.clone()).collect();
+            // Exactly the users in range, in the collection's order (not UPN order).
+            assert_eq!(ids, want, "{filter}");
+            seen.extend(ids);
+        }
+        seen.sort();
+        let mut everyone = all.clone();
+        everyone.sort();
+        assert_eq!(seen, everyone);
+    }
+
+    // startswith over every character a UPN may start with: each user exactly once.
+    let chars = "0123456789abcdefghijklmnopqrstuvwxyz'.-_!#^~";
+    let mut seen = Vec::new();
+    for ch in chars.chars() {
+        let filter = format!("startswith(userPrincipalName,'{}')", lit(&ch.to_string()));
+        let got = walk_filter(&c, &sim, &tok, &filter).await;
+        let want = expect(&|u| u.first() == Some(&(ch as u8)));
+        let ids: Vec<String> = got.into_iter().map(|(id, _)| id).collect();
+        assert_eq!(ids, want, "{filter}");
+        seen.extend(ids);
+    }
+    assert_eq!(seen.len(), all.len());
+    seen.sort();
+    let mut everyone = all;
+    everyone.sort();
+    assert_eq!(seen, everyone);
+    let s = sim.stats();
+    assert_eq!(s.ranges, 36 + 7 + chars.len() as u64);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filtered_counts_and_refused_filters() {
+    let sim = start(SimOptions {
+        users: 1200,
+        skewed_upns: true,
+        epoch: Some(0),
+        ..SimOptions::default()
+    })
+    .await;
+    let c = client();
+    let tok = token(&c, &sim).await;
+    let f = "userPrincipalName ge 'm' and userPrincipalName le 'mi'";
+    let served = walk_filter(&c, &sim, &tok, f).await.len() as u64;
+    assert!(served > 100, "{served}");
+    let q = [("$filter", f), ("$count", "true"), ("$top", "5")];
+    let v: Value = get_q(&c, &sim, &tok, &q, true).await.json().await.unwrap();
+    assert_eq!(v["@odata.count"], served);
+    let resp = get_q(&c, &sim, &tok, &q, false).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let resp = c
+        .get(format!("{}/v1.0/users/$count", sim.graph_url()))
+        .query(&[("$filter", f)])
+        .bearer_auth(&tok)
+        .header("ConsistencyLevel", "eventual")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.text().await.unwrap(), served.to_string());
+    assert_eq!(sim.stats().count_requests, 2);
+    let bad = get_q(&c, &sim, &tok, &[("$filter", "displayName ge 'a'")], false).await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let v: Value = bad.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "Request_UnsupportedQuery");
+    sim.shutdown().await;
+
+    for (range, starts) in [(true, false), (false, true)] {
+        let sim = start(SimOptions {
+            users: 50,
+            refuse_range_filter: range,
+            refuse_startswith: starts,
+            ..SimOptions::default()
+        })
+        .await;
+        let tok = token(&c, &sim).await;
+        let ge = get_q(
+            &c,
+            &sim,
+            &tok,
+            &[("$filter", "userPrincipalName ge 'a'")],
+            false,
+        )
+        .await;
+        let sw = get_q(
+            &c,
+            &sim,
+            &tok,
+            &[("$filter", "startswith(userPrincipalName,'a')")],
+            false,
+        )
+        .await;
+        let (refused, allowed) = if range { (ge, sw) } else { (sw, ge) };
+        assert_eq!(allowed.status(), StatusCode::OK);
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+        let v: Value = refused.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "Request_UnsupportedQuery");
+        assert_eq!(
+            v["error"]["message"],
+            "Unsupported or invalid query filter clause specified for property 'userPrincipalName' of resource 'User'."
+        );
+        sim.shutdown().await;
+    }
+}
+
+fn gunzip(b: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(b)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_when_asked_and_identical_when_decoded() {
+    let sim = start(SimOptions {
+        users: 500,
+        ..SimOptions::default()
+    })
+    .await;
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_gzip()
+        .build()
+        .unwrap();
+    let tok = token(&c, &sim).await;
+    let url = format!("{}/v1.0/users?$top=300", sim.graph_url());
+    let plain = get(&c, &url, &tok).await;
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain: Value = plain.json().await.unwrap();
+    let before = sim.stats();
+    assert_eq!(before.bytes_raw, before.bytes_wire);
+    let zipped = c
+        .get(&url)
+        .bearer_auth(&tok)
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(zipped.headers()["content-encoding"], "gzip");
+    assert_eq!(zipped.headers()["vary"], "Accept-Encoding");
+    let body = zipped.bytes().await.unwrap();
+    let decoded: Value = serde_json::from_slice(&gunzip(&body)).unwrap();
+    assert_eq!(decoded, plain);
+    let after = sim.stats();
+    let (raw, wire) = (
+        after.bytes_raw - before.bytes_raw,
+        after.bytes_wire - before.bytes_wire,
+    );
+    assert_eq!(wire, body.len() as u64);
+    assert!(wire * 3 < raw, "{wire} vs {raw}");
+    // Report CSVs too.
+    let loc = download_location(&c, &sim, &tok, Report::MailboxUsageDetail).await;
+    let csv = c.get(&loc).send().await.unwrap().bytes().await.unwrap();
+    let loc = download_location(&c, &sim, &tok, Report::MailboxUsageDetail).await;
+    let z = c
+        .get(&loc)
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(z.headers()["content-encoding"], "gzip");
+    let z = z.bytes().await.unwrap();
+    assert!(z.len() < csv.len());
+    assert_eq!(gunzip(&z), csv.to_vec());
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_resource_unit_bucket_throttles_and_recovers() {
+    let sim = start(SimOptions {
+        users: 100,
+        ru_budget: Some(4),
+        ru_window: Duration::from_secs(2),
+        ..SimOptions::default()
+    })
+    .await;
+    let c = client();
+    let tok = token(&c, &sim).await;
+    let url = format!("{}/v1.0/users?$top=50", sim.graph_url());
+    for _ in 0..2 {
+        let r = get(&c, &url, &tok).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["x-ms-resource-unit"], "2");
+    }
+    let r = get(&c, &url, &tok).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&wait), "{wait}");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "TooManyRequests");
+    let s = sim.stats();
+    assert_eq!((s.ru_spent, s.ru_throttled), (4, 1));
+    tokio::time::sleep(Duration::from_millis(wait * 1000 + 100)).await;
+    let r = get(&c, &format!("{url}&$select=id"), &tok).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["x-ms-resource-unit"], "1");
+    assert_eq!(sim.stats().ru_spent, 5);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_latest_delta_link_brings_what_a_full_round_link_would() {
+    let sim = start(SimOptions {
+        users: 1500,
+        epoch: Some(2),
+        ..SimOptions::default()
+    })
+    .await;
+    let c = client();
+    let tok = token(&c, &sim).await;
+    let g = sim.graph_url();
+    for sel in ["", "&$select=id,displayName"] {
+        sim.set_epoch(2);
+        let v: Value = get(
+            &c,
+            &format!("{g}/v1.0/users/delta?$deltatoken=latest{sel}"),
+            &tok,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(v["value"].as_array().unwrap().len(), 0);
+        let latest = v["@odata.deltaLink"].as_str().unwrap().to_string();
+        let (_, full) = delta_round(&c, &tok, &format!("{g}/v1.0/users/delta?{sel}")).await;
+        sim.set_epoch(4);
+        let (from_latest, _) = delta_round(&c, &tok, &latest).await;
+        let (from_full, _) = delta_round(&c, &tok, &full).await;
+        assert!(!from_latest.is_empty());
+        assert_eq!(from_latest, from_full);
+        if !sel.is_empty() {
+            let upsert = from_latest
+                .iter()
+                .find(|u| u.get("@removed").is_none())
+                .unwrap();
+            assert_eq!(upsert.as_object().unwrap().len(), 2, "{upsert}");
+        }
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_epoch_moves_on_during_a_walk_once() {
+    let sim = start(SimOptions {
+        users: 1000,
+        epoch: Some(0),
+        advance_epoch_after_users_pages: Some(3),
+        ..SimOptions::default()
+    })
+    .await;
+    let c = client();
+    let tok = token(&c, &sim).await;
+    let (ids, pages) = walk_users(&c, &sim, &tok, 100).await;
+    assert!(pages >= 10);
+    assert_eq!(sim.epoch(), 1);
+    // Joiners of epoch 1 (indexes past 1000) show up at the end of the walk.
+    assert!(ids.contains(&sim.tenant().user_id(1000)));
+    walk_users(&c, &sim, &tok, 100).await;
+    assert_eq!(sim.epoch(), 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jitter_stays_within_its_bounds() {
+    let opts = SimOptions {
+        latency_ms: 40,
+        jitter_ms: 25,
+        ..SimOptions::default()
+    };
+    let s = state::State::new(opts.clone(), String::new(), String::new());
+    let draws: Vec<u64> = (0..2000)
+        .map(|_| s.next_latency().as_millis() as u64)
+        .collect();
+    assert!(draws.iter().all(|d| (15..=65).contains(d)));
+    assert!(draws.contains(&15) && draws.contains(&65));
+    let again = state::State::new(opts.clone(), String::new(), String::new());
+    assert!(
+        draws
+            .iter()
+            .all(|d| *d == again.next_latency().as_millis() as u64)
+    );
+    let clamp = state::State::new(
+        SimOptions {
+            latency_ms: 5,
+            jitter_ms: 50,
+            ..opts.clone()
+        },
+        String::new(),
+        String::new(),
+    );
+    assert!((0..500).all(|_| clamp.next_latency() <= Duration::from_millis(55)));
+    let sim = start(opts).await;
+    let c = client();
+    let tok = token(&c, &sim).await;
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        get(&c, &format!("{}/v1.0/organization", sim.graph_url()), &tok).await;
+        let e = t0.elapsed();
+        assert!(
+            e >= Duration::from_millis(15) && e < Duration::from_millis(400),
+            "{e:?}"
+        );
+    }
     sim.shutdown().await;
 }
