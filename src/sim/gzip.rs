@@ -80,7 +80,7 @@ pub fn meter(state: &Arc<State>, resp: Resp, gzip: bool) -> Resp {
     }
     let body = Metered {
         inner: body,
-        gz: compress.then(|| GzEncoder::new(Vec::new(), Compression::fast())),
+        gz: compress.then(|| GzEncoder::new(Vec::new(), Compression::default())),
         state: Arc::clone(state),
         ended: false,
     };
