@@ -48,7 +48,12 @@ pub(super) fn count_all(
 
 /// Counts one landed stream's repeated records (a report, right after it lands, while the
 /// users walk still runs: the count is then off the run's critical path).
-pub(super) fn count_one(cfg: &Config, dir: &Path, stream: &str, s: &mut StreamManifest) -> Result<()> {
+pub(super) fn count_one(
+    cfg: &Config,
+    dir: &Path,
+    stream: &str,
+    s: &mut StreamManifest,
+) -> Result<()> {
     count_into(&open(cfg)?, dir, stream, s)
 }
 
@@ -62,7 +67,11 @@ fn count_into(conn: &Connection, dir: &Path, stream: &str, s: &mut StreamManifes
     };
     let t = std::time::Instant::now();
     s.duplicates = count(conn, stream, &s.parquet_source(dir), &key)?;
-    tracing::debug!(stream, seconds = t.elapsed().as_secs_f64(), "repeated records counted");
+    tracing::debug!(
+        stream,
+        seconds = t.elapsed().as_secs_f64(),
+        "repeated records counted"
+    );
     Ok(())
 }
 

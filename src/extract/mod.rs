@@ -169,7 +169,10 @@ async fn land_and_commit(run: ExtractRun<'_>, resumed: Option<Resumed>) -> Resul
                 tokio::task::spawn_blocking(move || {
                     let t = std::time::Instant::now();
                     let counted = duplicates::count_all(&cfg, &dir, &mut streams);
-                    tracing::debug!(seconds = t.elapsed().as_secs_f64(), "repeated records counted");
+                    tracing::debug!(
+                        seconds = t.elapsed().as_secs_f64(),
+                        "repeated records counted"
+                    );
                     counted.map(|()| streams)
                 })
                 .await

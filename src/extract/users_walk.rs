@@ -46,9 +46,8 @@ use crate::streams::{Stream, USERS_PAGE_SIZE, user_select};
 
 const STREAM: &str = Stream::Users.name();
 
-/// Ranges planned per concurrent slot: more ranges balance better (a range's size is only
-/// estimated from a sample) but each one ends on a partly filled page.
-const RANGES_PER_SLOT: usize = 3;
+/// Range sizes are estimated from a 999-user sample: plan as if each were this much larger.
+const SAMPLE_MARGIN: f64 = 1.15;
 
 /// A range whose `$count` exceeds its planned size by this factor is split again.
 const RESPLIT_FACTOR: f64 = 1.5;
@@ -395,10 +394,7 @@ async fn plan(
         return Ok((state, Some(page)));
     }
     let users = count.unwrap_or((2 * concurrency * USERS_PAGE_SIZE as usize) as u64);
-    let pages = users.div_ceil(USERS_PAGE_SIZE as u64).max(1) as usize;
-    let ranges = (concurrency * RANGES_PER_SLOT)
-        .min(pages.div_ceil(2))
-        .max(2);
+    let ranges = ranges_for(users, concurrency);
     let sample = upns(&page);
     let refs: Vec<&str> = sample.iter().map(String::as_str).collect();
     let parts = Part::All
@@ -413,6 +409,35 @@ async fn plan(
         fallbacks: Vec::new(),
     };
     Ok((state, None))
+}
+
+/// How many ranges to cut `users` into for `concurrency` slots: the count whose walk takes
+/// the fewest rounds of requests (a round: every slot fetching one page), then the fewest
+/// pages (each range ends on a partly filled page). A small tenant gets one page per range
+/// and one round; a large one a multiple of the slots, so the slots finish together.
+fn ranges_for(users: u64, concurrency: usize) -> usize {
+    let c = concurrency.max(1);
+    let pages_each = |k: usize| {
+        ((users as f64 * SAMPLE_MARGIN) / (k as f64 * USERS_PAGE_SIZE as f64))
+            .ceil()
+            .max(1.0) as usize
+    };
+    let one_page_each = ((users as f64 * SAMPLE_MARGIN) / USERS_PAGE_SIZE as f64).ceil() as usize;
+    let mut candidates: Vec<usize> = (1..=4).map(|j| j * c).collect();
+    if one_page_each <= c {
+        candidates.push(one_page_each.max(2));
+    }
+    candidates
+        .into_iter()
+        .map(|k| {
+            (
+                k.div_ceil(c) * pages_each(k),
+                k * pages_each(k),
+                std::cmp::Reverse(k),
+            )
+        })
+        .min()
+        .map_or(c, |(_, _, std::cmp::Reverse(k))| k)
 }
 
 /// The UPNs of a page's records (the sample bounds are drawn from).
@@ -890,5 +915,41 @@ impl<'a> Writer<'a> {
         walk.parts = self.parts.clone();
         self.committed.walk = Some(walk);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_take_the_fewest_rounds_then_the_fewest_pages() {
+        // 2,500 users, 8 slots: 3 ranges of one page each, one round.
+        assert_eq!(ranges_for(2_500, 8), 3);
+        // 100,000 users, 16 slots: 8 rounds whichever multiple; the most ranges balance best.
+        let k = ranges_for(100_000, 16);
+        assert_eq!(k % 16, 0, "{k}");
+        assert!(
+            k.div_ceil(16) * ((100_000.0 * SAMPLE_MARGIN) / (k as f64 * 999.0)).ceil() as usize
+                <= 8
+        );
+        // One slot: one range per page's worth.
+        assert!(ranges_for(5_000, 1) >= 1);
+        assert_eq!(ranges_for(10, 16), 2);
+    }
+
+    #[test]
+    fn a_user_another_range_landed_is_dropped_and_a_repeat_in_its_own_range_kept() {
+        let mut seen = Seen::default();
+        let a = br#"{"id":"a","userPrincipalName":"b@x"}"#;
+        assert!(seen.admit(0, a));
+        assert!(!seen.admit(1, a), "the neighbour range sharing the bound");
+        assert!(
+            seen.admit(0, a),
+            "Graph repeating a user on its own range's next page"
+        );
+        assert!(seen.admit(1, br#"{"id":"b"}"#));
+        assert!(seen.admit(1, br#"{"no":"id"}"#));
+        assert_eq!((seen.ids.len(), seen.dropped, seen.repeats), (2, 1, 1));
     }
 }

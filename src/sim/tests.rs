@@ -449,9 +449,12 @@ fn download_tokens_expire_after_five_minutes_and_resist_tampering() {
 
 // ---------------------------------------------------------------- over HTTP
 
+/// A plain client: no `Accept-Encoding`, so bodies and their lengths are as served (the
+/// gzip tests ask for compression themselves).
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .no_gzip()
         .build()
         .unwrap()
 }
@@ -1781,6 +1784,7 @@ async fn trickled_bodies_outlast_a_deadline() {
     sim.set_faults("trickle=1".parse().unwrap());
     let impatient = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .no_gzip()
         .timeout(Duration::from_secs(1))
         .build()
         .unwrap();

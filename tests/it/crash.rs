@@ -14,9 +14,12 @@ use crate::util::{TempDir, assert_same_people, connector_file, leftovers, sim_op
 
 const BIN: &str = env!("CARGO_BIN_EXE_m365-connector");
 
-/// 4,000 users: 5 users pages of 999, each its own checkpointed segment.
+/// 4,000 users: walked in parallel as 5 ranges of one page each (after one probe page),
+/// each page its own checkpointed segment.
 const USERS: u64 = 4_000;
 const USERS_PAGES: u64 = 5;
+/// Users requests of a whole walk: the probe and the pages.
+const WALK: u64 = USERS_PAGES + 1;
 
 fn options() -> SimOptions {
     sim_options(USERS, 61)
@@ -149,31 +152,37 @@ async fn clean_people() -> String {
     let dir = TempDir::new("crash-clean");
     let sim = Simulator::start(opts.clone()).await.unwrap();
     let cfg = setup(dir.path(), &sim, &opts);
-    tokio::task::spawn_blocking(move || {
+    let people = tokio::task::spawn_blocking(move || {
         run_to_end(&cfg);
         latest_people(&dir.path().join("data")).1
     })
     .await
-    .unwrap()
+    .unwrap();
+    assert_eq!(
+        sim.stats().requests.get("users").copied(),
+        Some(WALK),
+        "a clean run's users walk: the probe and {USERS_PAGES} pages"
+    );
+    people
 }
 
 /// Kill points, and how many users pages the run after the kill may fetch at most.
 const KILL_POINTS: &[(&str, u64)] = &[
-    ("extract.signed_in", USERS_PAGES),
-    ("extract.page@1", USERS_PAGES),
+    ("extract.signed_in", WALK),
+    ("extract.page@1", WALK),
     ("extract.checkpoint@1", USERS_PAGES - 1),
     ("extract.checkpoint@3", USERS_PAGES - 3),
-    ("extract.page@4", USERS_PAGES),
-    ("extract.stream_done@1", USERS_PAGES),
-    ("extract.stream_done@6", USERS_PAGES),
+    ("extract.page@4", WALK),
+    ("extract.stream_done@1", WALK),
+    ("extract.stream_done@6", WALK),
     ("extract.stream_done@11", 0),
     ("extract.manifest_written", 0),
     // Committed but not yet recorded: the run is recorded, and the next run extracts anew.
-    ("extract.committed", USERS_PAGES),
-    ("transform.model@1", USERS_PAGES),
-    ("transform.model@14", USERS_PAGES),
-    ("transform.before_commit", USERS_PAGES),
-    ("load.before_rename", USERS_PAGES),
+    ("extract.committed", WALK),
+    ("transform.model@1", WALK),
+    ("transform.model@14", WALK),
+    ("transform.before_commit", WALK),
+    ("load.before_rename", WALK),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

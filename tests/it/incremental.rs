@@ -108,15 +108,17 @@ async fn incremental_runs_export_what_full_runs_export_after_mutations() {
     let dir = TempDir::new("incremental");
     let cfg = connector(&dir, &sim, &opts, true);
 
-    // First run: a full sync through /users/delta, which yields a delta link.
+    // First run: a delta link as of now ($deltatoken=latest), then every user through the
+    // parallel /users walk; later runs continue from the link.
     let first = run(&cfg).await;
     assert_eq!(users(&first).delta.sync, Some(SyncKind::Full));
     assert!(users(&first).delta.delta_link.is_some());
     assert_eq!(
-        requests(&sim, "users"),
-        0,
-        "incremental runs use /users/delta"
+        requests(&sim, "users_delta"),
+        1,
+        "a full sync asks /users/delta for its latest link only"
     );
+    assert!(requests(&sim, "users") > 1, "a full sync walks /users");
     let at0 = full_people(&sim, &opts).await;
     assert_same_people(&people(&first), &at0, "epoch 0");
 
