@@ -243,9 +243,17 @@ fn report(
     let walk = users_stream.and_then(|s| s.partitions.clone());
     let ranges = walk.as_ref().map_or(1, |w| w.ranges);
     let serial_pages = args.users.max(1).div_ceil(u64::from(USERS_PAGE_SIZE));
+    // The users walk's formula: one probe, the pages, and the wasted first page of every
+    // range split again (a serial walk: the pages alone).
+    let splits = walk.as_ref().map_or(0, |w| w.splits);
+    let formula = if walk.is_some() {
+        1 + pages + splits
+    } else {
+        pages
+    };
     // A clean full run: the users walk, organization, subscribedSkus, reportSettings, the 8
     // report calls and one token.
-    let minimum = users_requests + 1 + 1 + 1 + 8 + 1;
+    let minimum = formula + 1 + 1 + 1 + 8 + 1;
     let mut out = format!(
         "bench: {} users, simulator latency {} ms ± {} ms, users_concurrency {}, run {run}\n\n",
         args.users, args.latency_ms, args.jitter_ms, args.concurrency
@@ -275,8 +283,7 @@ fn report(
         )
     });
     out.push_str(&format!(
-        "users landed: {users} in {pages} pages over {how}\nusers requests: {users_requests} = {pages} pages + {} (probe, ranges' wasted first pages when split, delta link)\nrequests to login + Graph: {graph_requests} (this run's minimum: {minimum} = the users requests + organization + subscribedSkus + reportSettings + 8 reports + 1 token); report downloads: {downloads}\nretries: {}, throttled: {}, throttle/backoff waits: {:.1} s\nidentity resource units spent: {} ({} requests refused by the RU budget)\nbytes on the wire: {:.1} MiB of {:.1} MiB decoded ({:.0} %), counted by the simulator (Graph and downloads)\nbytes: {:.1} MiB of report CSV downloaded, {:.1} MiB of Parquet landed\nsimulator (separate process): peak RSS {}\n",
-        users_requests.saturating_sub(pages),
+        "users landed: {users} in {pages} pages over {how}\nusers requests: {users_requests} (formula: 1 probe + {pages} pages + {splits} split ranges' first pages = {formula})\nrequests to login + Graph: {graph_requests} (a clean run: {minimum} = the users formula + organization + subscribedSkus + reportSettings + 8 reports + 1 token); report downloads: {downloads}\nretries: {}, throttled: {}, throttle/backoff waits: {:.1} s\nidentity resource units spent: {} ({} requests refused by the RU budget)\nbytes on the wire: {:.1} MiB of {:.1} MiB decoded ({:.0} %), counted by the simulator (Graph and downloads)\nbytes: {:.1} MiB of report CSV downloaded, {:.1} MiB of Parquet landed\nsimulator (separate process): peak RSS {}\n",
         m.retries,
         m.throttled,
         m.waited_ms as f64 / 1000.0,

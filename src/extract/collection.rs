@@ -60,14 +60,16 @@ pub(super) async fn land_collection(
 /// Incremental users: `/users/delta`, from the stored delta link (the changes since the run
 /// that stored it) or in full (`full`). A delta link Graph refuses for good (410,
 /// `syncStateNotFound`, `resyncRequired`) is replaced by a full sync in the same run; the
-/// manifest then carries the reason (`delta_resync` warning). A killed run resumes the walk
-/// it was doing, from its checkpoint.
+/// manifest then carries the reason (`delta_resync` warning); with `parallel` slots that full
+/// sync is the parallel `/users` walk after a `latest` delta link ([`super::users_walk`]). A
+/// killed run resumes the walk it was doing, from its checkpoint.
 pub(super) async fn land_users_delta(
     ctx: StreamCtx,
     full: Url,
     plan: Start,
     from: Option<Checkpoint>,
     bar: ProgressBar,
+    parallel: usize,
 ) -> StreamResult {
     const STREAM: &str = Stream::Users.name();
     let stats = Arc::new(CallStats::default());
@@ -134,6 +136,23 @@ pub(super) async fn land_users_delta(
     if let Some(reason) = refused {
         tracing::warn!(%reason, "Graph refused the stored users delta link; fetching every user again (full sync)");
         discard_segments(&ctx.dir, STREAM)?;
+        if parallel > 1 {
+            let ctx_dir = ctx.dir.clone();
+            let sync = DeltaSync {
+                sync: Some(SyncKind::Full),
+                resync: Some(reason),
+                ..DeltaSync::default()
+            };
+            let (name, m) =
+                super::users_walk::land_users(ctx, parallel, Some(sync), None, bar).await?;
+            // The refused walk's requests count too.
+            let m = StreamManifest {
+                calls: add_counts(m.calls, stats.snapshot()),
+                ..m
+            };
+            resume::mark_done(&ctx_dir, STREAM, &m)?;
+            return Ok((name, m));
+        }
         sync = DeltaSync {
             sync: Some(SyncKind::Full),
             resync: Some(reason),

@@ -329,7 +329,14 @@ async fn land_streams(
             }
             (Some(plan), Stream::Users) => {
                 let full = client.v1(&users_delta::full_sync_path())?;
-                tasks.spawn(land_users_delta(ctx.clone(), full, plan.clone(), from, bar));
+                tasks.spawn(land_users_delta(
+                    ctx.clone(),
+                    full,
+                    plan.clone(),
+                    from,
+                    bar,
+                    parallel,
+                ));
             }
             (None, Stream::Users) if parallel > 1 => {
                 tasks.spawn(users_walk::land_users(

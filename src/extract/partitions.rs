@@ -149,8 +149,11 @@ fn bound_of(key: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// A way of comparing UPNs: the text each is compared as.
+    type Order = fn(&str) -> String;
+
     /// Every order Graph might compare UPNs in, as far as the bounds are concerned.
-    fn orders() -> Vec<(&'static str, fn(&str) -> String)> {
+    fn orders() -> Vec<(&'static str, Order)> {
         vec![
             ("ordinal", |s| s.to_string()),
             ("lower", |s| s.to_ascii_lowercase()),

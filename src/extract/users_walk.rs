@@ -112,7 +112,7 @@ enum ToWriter {
     Page {
         part: usize,
         at: DateTime<Utc>,
-        page: Page,
+        page: Box<Page>,
         next: Option<Url>,
     },
 }
@@ -401,6 +401,7 @@ async fn plan(
         .split(&refs, ranges)
         .unwrap_or_else(|| vec![Part::All]);
     tracing::info!(users = ?count, ranges = parts.len(), "users: walking userPrincipalName ranges in parallel");
+    tracing::debug!(ranges = ?parts.iter().map(Part::label).collect::<Vec<_>>(), "users: the planned ranges");
     let state = WalkState {
         strategy: Strategy::Ranges,
         target_users: users.div_ceil(parts.len() as u64),
@@ -483,7 +484,7 @@ async fn walk(
             let msg = ToWriter::Page {
                 part: 0,
                 at: Utc::now(),
-                page,
+                page: Box::new(page),
                 next: None,
             };
             let _ = tx.send(msg).await;
@@ -673,7 +674,7 @@ impl PartJob {
             let msg = ToWriter::Page {
                 part: self.id,
                 at: Utc::now(),
-                page,
+                page: Box::new(page),
                 next: pager.next_link().cloned(),
             };
             if self.tx.send(msg).await.is_err() {

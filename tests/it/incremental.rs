@@ -233,6 +233,10 @@ async fn a_refused_delta_link_falls_back_to_a_full_sync() {
         "the link is not in the reason: {reason}"
     );
     assert!(warned(&resynced, "delta_resync"));
+    assert!(
+        s.partitions.is_some(),
+        "the resync walked /users in parallel after a latest delta link"
+    );
     assert_same_people(
         &people(&resynced),
         &full_people(&sim, &opts).await,
