@@ -6,10 +6,10 @@
 //!    eventual`) says how many users there are and samples their UPNs. A tenant that fits
 //!    on it is done in one request; otherwise the probe page is set aside (the ranges fetch
 //!    its users again) and the sample's quantiles become the range bounds.
-//! 2. **Ranges**, `users_concurrency` at a time, largest first. Each range's first page
-//!    carries its own `$count`; a range much larger than planned is split again at its own
-//!    sample's quantiles, so the walk's wall time approaches pages × latency ÷ concurrency
-//!    instead of waiting on the biggest letter.
+//! 2. **Ranges**, `users_concurrency` at a time, in bound order (the plan makes them about
+//!    equal). Each range's first page carries its own `$count`; a range much larger than
+//!    planned is split again at its own sample's quantiles, so the walk's wall time approaches
+//!    pages × latency ÷ concurrency instead of waiting on the biggest letter.
 //! 3. **Fallbacks**: Graph refusing `ge`/`le` (400 on a range's first request) restarts the
 //!    walk over `startswith` partitions of every allowed first character; refusing those too,
 //!    one serial walk. Each step is a warning in the manifest.
@@ -506,8 +506,8 @@ async fn walk(
     }
 }
 
-/// Runs the partitions, `concurrency` at a time, largest planned first; a split puts its
-/// finer ranges at the front of the queue.
+/// Runs the partitions, `concurrency` at a time, in bound order (planned about equal); a
+/// split puts its finer ranges at the front of the queue.
 async fn run_parts(
     ctx: &StreamCtx,
     concurrency: usize,
