@@ -8,11 +8,11 @@ use chrono::{DateTime, Utc};
 use indicatif::ProgressBar;
 use reqwest::Url;
 
-use super::resume::{self, Checkpoint};
+use super::resume::{self, Checkpoint, add_counts, discard_segments, landed_manifest};
 use super::users_delta::{self, Start};
 use crate::error::{Error, Result};
 use crate::graph::paging::{Page, Pager};
-use crate::graph::{CallCounts, CallStats, Headers, redact_query};
+use crate::graph::{CallStats, Headers, redact_query};
 use crate::land::{JsonLander, Lineage};
 use crate::manifest::{DeltaSync, StreamManifest, SyncKind};
 use crate::streams::Stream;
@@ -176,28 +176,6 @@ pub(super) async fn land_users_delta(
     Ok((STREAM.to_string(), manifest))
 }
 
-/// Removes a stream's checkpoint and segments from the partial directory before its walk
-/// starts over: nothing refers to them any more.
-pub(super) fn discard_segments(dir: &Path, stream: &str) -> Result<()> {
-    let mut doomed = vec![resume::checkpoint_path(dir, stream)];
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(&format!("{stream}-")) && name.contains(".parquet") {
-            doomed.push(entry.path());
-        }
-    }
-    for path in doomed {
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(format!("removing {}", path.display()), e)),
-        }
-    }
-    Ok(())
-}
-
 /// The checkpoint's next link, if it is still one we may follow (same Graph origin).
 fn resume_link(ctx: &StreamCtx, stream: &str, c: &Checkpoint) -> Option<Url> {
     let url = Url::parse(&c.next).ok()?;
@@ -209,37 +187,6 @@ fn resume_link(ctx: &StreamCtx, stream: &str, c: &Checkpoint) -> Option<Url> {
             "the checkpoint's next link is not on the Graph host; fetching the stream from its start"
         );
         None
-    }
-}
-
-/// The manifest of a landed paged stream. Its calls include those the interrupted run it
-/// resumed had made, so a resumed stream reports all the requests its data cost.
-pub(super) fn landed_manifest(
-    landed: Checkpoint,
-    calls: CallCounts,
-    resumed_from: Option<&Checkpoint>,
-) -> StreamManifest {
-    StreamManifest {
-        rows: landed.rows,
-        files: landed.files,
-        pages: landed.pages,
-        calls: match resumed_from {
-            Some(c) => add_counts(calls, c.calls),
-            None => calls,
-        },
-        ..StreamManifest::default()
-    }
-}
-
-fn add_counts(a: CallCounts, b: CallCounts) -> CallCounts {
-    CallCounts {
-        requests: a.requests + b.requests,
-        retries: a.retries + b.retries,
-        throttled: a.throttled + b.throttled,
-        waited_ms: a.waited_ms + b.waited_ms,
-        stalled: a.stalled + b.stalled,
-        stalled_ms: a.stalled_ms + b.stalled_ms,
-        bytes_decoded: a.bytes_decoded + b.bytes_decoded,
     }
 }
 

@@ -15,6 +15,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::manifest::Strategy;
+
 /// One partition of the users collection.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -143,6 +145,53 @@ fn bound_of(key: &str) -> Option<String> {
         .take(MAX_BOUND_LEN)
         .collect();
     (!b.is_empty()).then_some(b)
+}
+
+/// The state of one partition, as the writer has landed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartState {
+    pub part: Part,
+    /// The link to continue from; `None` before the first page and after the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+    #[serde(default)]
+    pub pages: u64,
+    #[serde(default)]
+    pub done: bool,
+    /// Replaced by finer ranges before any of its pages landed.
+    #[serde(default)]
+    pub split: bool,
+    #[serde(default)]
+    pub depth: u8,
+}
+
+impl PartState {
+    pub(super) fn new(part: Part, depth: u8) -> PartState {
+        PartState {
+            part,
+            next: None,
+            pages: 0,
+            done: false,
+            split: false,
+            depth,
+        }
+    }
+}
+
+/// The walk's plan and progress, saved in the users checkpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalkState {
+    pub strategy: Strategy,
+    pub parts: Vec<PartState>,
+    /// The probe's `@odata.count`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// Users per range the plan aimed at (a range's `$count` above it splits it again).
+    #[serde(default)]
+    pub target_users: u64,
+    /// Why an earlier strategy was given up, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<String>,
 }
 
 #[cfg(test)]

@@ -60,7 +60,7 @@ pub struct Checkpoint {
     pub delta: crate::manifest::DeltaSync,
     /// A partitioned users walk: its partitions and how far each got.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub walk: Option<super::users_walk::WalkState>,
+    pub walk: Option<super::partitions::WalkState>,
 }
 
 /// What an interrupted run left that can be reused.
@@ -326,5 +326,57 @@ fn discard(dir: &Path, staging: &Staging, reason: &str) {
             crate::store::Stage::Extract,
             &format!("interrupted, then discarded: {reason}"),
         );
+    }
+}
+/// Removes a stream's checkpoint and segments from the partial directory before its walk
+/// starts over: nothing refers to them any more.
+pub(super) fn discard_segments(dir: &Path, stream: &str) -> Result<()> {
+    let mut doomed = vec![checkpoint_path(dir, stream)];
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&format!("{stream}-")) && name.contains(".parquet") {
+            doomed.push(entry.path());
+        }
+    }
+    for path in doomed {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("removing {}", path.display()), e)),
+        }
+    }
+    Ok(())
+}
+
+/// The manifest of a landed paged stream. Its calls include those the interrupted run it
+/// resumed had made, so a resumed stream reports all the requests its data cost.
+pub(super) fn landed_manifest(
+    landed: Checkpoint,
+    calls: CallCounts,
+    resumed_from: Option<&Checkpoint>,
+) -> StreamManifest {
+    StreamManifest {
+        rows: landed.rows,
+        files: landed.files,
+        pages: landed.pages,
+        calls: match resumed_from {
+            Some(c) => add_counts(calls, c.calls),
+            None => calls,
+        },
+        ..StreamManifest::default()
+    }
+}
+
+pub(super) fn add_counts(a: CallCounts, b: CallCounts) -> CallCounts {
+    CallCounts {
+        requests: a.requests + b.requests,
+        retries: a.retries + b.retries,
+        throttled: a.throttled + b.throttled,
+        waited_ms: a.waited_ms + b.waited_ms,
+        stalled: a.stalled + b.stalled,
+        stalled_ms: a.stalled_ms + b.stalled_ms,
+        bytes_decoded: a.bytes_decoded + b.bytes_decoded,
     }
 }

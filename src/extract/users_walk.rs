@@ -28,13 +28,12 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use indicatif::ProgressBar;
 use reqwest::Url;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::collection::landed_manifest;
-use super::partitions::{Part, starts_with_parts};
-use super::resume::{self, Checkpoint};
+use super::partitions::{Part, PartState, WalkState, starts_with_parts};
+use super::resume::{self, Checkpoint, discard_segments, landed_manifest};
 use super::users_delta;
 use super::{StreamCtx, StreamResult, cancelled_error};
 use crate::error::{Error, Result};
@@ -54,53 +53,6 @@ const RESPLIT_FACTOR: f64 = 1.5;
 
 /// Splits of splits: bounds grow one character per level at most.
 const MAX_DEPTH: u8 = 3;
-
-/// The state of one partition, as the writer has landed it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartState {
-    pub part: Part,
-    /// The link to continue from; `None` before the first page and after the last.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next: Option<String>,
-    #[serde(default)]
-    pub pages: u64,
-    #[serde(default)]
-    pub done: bool,
-    /// Replaced by finer ranges before any of its pages landed.
-    #[serde(default)]
-    pub split: bool,
-    #[serde(default)]
-    pub depth: u8,
-}
-
-impl PartState {
-    fn new(part: Part, depth: u8) -> PartState {
-        PartState {
-            part,
-            next: None,
-            pages: 0,
-            done: false,
-            split: false,
-            depth,
-        }
-    }
-}
-
-/// The walk's plan and progress, saved in the users checkpoint.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WalkState {
-    pub strategy: Strategy,
-    pub parts: Vec<PartState>,
-    /// The probe's `@odata.count`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub count: Option<u64>,
-    /// Users per range the plan aimed at (a range's `$count` above it splits it again).
-    #[serde(default)]
-    pub target_users: u64,
-    /// Why an earlier strategy was given up, in order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub fallbacks: Vec<String>,
-}
 
 /// What the walk tells the writer.
 enum ToWriter {
@@ -258,7 +210,7 @@ async fn land_users_walk(
             (state, c)
         }
         None => {
-            super::collection::discard_segments(&ctx.dir, STREAM)?;
+            discard_segments(&ctx.dir, STREAM)?;
             let (state, probe) = plan(ctx, concurrency, stats).await?;
             prefetched = probe;
             (state, Checkpoint::default())
@@ -281,7 +233,7 @@ async fn land_users_walk(
                     _ => Strategy::Serial,
                 };
                 tracing::warn!(reason = %why, from = ?state.strategy, to = ?next, "Graph refused the users partition filter; walking again with another partitioning");
-                super::collection::discard_segments(&ctx.dir, STREAM)?;
+                discard_segments(&ctx.dir, STREAM)?;
                 state
                     .fallbacks
                     .push(format!("{} refused: {why}", state.strategy.words()));

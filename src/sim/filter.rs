@@ -19,8 +19,8 @@ use std::sync::{Arc, RwLock};
 
 use hyper::StatusCode;
 
+use super::query_error::QueryError;
 use super::tenant::Tenant;
-use super::users::QueryError;
 
 /// Most clauses a filter may hold, and the longest literal (bytes): keeps skiptokens short.
 pub const MAX_CLAUSES: usize = 8;

@@ -23,6 +23,7 @@ mod login;
 mod names;
 mod overrides;
 mod prng;
+mod query_error;
 mod request;
 mod respond;
 mod server;

@@ -28,21 +28,8 @@ pub struct UsersQuery {
     pub filter: Option<Filter>,
 }
 
-/// A refusal: status, Graph error code, message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueryError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-}
-
-pub(crate) fn bad(message: impl Into<String>) -> QueryError {
-    QueryError {
-        status: StatusCode::BAD_REQUEST,
-        code: "Request_BadRequest",
-        message: message.into(),
-    }
-}
+pub use super::query_error::QueryError;
+pub(crate) use super::query_error::bad;
 
 const DEFAULT_TOP: u16 = 100;
 pub(crate) const MAX_TOP: u16 = 999;
