@@ -3,9 +3,10 @@
 
 use std::fmt;
 
-/// Properties requested with `$select` on `/users`: everything the mapping may use.
-/// `signInActivity` is absent on purpose: it needs AuditLog.Read.All and Entra ID P1/P2,
-/// which this connector's permission set does not include (graph-api.md §0).
+/// Properties requested with `$select` on `/users`: everything the mapping may use that
+/// Directory.Read.All can read. `signInActivity` is not here: it needs AuditLog.Read.All and
+/// Entra ID P1/P2, and Graph throttles listing it to 5 requests per 10 s, so it is its own
+/// stream ([`SIGN_IN_SELECT`]). The manager is an `$expand` (`[pipeline] manager`).
 pub const USER_SELECT: &[&str] = &[
     "id",
     "userPrincipalName",
@@ -30,6 +31,18 @@ pub const USER_SELECT: &[&str] = &[
     "onPremisesSyncEnabled",
     "lastPasswordChangeDateTime",
     "assignedLicenses",
+    "onPremisesSamAccountName",
+    "onPremisesDistinguishedName",
+    "onPremisesImmutableId",
+    "onPremisesDomainName",
+    "onPremisesLastSyncDateTime",
+    "proxyAddresses",
+    "otherMails",
+    "employeeType",
+    "employeeHireDate",
+    "externalUserState",
+    "creationType",
+    "preferredLanguage",
 ];
 
 /// The `$select` of the users stream, as stored next to a delta link: a link made for another
@@ -43,6 +56,9 @@ pub fn user_select() -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Stream {
     Users,
+    /// `signInActivity` of every user, when `[pipeline] sign_in_activity` reads it: optional,
+    /// so it is not in [`Stream::all`] (a run without it is complete).
+    SignIns,
     Organization,
     SubscribedSkus,
     Report(Report),
@@ -63,21 +79,25 @@ impl Stream {
     pub const fn name(self) -> &'static str {
         match self {
             Stream::Users => "users",
+            Stream::SignIns => "users_sign_in",
             Stream::Organization => "organization",
             Stream::SubscribedSkus => "subscribed_skus",
             Stream::Report(r) => r.stream(),
         }
     }
 
-    /// The stream named `name`, if any.
+    /// The stream named `name`, if any (the optional ones too).
     pub fn from_name(name: &str) -> Option<Stream> {
-        Stream::all().find(|s| s.name() == name)
+        Stream::all()
+            .chain([Stream::SignIns])
+            .find(|s| s.name() == name)
     }
 
     /// What its records are, as the progress line and errors say it.
     pub fn what(self) -> &'static str {
         match self {
             Stream::Users => "users",
+            Stream::SignIns => "sign-in activity",
             Stream::Organization => "the organization",
             Stream::SubscribedSkus => "subscribed licences",
             Stream::Report(_) => "report rows",
@@ -87,7 +107,7 @@ impl Stream {
     /// The singular and plural of one record, for counts ("3 users", "1 row").
     pub fn record_words(self) -> (&'static str, &'static str) {
         match self {
-            Stream::Users => ("user", "users"),
+            Stream::Users | Stream::SignIns => ("user", "users"),
             _ => ("row", "rows"),
         }
     }
@@ -101,6 +121,21 @@ impl fmt::Display for Stream {
 
 /// Largest page Graph serves for `/users` (graph-api.md §2).
 pub const USERS_PAGE_SIZE: u32 = 999;
+
+/// Largest page of `/users` with `$expand=manager`: Graph caps it at 100 whatever `$top`
+/// says (graph-api.md §2, "Known issue"), so a manager walk makes 10× the pages.
+pub const USERS_EXPANDED_PAGE_SIZE: u32 = 100;
+
+/// `$expand` of a full users walk with `[pipeline] manager`: the manager's id only (its other
+/// attributes come from the same run's users).
+pub const MANAGER_EXPAND: &str = "manager($select=id)";
+
+/// `$select` of the sign-in activity stream: the id joins it to the users, the UPN puts it
+/// in a transform part.
+pub const SIGN_IN_SELECT: &str = "id,userPrincipalName,signInActivity";
+
+/// Largest page of `/users` with `signInActivity` (graph-api.md §2: 500 since 2025).
+pub const SIGN_IN_PAGE_SIZE: u32 = 500;
 
 /// One of the eight Microsoft 365 usage reports (CSV, `302` to a download host).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

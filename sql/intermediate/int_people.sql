@@ -4,9 +4,13 @@
 --
 --   kept iff date_filter_days = 0 OR last_seen_date >= run_date - date_filter_days
 --
---   last_seen_date = greatest of createdDateTime, lastPasswordChangeDateTime, sign-in dates
---   (not read: they need AuditLog.Read.All), and every report's "Last Activity Date" and
---   "License Assign Date" for the user.
+--   last_seen_date = greatest of createdDateTime, lastPasswordChangeDateTime, signInActivity's
+--   three sign-in dates (when `[pipeline] sign_in_activity` read them), and every report's
+--   "Last Activity Date" and "License Assign Date" for the user.
+--
+-- The manager comes from int_managers (resolved by id over the whole run), sign-ins from
+-- stg_graph__user_sign_ins; both by id. Mail aliases are the `smtp:` entries of
+-- proxyAddresses (`SMTP:` is the primary address).
 --
 -- Reports join by lower-cased UPN (OneDrive by Owner Principal Name; Teams also by User Id).
 -- Rows of deleted accounts (Is Deleted = True) are never joined. When the run's report names
@@ -137,6 +141,16 @@ sku_map AS (
         FULL JOIN ref_sku_names n ON n.sku_id = s.sku_id
     )
 ),
+-- This part's users' sign-ins and managers (both keyed by id; the part is the users').
+part_ids AS (
+    SELECT id FROM stg_graph__users WHERE m365_in_part(upn_key)
+),
+sign_ins AS (
+    SELECT s.* FROM stg_graph__user_sign_ins s SEMI JOIN part_ids p ON p.id = s.id
+),
+managers AS (
+    SELECT * FROM int_managers WHERE m365_in_part(upn_key)
+),
 licensed AS (
     SELECT u.*,
         list_sort(list_transform(u.assigned_sku_ids, lambda s: {
@@ -173,6 +187,33 @@ joined AS (
         u.on_premises_sync_enabled,
         u.last_password_change_at,
         u.assigned_sku_ids,
+        u.on_premises_sam_account_name,
+        u.on_premises_distinguished_name,
+        u.on_premises_immutable_id,
+        u.on_premises_domain_name,
+        u.on_premises_last_sync_at,
+        u.proxy_addresses,
+        list_transform(list_filter(u.proxy_addresses, lambda a: starts_with(a, 'SMTP:')), lambda a: a[6:])[1]
+                                                  AS primary_smtp_address,
+        list_transform(list_filter(u.proxy_addresses, lambda a: starts_with(a, 'smtp:')), lambda a: a[6:])
+                                                  AS email_aliases,
+        u.other_mails,
+        u.employee_type,
+        u.employee_hire_at,
+        u.external_user_state,
+        u.creation_type,
+        u.preferred_language,
+        u.manager_id,
+        mg.manager_user_principal_name,
+        mg.manager_mail,
+        mg.manager_display_name,
+        mg.manager_distinguished_name,
+        mg.manager_unresolved,
+        si.last_sign_in_at,
+        si.last_non_interactive_sign_in_at,
+        si.last_successful_sign_in_at,
+        CAST(greatest(si.last_sign_in_at, si.last_non_interactive_sign_in_at, si.last_successful_sign_in_at) AS DATE)
+                                                  AS last_sign_in_date,
         list_transform(u._licence_pairs, lambda p: p.name) AS licenses,
         list_transform(u._licence_pairs, lambda p: p.part) AS license_part_numbers,
         a.exchange_last_activity_date,
@@ -219,10 +260,12 @@ joined AS (
     LEFT JOIN onedrive   o   ON o.upn_key = u.upn_key
     LEFT JOIN sharepoint sp  ON sp.upn_key = u.upn_key
     LEFT JOIN teams      t   ON t.id = u.id
+    LEFT JOIN managers   mg  ON mg.id = u.id
+    LEFT JOIN sign_ins   si  ON si.id = u.id
 ),
 seen AS (
     SELECT *,
-        greatest(created_date, CAST(last_password_change_at AS DATE),
+        greatest(created_date, CAST(last_password_change_at AS DATE), last_sign_in_date,
                  last_activity_date, latest_license_assign_date) AS last_seen_date
     FROM joined
 )

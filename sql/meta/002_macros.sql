@@ -23,3 +23,6 @@ CREATE OR REPLACE MACRO m365_user_key(x) AS
 -- parts split users by a hash of the lower-cased UPN; with one part, every key belongs.
 CREATE OR REPLACE MACRO m365_in_part(k) AS
     getvariable('parts') = 1 OR hash(k) % getvariable('parts') = getvariable('part');
+-- A signInActivity timestamp: Graph writes dates it never set as 0001-01-01T00:00:00Z or "".
+CREATE OR REPLACE MACRO m365_sign_in_ts(x) AS
+    CASE WHEN m365_ts(x) > TIMESTAMP '1900-01-01' THEN m365_ts(x) END;

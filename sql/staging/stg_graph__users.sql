@@ -3,6 +3,7 @@
 -- (json_transform). A value of an unexpected JSON type never fails the run: it is converted
 -- when it can be ("yes" -> true, 123 -> '123', an array -> its JSON text) and NULL otherwise
 -- (a number for a timestamp, a string for a list); the raw record keeps what Graph sent.
+-- Multi-valued properties are lists in Graph's order (`proxyAddresses` keeps `SMTP:`/`smtp:`).
 -- A user Graph listed more than once (pages are eventually consistent; the copies are
 -- counted in the run manifest) is one user: the copy from the latest page is kept.
 WITH parsed AS (
@@ -15,7 +16,14 @@ WITH parsed AS (
             "companyName": "VARCHAR", "employeeId": "VARCHAR", "mobilePhone": "VARCHAR",
             "businessPhones": "VARCHAR[]", "city": "VARCHAR", "state": "VARCHAR",
             "country": "VARCHAR", "usageLocation": "VARCHAR", "onPremisesSyncEnabled": "BOOLEAN",
-            "lastPasswordChangeDateTime": "VARCHAR", "assignedLicenses": "STRUCT(skuId VARCHAR)[]"
+            "lastPasswordChangeDateTime": "VARCHAR", "assignedLicenses": "STRUCT(skuId VARCHAR)[]",
+            "onPremisesSamAccountName": "VARCHAR", "onPremisesDistinguishedName": "VARCHAR",
+            "onPremisesImmutableId": "VARCHAR", "onPremisesDomainName": "VARCHAR",
+            "onPremisesLastSyncDateTime": "VARCHAR", "proxyAddresses": "VARCHAR[]",
+            "otherMails": "VARCHAR[]", "employeeType": "VARCHAR", "employeeHireDate": "VARCHAR",
+            "externalUserState": "VARCHAR", "creationType": "VARCHAR", "preferredLanguage": "VARCHAR",
+            "manager": {"@odata.type": "VARCHAR", "id": "VARCHAR"},
+            "manager@delta": [{"@odata.type": "VARCHAR", "id": "VARCHAR", "@removed": "JSON"}]
         }') AS u,
         _page,
         _row,
@@ -47,6 +55,27 @@ SELECT
     u.onPremisesSyncEnabled                     AS on_premises_sync_enabled,
     m365_ts(u.lastPasswordChangeDateTime)       AS last_password_change_at,
     coalesce(list_transform(u.assignedLicenses, lambda l: l.skuId), []::VARCHAR[]) AS assigned_sku_ids,
+    u.onPremisesSamAccountName                  AS on_premises_sam_account_name,
+    u.onPremisesDistinguishedName               AS on_premises_distinguished_name,
+    u.onPremisesImmutableId                     AS on_premises_immutable_id,
+    u.onPremisesDomainName                      AS on_premises_domain_name,
+    m365_ts(u.onPremisesLastSyncDateTime)       AS on_premises_last_sync_at,
+    coalesce(u.proxyAddresses, []::VARCHAR[])   AS proxy_addresses,
+    coalesce(u.otherMails, []::VARCHAR[])       AS other_mails,
+    u.employeeType                              AS employee_type,
+    m365_ts(u.employeeHireDate)                 AS employee_hire_at,
+    u.externalUserState                         AS external_user_state,
+    u.creationType                              AS creation_type,
+    u.preferredLanguage                         AS preferred_language,
+    -- The manager: `$expand=manager` on /users, `manager@delta` on /users/delta (the last
+    -- entry not `@removed`; only removed entries = the manager was taken away). A delta record
+    -- without `manager@delta` kept its manager: the snapshot carries it (users_snapshot.rs).
+    coalesce(list_filter(u."manager@delta", lambda m: m."@removed" IS NULL)[-1].id,
+             CASE WHEN u."manager@delta" IS NULL THEN u.manager.id END)
+                                                AS manager_id,
+    coalesce(list_filter(u."manager@delta", lambda m: m."@removed" IS NULL)[-1]."@odata.type",
+             CASE WHEN u."manager@delta" IS NULL THEN u.manager."@odata.type" END)
+                                                AS manager_odata_type,
     _page,
     _row,
     _extracted_at

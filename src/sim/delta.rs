@@ -115,7 +115,7 @@ impl Tenant {
     }
 
     /// The epoch user `i` joined (0 for the original users).
-    fn born(&self, i: u64) -> u64 {
+    pub(crate) fn born(&self, i: u64) -> u64 {
         if i < self.users {
             0
         } else {
@@ -123,7 +123,7 @@ impl Tenant {
         }
     }
 
-    fn changed_in(&self, i: u64, epoch: u64) -> bool {
+    pub(crate) fn changed_in(&self, i: u64, epoch: u64) -> bool {
         epoch > 0 && Rng::new(self.seed, i, SALT_CHANGE ^ mix(epoch)).chance(P_CHANGE)
     }
 
@@ -173,6 +173,7 @@ impl Tenant {
             rec.department = Some(*r.pick(names::DEPARTMENTS));
             rec.office_location = Some(*r.pick(names::OFFICES));
         }
+        rec.manager = self.manager_at(i, epoch);
         Some(rec)
     }
 

@@ -14,6 +14,7 @@
 mod budget;
 mod csv_body;
 mod delta;
+mod directory;
 mod download;
 mod faults;
 mod filter;

@@ -20,6 +20,7 @@
 use chrono::{Days, NaiveDate, NaiveDateTime};
 use serde_json::{Map, Value};
 
+use super::directory::{Directory, Manager, SignIns};
 use super::names::{self, conceal, slug};
 use super::prng::{Rng, format_guid, mix, salt};
 use super::skus::{self, SKUS};
@@ -46,31 +47,17 @@ pub const DEFAULT_USER_PROPERTIES: &[&str] = &[
 ];
 
 /// Properties the simulator generates values for, beyond USER_SELECT and the default set.
-const EXTRA_PROPERTIES: &[&str] = &[
-    "mailNickname",
-    "otherMails",
-    "proxyAddresses",
-    "imAddresses",
-];
+const EXTRA_PROPERTIES: &[&str] = &["mailNickname", "imAddresses"];
 
 /// Real user properties the simulator knows but always serves as `null`.
 const NULL_PROPERTIES: &[&str] = &[
     "ageGroup",
     "consentProvidedForMinor",
-    "creationType",
     "deletedDateTime",
-    "employeeHireDate",
     "employeeLeaveDateTime",
-    "employeeType",
-    "externalUserState",
     "externalUserStateChangeDateTime",
     "faxNumber",
     "legalAgeGroupClassification",
-    "onPremisesDistinguishedName",
-    "onPremisesDomainName",
-    "onPremisesImmutableId",
-    "onPremisesLastSyncDateTime",
-    "onPremisesSamAccountName",
     "onPremisesSecurityIdentifier",
     "onPremisesUserPrincipalName",
     "passwordPolicies",
@@ -175,13 +162,17 @@ pub(crate) struct UserRec {
     pub last_password_change: NaiveDateTime,
     pub licenses: Vec<License>,
     pub preferred_language: Option<&'static str>,
+    pub directory: Directory,
+    /// As of the record's epoch (see `Tenant::manager_at`).
+    pub manager: Option<Manager>,
+    pub sign_ins: Option<SignIns>,
 }
 
 fn days_before(d: NaiveDate, n: u64) -> NaiveDate {
     d.checked_sub_days(Days::new(n)).unwrap_or(NaiveDate::MIN)
 }
 
-fn iso_datetime(dt: &NaiveDateTime) -> String {
+pub(crate) fn iso_datetime(dt: &NaiveDateTime) -> String {
     dt.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
@@ -219,6 +210,10 @@ impl UserRec {
             map.insert((*p).to_string(), v);
         }
         map
+    }
+
+    fn on_prem(&self) -> Option<&super::directory::OnPrem> {
+        self.directory.on_prem.as_ref()
     }
 
     /// Writes the JSON value of `prop` (a canonical name from [`property_kind`]).
@@ -266,11 +261,27 @@ impl UserRec {
                 }
                 out.push(b']');
             }
-            "otherMails" | "imAddresses" => out.extend_from_slice(b"[]"),
-            "proxyAddresses" => match &self.mail {
-                Some(m) => write_json(out, &[format!("SMTP:{m}")]),
-                None => out.extend_from_slice(b"[]"),
-            },
+            "imAddresses" => out.extend_from_slice(b"[]"),
+            "proxyAddresses" => write_json(out, &self.directory.proxy_addresses),
+            "otherMails" => write_json(out, &self.directory.other_mails),
+            "employeeType" => write_json(out, &self.directory.employee_type),
+            "employeeHireDate" => write_json(
+                out,
+                &self.directory.employee_hire_date.map(|d| iso_datetime(&d)),
+            ),
+            "externalUserState" => write_json(out, &self.directory.external_user_state),
+            "creationType" => write_json(out, &self.directory.creation_type),
+            "onPremisesSamAccountName" => {
+                write_json(out, &self.on_prem().map(|p| &p.sam_account_name))
+            }
+            "onPremisesDistinguishedName" => {
+                write_json(out, &self.on_prem().map(|p| &p.distinguished_name))
+            }
+            "onPremisesImmutableId" => write_json(out, &self.on_prem().map(|p| &p.immutable_id)),
+            "onPremisesDomainName" => write_json(out, &self.on_prem().map(|p| p.domain_name)),
+            "onPremisesLastSyncDateTime" => {
+                write_json(out, &self.on_prem().map(|p| iso_datetime(&p.last_sync)))
+            }
             _ => out.extend_from_slice(b"null"),
         }
     }
@@ -486,7 +497,18 @@ impl Tenant {
         }
     }
 
+    /// User `i` as generated (epoch 0): the base record, its directory attributes, manager
+    /// and sign-in activity.
     pub(crate) fn record(&self, i: u64) -> UserRec {
+        let mut u = self.record_base(i);
+        u.directory = self.directory(i, &u);
+        u.manager = self.manager_at(i, 0);
+        u.sign_ins = self.sign_ins(i, &u);
+        u
+    }
+
+    /// The base record of user `i` (what the other parts derive from).
+    pub(crate) fn record_base(&self, i: u64) -> UserRec {
         let (mut r, n) = self.names(i);
         let Names {
             guest,
@@ -607,6 +629,9 @@ impl Tenant {
             last_password_change,
             licenses: self.licenses(i, guest),
             preferred_language,
+            directory: Directory::default(),
+            manager: None,
+            sign_ins: None,
         }
     }
 

@@ -56,6 +56,10 @@ pub const MODELS: &[Model] = &[
         include_str!("../../sql/staging/stg_graph__users.sql"),
     ),
     model(
+        "staging/stg_graph__user_sign_ins",
+        include_str!("../../sql/staging/stg_graph__user_sign_ins.sql"),
+    ),
+    model(
         "staging/stg_graph__organization",
         include_str!("../../sql/staging/stg_graph__organization.sql"),
     ),
@@ -94,6 +98,10 @@ pub const MODELS: &[Model] = &[
     model(
         "staging/stg_reports__teams_user_activity_user_detail",
         include_str!("../../sql/staging/stg_reports__teams_user_activity_user_detail.sql"),
+    ),
+    model(
+        "intermediate/int_managers",
+        include_str!("../../sql/intermediate/int_managers.sql"),
     ),
     Model {
         partitioned: true,

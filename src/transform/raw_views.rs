@@ -48,6 +48,20 @@ pub fn create_raw_views(staging: &Staging, manifest: &RunManifest, dir: &Path) -
             extra.join("")
         ));
     }
+    // Optional streams a run did not land read as empty, so models need no two versions.
+    let sign_ins = Stream::SignIns.name();
+    if manifest
+        .streams
+        .get(sign_ins)
+        .is_none_or(|s| s.files.is_empty())
+    {
+        sql.push_str(&format!(
+            "CREATE OR REPLACE TEMP VIEW {} AS SELECT NULL::VARCHAR AS _run_id, NULL::VARCHAR AS _stream,
+             NULL::INTEGER AS _page, NULL::BIGINT AS _row, NULL::TIMESTAMPTZ AS _extracted_at,
+             NULL::VARCHAR AS record WHERE false;\n",
+            quote_ident(&format!("raw_{sign_ins}"))
+        ));
+    }
     for needed in Stream::all().map(Stream::name) {
         if !manifest.streams.contains_key(needed) {
             return Err(Error::Usage(format!(
