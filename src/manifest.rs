@@ -53,6 +53,10 @@ pub struct StreamManifest {
     /// staging keeps the latest page's copy of each.
     #[serde(default, skip_serializing_if = "Duplicates::is_empty")]
     pub duplicates: Duplicates,
+    /// Users only: the walk asked Graph for every user's manager (`[pipeline] manager`:
+    /// `$expand=manager` on `/users`, `manager` in the delta `$select`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub managers: bool,
     /// Users walked in parallel partitions: how, and whether every user came.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partitions: Option<PartitionedWalk>,
@@ -243,6 +247,20 @@ pub struct RunManifest {
 }
 
 impl RunManifest {
+    /// Whether the run read each user's manager (an incremental run: its users' walk did).
+    pub fn managers_read(&self) -> bool {
+        self.streams
+            .get(crate::streams::Stream::Users.name())
+            .is_some_and(|s| s.managers)
+    }
+
+    /// Whether the run read sign-in activity (the optional `users_sign_in` stream landed).
+    pub fn sign_ins_read(&self) -> bool {
+        self.streams
+            .get(crate::streams::Stream::SignIns.name())
+            .is_some_and(|s| !s.files.is_empty())
+    }
+
     /// Writes `manifest.json` into `dir` atomically (temp file, fsync, rename).
     pub fn write(&self, dir: &Path) -> std::io::Result<PathBuf> {
         let path = dir.join(MANIFEST_FILE);

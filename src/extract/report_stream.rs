@@ -109,6 +109,7 @@ pub(super) async fn land_report(ctx: StreamCtx, report: Report, period: String) 
         duplicates: Default::default(),
         partitions: None,
         duplicates_counted: false,
+        managers: false,
     };
     // Counted now, in the same turn, while the users walk goes on.
     let manifest = tokio::task::spawn_blocking(move || {

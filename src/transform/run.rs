@@ -173,12 +173,14 @@ fn set_run_variables(
     staging
         .conn
         .execute_batch(&format!(
-            "SET VARIABLE run_id = {}; SET VARIABLE run_date = DATE '{}'; SET VARIABLE date_filter_days = {}; SET VARIABLE concealed = {}; SET VARIABLE report_period = {}; SET VARIABLE parts = 1; SET VARIABLE part = 0;",
+            "SET VARIABLE run_id = {}; SET VARIABLE run_date = DATE '{}'; SET VARIABLE date_filter_days = {}; SET VARIABLE concealed = {}; SET VARIABLE report_period = {}; SET VARIABLE managers_read = {}; SET VARIABLE sign_ins_read = {}; SET VARIABLE parts = 1; SET VARIABLE part = 0;",
             quote_literal(&manifest.run_id),
             manifest.run_date.format("%Y-%m-%d"),
             date_filter_days,
             concealed,
-            quote_literal(&manifest.report_period)
+            quote_literal(&manifest.report_period),
+            manifest.managers_read(),
+            manifest.sign_ins_read()
         ))
         .map_err(|e| db_error(&staging.path, "setting run variables", e))
 }
