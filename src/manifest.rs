@@ -57,6 +57,10 @@ pub struct StreamManifest {
     /// `$expand=manager` on `/users`, `manager` in the delta `$select`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub managers: bool,
+    /// An optional stream Graph would not serve (sign-in activity without AuditLog.Read.All
+    /// or Entra ID P1): landed empty, and this warning says why and what to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<Warning>,
     /// Users walked in parallel partitions: how, and whether every user came.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partitions: Option<PartitionedWalk>,

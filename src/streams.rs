@@ -45,10 +45,37 @@ pub const USER_SELECT: &[&str] = &[
     "preferredLanguage",
 ];
 
-/// The `$select` of the users stream, as stored next to a delta link: a link made for another
-/// selection does not track the properties asked for now, so it is not used.
-pub fn user_select() -> String {
-    USER_SELECT.join(",")
+/// The `$select` of the users delta walk, as stored next to a delta link: a link made for
+/// another selection does not track the properties asked for now, so it is not used. With
+/// `manager` it selects the `manager` relationship, whose changes come as `manager@delta`
+/// (delta takes no `$expand`).
+pub fn user_select(manager: bool) -> String {
+    let mut s = USER_SELECT.join(",");
+    if manager {
+        s.push_str(",manager");
+    }
+    s
+}
+
+/// The largest page of a full `/users` walk: 999, or 100 with the manager expanded.
+pub fn users_page_size(manager: bool) -> u32 {
+    if manager {
+        USERS_EXPANDED_PAGE_SIZE
+    } else {
+        USERS_PAGE_SIZE
+    }
+}
+
+/// The first request of a full `/users` walk (without a filter): the selection, the
+/// manager's id when `manager`, and `$top=999` (Graph serves 100 when expanding).
+pub fn users_path(manager: bool) -> String {
+    let mut p = format!("/users?$select={}", USER_SELECT.join(","));
+    if manager {
+        p.push_str("&$expand=");
+        p.push_str(MANAGER_EXPAND);
+    }
+    p.push_str(&format!("&$top={USERS_PAGE_SIZE}"));
+    p
 }
 
 /// One stream of a run: a paged Graph collection or a usage report. Its name is the raw

@@ -134,6 +134,16 @@ struct Pipeline<'a> {
     checkpoint_pages: u64,
     #[serde(rename = "memory_limit_mib")]
     memory_limit_mib: u64,
+    /// What the users walk fetches. Left out at its default so the fingerprints of
+    /// connectors written before the setting existed did not change.
+    #[serde(rename = "manager", skip_serializing_if = "std::ops::Not::not")]
+    manager: bool,
+    #[serde(rename = "sign_in_activity", skip_serializing_if = "is_auto")]
+    sign_in_activity: &'static str,
+}
+
+fn is_auto(v: &&str) -> bool {
+    *v == "auto"
 }
 
 /// A path as text; a path that is not UTF-8 is hashed lossily (still a setting like any).
@@ -198,6 +208,8 @@ impl<'a> Fingerprinted<'a> {
             // the ranges its checkpoint stores whatever this says.
             users_concurrency: _,
             memory_limit_mib,
+            manager,
+            sign_in_activity,
         } = pipeline;
         Fingerprinted {
             connector: Connector {
@@ -240,6 +252,8 @@ impl<'a> Fingerprinted<'a> {
                 retry_base_ms: *retry_base_ms,
                 checkpoint_pages: *checkpoint_pages,
                 memory_limit_mib: *memory_limit_mib,
+                manager: *manager,
+                sign_in_activity: sign_in_activity.name(),
             },
         }
     }
@@ -301,6 +315,8 @@ mod tests {
             format!("{GOOD}[action_credentials]\nname = \"people-writer\"\n"),
             format!("{GOOD}[pipeline]\nmemory_limit_mib = 1024\n"),
             format!("{GOOD}[pipeline]\nincremental = true\n"),
+            format!("{GOOD}[pipeline]\nmanager = true\n"),
+            format!("{GOOD}[pipeline]\nsign_in_activity = \"off\"\n"),
         ] {
             assert_ne!(parse(&changed).unwrap().fingerprint(), good, "{changed}");
         }

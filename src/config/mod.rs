@@ -152,9 +152,41 @@ pub struct PipelineSection {
     /// Users ranges walked at once (`userPrincipalName` partitions, see
     /// `extract/users_walk.rs`); 1 walks `/users` serially.
     pub users_concurrency: u64,
+    /// Read every user's manager: `$expand=manager($select=id)` on `/users` (Graph caps
+    /// those pages at 100 users, so 10× the requests) or `manager` in the delta `$select`.
+    pub manager: bool,
+    /// Whether to read `signInActivity` (AuditLog.Read.All + Entra ID P1/P2; 5 requests per
+    /// 10 s): its own stream, `users_sign_in`.
+    pub sign_in_activity: SignInActivity,
     /// DuckDB's memory limit for transform and load; beyond it DuckDB spills to
     /// `<data_dir>/.duckdb-tmp` instead of growing with the tenant.
     pub memory_limit_mib: u64,
+}
+
+/// `[pipeline] sign_in_activity`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SignInActivity {
+    /// Read it when the token's `roles` hold AuditLog.Read.All; a tenant without Entra ID P1
+    /// (403) is a warning.
+    #[default]
+    Auto,
+    /// Always try (a token whose roles cannot be read, a role granted since sign-in); a
+    /// refusal is a warning with the fix, not a failed run.
+    On,
+    /// Never read it: no request is made.
+    Off,
+}
+
+impl SignInActivity {
+    pub const NAMES: [&'static str; 3] = ["auto", "on", "off"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SignInActivity::Auto => "auto",
+            SignInActivity::On => "on",
+            SignInActivity::Off => "off",
+        }
+    }
 }
 
 /// `[pipeline] memory_limit_mib` when unset. With `int_people` built in parts a million users

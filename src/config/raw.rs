@@ -107,5 +107,9 @@ pub(super) struct RawPipeline {
     #[serde(default)]
     pub(super) users_concurrency: Option<Spanned<i64>>,
     #[serde(default)]
+    pub(super) manager: Option<bool>,
+    #[serde(default)]
+    pub(super) sign_in_activity: Option<Spanned<String>>,
+    #[serde(default)]
     pub(super) memory_limit_mib: Option<Spanned<i64>>,
 }

@@ -58,6 +58,8 @@ unreachable_seconds = 60    # a host that does not resolve, refuses or fails TLS
 retry_base_ms = 500         # first backoff step when Graph sends no Retry-After
 checkpoint_pages = 50       # users pages per checkpoint: a killed extract resumes after it
 users_concurrency = 16      # userPrincipalName ranges walked at once (1 = one serial /users walk)
+manager = false             # read each user's manager: Graph caps those /users pages at 100 users, 10x the requests
+sign_in_activity = "auto"   # auto | on | off: last sign-in dates; needs AuditLog.Read.All + Entra ID P1, 5 requests per 10 s
 memory_limit_mib = 512      # DuckDB memory for transform/load; beyond it, spill to data_dir/.duckdb-tmp
 "#;
 

@@ -15,7 +15,7 @@ use toml::Spanned;
 use super::raw::{RawConfig, RawConnector, RawFilter, RawPipeline, RawSchedule, RawTenant};
 use super::{
     Cloud, Config, ConfigError, ConnectorSection, DEFAULT_MEMORY_LIMIT_MIB, MIN_MEMORY_LIMIT_MIB,
-    PipelineSection, ScheduleSection, SecretSource, TenantSection, load_ca_bundle,
+    PipelineSection, ScheduleSection, SecretSource, SignInActivity, TenantSection, load_ca_bundle,
 };
 use crate::streams::REPORT_PERIODS;
 
@@ -437,6 +437,25 @@ impl Ctx<'_> {
                 16,
                 64,
             )?,
+            manager: raw.manager.unwrap_or(false),
+            sign_in_activity: match &raw.sign_in_activity {
+                None => SignInActivity::Auto,
+                Some(v) => match v.get_ref().trim().to_ascii_lowercase().as_str() {
+                    "auto" => SignInActivity::Auto,
+                    "on" => SignInActivity::On,
+                    "off" => SignInActivity::Off,
+                    _ => {
+                        return Err(self.err(
+                            v.span(),
+                            "pipeline.sign_in_activity",
+                            &format!(
+                                "{:?} is not a choice: use \"auto\" (read it when the app holds AuditLog.Read.All), \"on\" or \"off\"",
+                                v.get_ref()
+                            ),
+                        ));
+                    }
+                },
+            },
             memory_limit_mib: match &raw.memory_limit_mib {
                 None => DEFAULT_MEMORY_LIMIT_MIB,
                 Some(s) if (MIN_MEMORY_LIMIT_MIB as i64..=1_048_576).contains(s.get_ref()) => {

@@ -12,6 +12,7 @@ use super::resume::{self, Checkpoint, add_counts, discard_segments, landed_manif
 use super::users_delta::{self, Start};
 use crate::error::{Error, Result};
 use crate::graph::paging::{Page, Pager};
+use crate::graph::rate_limit::Budget;
 use crate::graph::{CallStats, Headers, redact_query};
 use crate::land::{JsonLander, Lineage};
 use crate::manifest::{DeltaSync, StreamManifest, SyncKind};
@@ -52,7 +53,10 @@ pub(super) async fn land_collection(
         other => other,
     }?;
     bar.finish_with_message(format!("{} ({} pages)", landed.rows, landed.pages));
-    let manifest = landed_manifest(landed, stats.snapshot(), from.as_ref());
+    let manifest = StreamManifest {
+        managers: kind == Stream::Users && ctx.cfg.pipeline.manager,
+        ..landed_manifest(landed, stats.snapshot(), from.as_ref())
+    };
     resume::mark_done(&ctx.dir, stream, &manifest)?;
     Ok((stream.to_string(), manifest))
 }
@@ -170,6 +174,7 @@ pub(super) async fn land_users_delta(
     let delta_link = landed.delta.delta_link.clone();
     let manifest = StreamManifest {
         delta: DeltaSync { delta_link, ..sync },
+        managers: ctx.cfg.pipeline.manager,
         ..landed_manifest(landed, stats.snapshot(), from.as_ref())
     };
     resume::mark_done(&ctx.dir, STREAM, &manifest)?;
@@ -219,6 +224,11 @@ async fn walk_and_land(
 
     let headers = Headers {
         prefer: delta.then_some(users_delta::DELTA_PREFER),
+        budget: if kind == Stream::SignIns {
+            Budget::IdentityReports
+        } else {
+            Budget::ResourceUnits
+        },
         ..Headers::default()
     };
     let mut pager = Pager::new(start, ctx.client.graph_url()).with_headers(headers);

@@ -12,6 +12,7 @@ mod partitions;
 mod report_stream;
 pub mod resume;
 mod run_manifest;
+mod sign_ins;
 pub mod users_delta;
 mod users_walk;
 
@@ -29,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::graph::GraphClient;
 use crate::manifest::{DeltaSync, RunManifest, StreamManifest, SyncKind, Warning};
 use crate::output::Progress;
-use crate::streams::{Report, Stream, USER_SELECT, USERS_PAGE_SIZE};
+use crate::streams::{Report, Stream, users_path};
 use resume::Resumed;
 use users_delta::Start;
 
@@ -277,10 +278,7 @@ async fn land_streams(
     // Streams an interrupted run of this id finished are taken as they are.
     let mut streams = resumed.done.clone();
 
-    let users_url = client.v1(&format!(
-        "/users?$select={}&$top={USERS_PAGE_SIZE}",
-        USER_SELECT.join(",")
-    ))?;
+    let users_url = client.v1(&users_path(cfg.pipeline.manager))?;
     let users_bar = progress.line(Stream::Users.name());
     let ctx = StreamCtx {
         cfg: Arc::new((*cfg).clone()),
@@ -328,7 +326,7 @@ async fn land_streams(
                 ));
             }
             (Some(plan), Stream::Users) => {
-                let full = client.v1(&users_delta::full_sync_path())?;
+                let full = client.v1(&users_delta::full_sync_path(cfg.pipeline.manager))?;
                 tasks.spawn(land_users_delta(
                     ctx.clone(),
                     full,
@@ -351,6 +349,16 @@ async fn land_streams(
                 tasks.spawn(land_collection(ctx.clone(), stream, first, from, bar));
             }
         }
+    }
+    let sign_ins_name = Stream::SignIns.name();
+    if !streams.contains_key(sign_ins_name)
+        && sign_ins::wanted(cfg.pipeline.sign_in_activity, client).await
+    {
+        tasks.spawn(sign_ins::land_sign_ins(
+            ctx.clone(),
+            resumed.checkpoints.get(sign_ins_name).cloned(),
+            progress.line(sign_ins_name),
+        ));
     }
     let reports_bar = progress.line("reports");
     let mut reports_done = Report::ALL

@@ -110,6 +110,7 @@ pub(super) async fn land_report(ctx: StreamCtx, report: Report, period: String) 
         partitions: None,
         duplicates_counted: false,
         managers: false,
+        unavailable: None,
     };
     // Counted now, in the same turn, while the users walk goes on.
     let manifest = tokio::task::spawn_blocking(move || {

@@ -47,6 +47,7 @@ pub(super) fn build_manifest(
         });
     }
     for (name, s) in &streams {
+        warnings.extend(s.unavailable.clone());
         if name == Stream::Users.name() {
             warnings.extend(users_delta::warnings(s));
             warnings.extend(super::users_walk::warnings(s));

@@ -22,9 +22,9 @@ use crate::streams::user_select;
 /// `Prefer` header of delta requests: `/users/delta` takes no `$top`.
 pub const DELTA_PREFER: &str = "odata.maxpagesize=999";
 
-/// The first request of a full delta sync.
-pub fn full_sync_path() -> String {
-    format!("/users/delta?$select={}", user_select())
+/// The first request of a full delta sync (with the manager relationship when `manager`).
+pub fn full_sync_path(manager: bool) -> String {
+    format!("/users/delta?$select={}", user_select(manager))
 }
 
 /// Where the users walk of an incremental run starts.
@@ -50,8 +50,10 @@ pub fn plan(cfg: &Config, stored: Option<&StoredLink>) -> Start {
     if !s.tenant_id.eq_ignore_ascii_case(&cfg.tenant.tenant_id) {
         return full("the stored delta link was made for another tenant");
     }
-    if s.user_select != user_select() {
-        return full("the stored delta link tracks another $select (the connector was upgraded)");
+    if s.user_select != user_select(cfg.pipeline.manager) {
+        return full(
+            "the stored delta link tracks another $select (the connector was upgraded, or [pipeline] manager changed)",
+        );
     }
     match check_delta_link(link, &cfg.tenant.graph_url) {
         Ok(link) => Start::Delta {

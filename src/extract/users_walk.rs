@@ -41,7 +41,7 @@ use crate::graph::paging::{Page, Pager};
 use crate::graph::{CallStats, GraphError, Headers};
 use crate::land::{JsonLander, Lineage, RECORD_COLUMN};
 use crate::manifest::{DeltaSync, PartitionedWalk, Strategy, StreamManifest, Warning};
-use crate::streams::{Stream, USERS_PAGE_SIZE, user_select};
+use crate::streams::{Stream, USERS_PAGE_SIZE, users_page_size, users_path};
 
 const STREAM: &str = Stream::Users.name();
 
@@ -124,6 +124,7 @@ pub(super) async fn land_users(
         delta,
         partitions: Some(summary),
         duplicates_counted: repeat_free,
+        managers: ctx.cfg.pipeline.manager,
         ..landed_manifest(landed, stats.snapshot(), from.as_ref())
     };
     resume::mark_done(&ctx.dir, STREAM, &manifest)?;
@@ -135,7 +136,7 @@ pub(super) async fn land_users(
 async fn latest_link(ctx: &StreamCtx, stats: &CallStats) -> Result<String> {
     let url = ctx.client.v1(&format!(
         "{}&$deltatoken=latest",
-        users_delta::full_sync_path()
+        users_delta::full_sync_path(ctx.cfg.pipeline.manager)
     ))?;
     let page = ctx
         .client
@@ -267,10 +268,11 @@ fn summarise(c: &Checkpoint, seen: &Seen) -> PartitionedWalk {
     }
 }
 
-/// The first request of a partition: 999 users, the selection, its filter, and its
-/// `$count` when `count` (then under `ConsistencyLevel: eventual`, on every page).
+/// The first request of a partition: 999 users (100 with the manager expanded), the
+/// selection, its filter, and its `$count` when `count` (then under `ConsistencyLevel:
+/// eventual`, on every page; never with `$expand`, which advanced queries refuse).
 fn first_url(ctx: &StreamCtx, part: &Part, count: bool) -> Result<Url> {
-    let mut path = format!("/users?$select={}&$top={USERS_PAGE_SIZE}", user_select());
+    let mut path = users_path(ctx.cfg.pipeline.manager);
     if let Some(f) = part.filter() {
         path.push_str("&$filter=");
         path.push_str(&encode_query_value(&f));
@@ -317,7 +319,16 @@ async fn plan(
     stats: &CallStats,
 ) -> Result<(WalkState, Option<Page>)> {
     let what = Stream::Users.what();
-    let url = first_url(ctx, &Part::All, true)?;
+    let manager = ctx.cfg.pipeline.manager;
+    // With the manager expanded the probe cannot be a page of the walk: `$count` is an
+    // advanced query and those refuse `$expand`. It only counts and samples (id and UPN).
+    let url = if manager {
+        ctx.client.v1(&format!(
+            "/users?$select=id,userPrincipalName&$top={USERS_PAGE_SIZE}&$count=true"
+        ))?
+    } else {
+        first_url(ctx, &Part::All, true)?
+    };
     let probe = ctx
         .client
         .get_graph_with(&url, stats, what, counted(), |r| Page::parse(r.body, r.ids))
@@ -335,7 +346,7 @@ async fn plan(
         Err(e) => return Err(e.into()),
     };
     let count = page.count;
-    if page.next_link.is_none() {
+    if page.next_link.is_none() && !manager {
         // Everyone fits on one page: it is the whole walk.
         let state = WalkState {
             strategy: Strategy::Serial,
@@ -345,8 +356,9 @@ async fn plan(
         };
         return Ok((state, Some(page)));
     }
-    let users = count.unwrap_or((2 * concurrency * USERS_PAGE_SIZE as usize) as u64);
-    let ranges = ranges_for(users, concurrency);
+    let page_size = users_page_size(manager);
+    let users = count.unwrap_or((2 * concurrency * page_size as usize) as u64);
+    let ranges = ranges_for(users, concurrency, page_size);
     let sample = upns(&page);
     let refs: Vec<&str> = sample.iter().map(String::as_str).collect();
     let parts = Part::All
@@ -368,14 +380,14 @@ async fn plan(
 /// the fewest rounds of requests (a round: every slot fetching one page), then the fewest
 /// pages (each range ends on a partly filled page). A small tenant gets one page per range
 /// and one round; a large one a multiple of the slots, so the slots finish together.
-fn ranges_for(users: u64, concurrency: usize) -> usize {
+fn ranges_for(users: u64, concurrency: usize, page_size: u32) -> usize {
     let c = concurrency.max(1);
     let pages_each = |k: usize| {
-        ((users as f64 * SAMPLE_MARGIN) / (k as f64 * USERS_PAGE_SIZE as f64))
+        ((users as f64 * SAMPLE_MARGIN) / (k as f64 * page_size as f64))
             .ceil()
             .max(1.0) as usize
     };
-    let one_page_each = ((users as f64 * SAMPLE_MARGIN) / USERS_PAGE_SIZE as f64).ceil() as usize;
+    let one_page_each = ((users as f64 * SAMPLE_MARGIN) / page_size as f64).ceil() as usize;
     let mut candidates: Vec<usize> = (1..=4).map(|j| j * c).collect();
     if one_page_each <= c {
         candidates.push(one_page_each.max(2));
@@ -477,7 +489,9 @@ async fn run_parts(
     ));
     let mut running: JoinSet<(usize, Result<std::result::Result<PartEnd, Refused>>)> =
         JoinSet::new();
-    let counted = state.strategy == Strategy::Ranges && state.count.is_some();
+    // A range's own `$count` (to split it again) is an advanced query: not with `$expand`.
+    let counted =
+        state.strategy == Strategy::Ranges && state.count.is_some() && !ctx.cfg.pipeline.manager;
     let target = state.target_users;
     loop {
         while running.len() < concurrency
@@ -878,17 +892,22 @@ mod tests {
     #[test]
     fn ranges_take_the_fewest_rounds_then_the_fewest_pages() {
         // 2,500 users, 8 slots: 3 ranges of one page each, one round.
-        assert_eq!(ranges_for(2_500, 8), 3);
+        assert_eq!(ranges_for(2_500, 8, USERS_PAGE_SIZE), 3);
         // 100,000 users, 16 slots: 8 rounds whichever multiple; the most ranges balance best.
-        let k = ranges_for(100_000, 16);
+        let k = ranges_for(100_000, 16, USERS_PAGE_SIZE);
         assert_eq!(k % 16, 0, "{k}");
         assert!(
             k.div_ceil(16) * ((100_000.0 * SAMPLE_MARGIN) / (k as f64 * 999.0)).ceil() as usize
                 <= 8
         );
         // One slot: one range per page's worth.
-        assert!(ranges_for(5_000, 1) >= 1);
-        assert_eq!(ranges_for(10, 16), 2);
+        assert!(ranges_for(5_000, 1, USERS_PAGE_SIZE) >= 1);
+        assert_eq!(ranges_for(10, 16, USERS_PAGE_SIZE), 2);
+        // The manager expanded: pages of 100, so 100,000 users need about 10x the pages and
+        // a small tenant more ranges of one page each.
+        let k = ranges_for(100_000, 16, 100);
+        assert_eq!(k % 16, 0, "{k}");
+        assert_eq!(ranges_for(900, 16, 100), 11);
     }
 
     #[test]

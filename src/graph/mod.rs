@@ -7,6 +7,7 @@ pub mod auth;
 pub mod complete;
 pub mod error;
 pub mod paging;
+pub mod rate_limit;
 pub mod reports;
 pub mod retry;
 pub mod transport;
@@ -124,6 +125,8 @@ pub struct Headers {
     pub prefer: Option<&'static str>,
     /// `ConsistencyLevel: eventual`: needed by `$count` and advanced queries, on every page.
     pub eventual: bool,
+    /// The budget beyond resource units the request draws on (every attempt waits for it).
+    pub budget: rate_limit::Budget,
 }
 
 /// A complete response: status, headers and the whole body (pages are ~1 MB at most).
@@ -158,6 +161,8 @@ pub struct GraphClient {
     /// Graph's budget is per app and tenant, so the ranges of a partitioned walk slow down
     /// together instead of each finding the limit on its own.
     paused_until: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// Requests that list sign-in activity: Graph allows 5 per 10 s per app and tenant.
+    identity_reports: rate_limit::SlidingWindow,
     /// Counters for token requests.
     pub login_stats: CallStats,
 }
@@ -253,6 +258,7 @@ impl GraphClient {
                 Duration::from_secs(cfg.pipeline.max_wait_seconds),
             ),
             paused_until: std::sync::Mutex::default(),
+            identity_reports: rate_limit::SlidingWindow::identity_reports(),
             login_stats: CallStats::default(),
         })
     }
@@ -412,6 +418,9 @@ impl GraphClient {
                 req
             };
             self.wait_for_pause().await;
+            if headers.budget == rate_limit::Budget::IdentityReports {
+                self.identity_reports.acquire().await;
+            }
             let token = self.token().await?;
             let req = req.bearer_auth(token.expose());
             CallStats::bump(&stats.requests, 1);

@@ -430,7 +430,9 @@ pub fn parse(
     }
     match get("$deltatoken") {
         Some(t) if t.eq_ignore_ascii_case("latest") => {
-            let select = get("$select").map(|l| parse_select(l, roles)).transpose()?;
+            let select = get("$select")
+                .map(|l| parse_delta_select(l, roles))
+                .transpose()?;
             return Ok(DeltaRequest::Latest { select });
         }
         // An empty token (the Location of a 410) means: start over.
@@ -461,9 +463,30 @@ pub fn parse(
             }));
         }
     }
-    let select = get("$select").map(|l| parse_select(l, roles)).transpose()?;
+    let select = get("$select")
+        .map(|l| parse_delta_select(l, roles))
+        .transpose()?;
     Ok(DeltaRequest::Initial { select })
 }
+
+/// A delta `$select`: the user's properties, and the `manager` relationship, whose changes
+/// come as `manager@delta` (delta takes no `$expand`).
+fn parse_delta_select(list: &str, roles: &[String]) -> Result<Vec<&'static str>, QueryError> {
+    let is_manager = |p: &str| p.trim().eq_ignore_ascii_case(MANAGER);
+    let rest: Vec<&str> = list.split(',').filter(|p| !is_manager(p)).collect();
+    let mut props = if rest.is_empty() {
+        Vec::new()
+    } else {
+        parse_select(&rest.join(","), roles)?
+    };
+    if list.split(',').any(is_manager) {
+        props.push(MANAGER);
+    }
+    Ok(props)
+}
+
+/// The manager relationship's name in a delta `$select`.
+pub const MANAGER: &str = "manager";
 
 /// The page size a `Prefer: odata.maxpagesize=N` header asks for, if valid.
 pub fn preferred_page_size(prefer: Option<&str>) -> Option<u16> {
@@ -573,6 +596,7 @@ pub fn write_page(
         ),
     }
     out.extend_from_slice(b",\"value\":[");
+    let p_full = p.full;
     for (n, (item, epoch)) in items.iter().enumerate() {
         if n > 0 {
             out.push(b',');
@@ -594,6 +618,10 @@ pub fn write_page(
                 out.extend_from_slice(b"{\"id\":");
                 rec.write_property("id", out);
                 for p in props.iter().filter(|p| **p != "id") {
+                    if *p == MANAGER {
+                        write_manager_delta(tenant, u, *epoch, p_full, out);
+                        continue;
+                    }
                     out.extend_from_slice(format!(",\"{p}\":").as_bytes());
                     rec.write_property(p, out);
                 }
@@ -603,6 +631,42 @@ pub fn write_page(
     }
     out.extend_from_slice(b"]}");
 }
+/// `manager@delta` of user `u` in the round of `epoch`: its manager in a full round or when it
+/// joined; in a change round only when the manager changed (a manager taken away is an
+/// `@removed` entry). Otherwise nothing: the client keeps the manager it had.
+fn write_manager_delta(tenant: &Tenant, u: u64, epoch: u64, full: bool, out: &mut Vec<u8>) {
+    let now = tenant.manager_at(u, epoch);
+    let entry = |m: &super::directory::Manager, removed: bool, out: &mut Vec<u8>| {
+        out.extend_from_slice(b"{\"@odata.type\":");
+        let _ = serde_json::to_writer(&mut *out, Tenant::manager_type(m));
+        out.extend_from_slice(b",\"id\":");
+        let _ = serde_json::to_writer(&mut *out, &tenant.manager_id(m));
+        if removed {
+            out.extend_from_slice(b",\"@removed\":{\"reason\":\"deleted\"}");
+        }
+        out.push(b'}');
+    };
+    if full || tenant.born(u) == epoch {
+        if let Some(m) = &now {
+            out.extend_from_slice(b",\"manager@delta\":[");
+            entry(m, false, out);
+            out.push(b']');
+        }
+        return;
+    }
+    let before = tenant.manager_at(u, epoch.saturating_sub(1));
+    if before == now {
+        return;
+    }
+    out.extend_from_slice(b",\"manager@delta\":[");
+    match (&now, &before) {
+        (Some(m), _) => entry(m, false, out),
+        (None, Some(old)) => entry(old, true, out),
+        (None, None) => {}
+    }
+    out.push(b']');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -753,6 +817,7 @@ mod tests {
             select: None,
             count: false,
             filter: None,
+            expand_manager: false,
         });
         assert!(parse(&pairs(format!("$skiptoken={users_token}")), &[], now).is_err());
         assert_eq!(preferred_page_size(Some("odata.maxpagesize=50")), Some(50));

@@ -240,6 +240,11 @@ impl Tenant {
         }
     }
 
+    /// `signInActivity` of user `i` as `/users` serves it (`None`: never signed in).
+    pub fn sign_ins_of(&self, i: u64) -> Option<SignIns> {
+        self.record(i).sign_ins
+    }
+
     /// `signInActivity` of user `i`, or `None` for one that never signed in. Disabled
     /// accounts stopped signing in a while ago; a few members only sign in non-interactively.
     pub(crate) fn sign_ins(&self, i: u64, u: &UserRec) -> Option<SignIns> {

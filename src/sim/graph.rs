@@ -206,20 +206,51 @@ async fn serve(
             if resource == Resource::UsersCount {
                 return Ok(users_count(state, &ctx, eventual, &pairs, ru).await);
             }
-            let q = match users::parse(&pairs, &claims.roles, eventual, refusals(state)) {
-                Ok(q) => q,
-                Err(e) => return Ok(respond::graph_error(&ctx, e.status, e.code, &e.message)),
+            let access = users::Access {
+                roles: &claims.roles,
+                premium: state.opts.premium,
             };
+            let q = match users::parse(&pairs, access, eventual, refusals(state)) {
+                Ok(q) => q,
+                Err(e) => {
+                    // A refused sign-in activity request counts as one too.
+                    let asked = pairs.iter().any(|(k, v)| {
+                        k.eq_ignore_ascii_case("$select")
+                            && v.split(',')
+                                .any(|p| p.trim().eq_ignore_ascii_case(users::SIGN_IN_ACTIVITY))
+                    });
+                    if asked {
+                        bump(&state.stats.sign_in_requests);
+                    }
+                    return Ok(respond::graph_error(&ctx, e.status, e.code, &e.message));
+                }
+            };
+            // Listing sign-in activity draws on the identity-reports limit, not only RU.
+            let sign_ins = q
+                .select
+                .as_ref()
+                .is_some_and(|s| s.contains(&users::SIGN_IN_ACTIVITY));
+            if sign_ins {
+                bump(&state.stats.sign_in_requests);
+                if let Err(wait) = state.admit_sign_in_call() {
+                    bump(&state.stats.sign_in_throttled);
+                    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+                    return Ok(respond::too_many_requests(&ctx, Some(secs.to_string())));
+                }
+            }
             let cost = budget::cost(
                 2,
                 Modifiers {
                     select: q.select.is_some(),
-                    expand: false,
+                    expand: q.expand_manager,
                     small_top: q.top < 20,
                 },
             );
             if let Err(resp) = charge(state, &ctx, cost, ru) {
                 return Ok(*resp);
+            }
+            if q.expand_manager {
+                bump(&state.stats.expanded_pages);
             }
             let Some((d, early)) = pre_faults(state, &ctx, Target::GraphJson).await else {
                 return Err(reset_error());

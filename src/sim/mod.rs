@@ -48,6 +48,7 @@ use tokio::task::JoinHandle;
 
 pub use csv_body::{BOM, CsvBody, write_record};
 pub use delta::{DeltaItem, MAX_EPOCH, encode_deltatoken};
+pub use directory::{Manager, SHARED_OTHER_MAIL, SignIns};
 pub use faults::{FaultSpecError, Faults, RetryAfterMode};
 pub use names::conceal;
 pub use overrides::{Override, OverrideHost};
@@ -108,6 +109,13 @@ pub struct SimOptions {
     /// Whether `GET /v1.0/admin/reportSettings` answers (it needs ReportSettings.Read.All,
     /// which the connector's permission set lacks, so by default it is a 403).
     pub report_settings_readable: bool,
+    /// The tenant holds an Entra ID P1/P2 licence: `signInActivity` is served to an app
+    /// holding AuditLog.Read.All (without it: 403 `Authentication_RequestFromNonPremiumTenantOrB2CTenant`).
+    pub premium: bool,
+    /// `/users` requests selecting `signInActivity` accepted per `sign_in_window` before
+    /// answering 429 (Graph's identity-reports limit: 5 per 10 s per app and tenant).
+    pub sign_in_budget: usize,
+    pub sign_in_window: std::time::Duration,
     /// The simulator's "today"; reports are refreshed as of today - 2.
     pub today: chrono::NaiveDate,
     /// Calls each report API accepts per `report_window` before answering 429 with the
@@ -144,6 +152,9 @@ impl Default for SimOptions {
             token_lifetime_secs: 3599,
             roles: DEFAULT_ROLES.iter().map(|r| (*r).to_string()).collect(),
             report_settings_readable: false,
+            premium: true,
+            sign_in_budget: state::SIGN_IN_BUDGET,
+            sign_in_window: state::SIGN_IN_WINDOW,
             today: chrono::Utc::now().date_naive(),
             report_budget: state::REPORT_BUDGET,
             report_window: state::REPORT_WINDOW,
@@ -216,6 +227,11 @@ pub struct SimStats {
     /// Body bytes of Graph and download responses before compression, and as sent.
     pub bytes_raw: u64,
     pub bytes_wire: u64,
+    /// `/users` requests selecting `signInActivity`, and those answered 429 by its budget.
+    pub sign_in_requests: u64,
+    pub sign_in_throttled: u64,
+    /// `/users` pages served with `$expand=manager`.
+    pub expanded_pages: u64,
 }
 
 /// A running simulator. Dropping it stops the listeners too; `shutdown` also waits for them.

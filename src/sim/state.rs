@@ -20,6 +20,9 @@ use crate::streams::Report;
 /// simulator's defaults for [`SimOptions::report_budget`] and `report_window`.
 pub const REPORT_BUDGET: usize = 14;
 pub const REPORT_WINDOW: Duration = Duration::from_secs(600);
+/// Graph's identity-reports limit, which listing users with `signInActivity` draws on.
+pub const SIGN_IN_BUDGET: usize = 5;
+pub const SIGN_IN_WINDOW: Duration = Duration::from_secs(10);
 
 /// Counters behind [`SimStats`].
 #[derive(Default)]
@@ -56,6 +59,9 @@ pub struct Counters {
     pub ru_throttled: AtomicU64,
     pub bytes_raw: AtomicU64,
     pub bytes_wire: AtomicU64,
+    pub sign_in_requests: AtomicU64,
+    pub sign_in_throttled: AtomicU64,
+    pub expanded_pages: AtomicU64,
 }
 
 /// Increments one counter.
@@ -115,6 +121,9 @@ impl Counters {
             ru_throttled: get(&self.ru_throttled),
             bytes_raw: get(&self.bytes_raw),
             bytes_wire: get(&self.bytes_wire),
+            sign_in_requests: get(&self.sign_in_requests),
+            sign_in_throttled: get(&self.sign_in_throttled),
+            expanded_pages: get(&self.expanded_pages),
         }
     }
 }
@@ -144,6 +153,8 @@ pub struct State {
     downloads: Mutex<HashMap<Report, u64>>,
     /// Accepted calls per report API in the last ten minutes.
     report_calls: Mutex<HashMap<Report, VecDeque<Instant>>>,
+    /// When the sign-in budget's requests of the last window arrived.
+    sign_in_calls: Mutex<VecDeque<Instant>>,
     /// Licence counts, computed once (one pass over the tenant) on first use.
     pub consumed_units: tokio::sync::OnceCell<Vec<u64>>,
     /// Canned responses installed by tests (`Simulator::set_override`).
@@ -191,6 +202,7 @@ impl State {
             tokens: Mutex::new(HashMap::new()),
             downloads: Mutex::new(HashMap::new()),
             report_calls: Mutex::new(HashMap::new()),
+            sign_in_calls: Mutex::new(VecDeque::new()),
             consumed_units: tokio::sync::OnceCell::new(),
             overrides: Default::default(),
             request_seq: AtomicU64::new(0),
@@ -327,6 +339,23 @@ impl State {
                 .opts
                 .report_window
                 .saturating_sub(now.duration_since(oldest)));
+        }
+        q.push_back(now);
+        Ok(())
+    }
+
+    /// Admits a `/users` request selecting `signInActivity` against its budget (a sliding
+    /// window, like Graph's), or returns how long until one is free.
+    pub fn admit_sign_in_call(&self) -> Result<(), Duration> {
+        let now = Instant::now();
+        let window = self.opts.sign_in_window;
+        let mut q = self.sign_in_calls.lock().unwrap_or_else(|e| e.into_inner());
+        while q.front().is_some_and(|t| now.duration_since(*t) >= window) {
+            q.pop_front();
+        }
+        if q.len() >= self.opts.sign_in_budget {
+            let oldest = q.front().copied().unwrap_or(now);
+            return Err(window.saturating_sub(now.duration_since(oldest)));
         }
         q.push_back(now);
         Ok(())

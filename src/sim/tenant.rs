@@ -262,6 +262,31 @@ impl UserRec {
                 out.push(b']');
             }
             "imAddresses" => out.extend_from_slice(b"[]"),
+            "signInActivity" => match &self.sign_ins {
+                None => out.extend_from_slice(b"null"),
+                Some(s) => {
+                    // Dates never set come as Graph writes them: the year 1.
+                    let never = "0001-01-01T00:00:00Z".to_string();
+                    let ts =
+                        |d: &Option<NaiveDateTime>| d.map_or(never.clone(), |d| iso_datetime(&d));
+                    let rid = |d: &Option<NaiveDateTime>| {
+                        if d.is_some() {
+                            s.request_id.clone()
+                        } else {
+                            String::new()
+                        }
+                    };
+                    let v = serde_json::json!({
+                        "lastSignInDateTime": ts(&s.last),
+                        "lastSignInRequestId": rid(&s.last),
+                        "lastNonInteractiveSignInDateTime": ts(&s.last_non_interactive),
+                        "lastNonInteractiveSignInRequestId": rid(&s.last_non_interactive),
+                        "lastSuccessfulSignInDateTime": ts(&s.last_successful),
+                        "lastSuccessfulSignInRequestId": rid(&s.last_successful),
+                    });
+                    write_json(out, &v);
+                }
+            },
             "proxyAddresses" => write_json(out, &self.directory.proxy_addresses),
             "otherMails" => write_json(out, &self.directory.other_mails),
             "employeeType" => write_json(out, &self.directory.employee_type),

@@ -108,6 +108,7 @@ fn a_huge_tenant_costs_no_memory() {
         select: None,
         count: false,
         filter: None,
+        expand_manager: false,
     };
     users::write_page(&t, &q, 0, "http://127.0.0.1:1", None, &mut page);
     let v: Value = serde_json::from_slice(&page).unwrap();

@@ -26,6 +26,21 @@ pub struct UsersQuery {
     pub count: bool,
     /// `$filter` on userPrincipalName; `None` serves every user.
     pub filter: Option<Filter>,
+    /// `$expand=manager` (with or without a nested `$select`): each user carries `manager`
+    /// (`@odata.type` and `id`) when it has one, and pages hold at most 100 users.
+    pub expand_manager: bool,
+}
+
+/// Largest page with `$expand` (Graph's known issue: 100, whatever `$top` says).
+pub const MAX_EXPANDED_TOP: u16 = 100;
+/// Largest page with `signInActivity` selected (500 since 2025).
+pub const MAX_SIGN_IN_TOP: u16 = 500;
+
+/// Whether the user access is what `signInActivity` needs: the role, and a premium tenant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Access<'a> {
+    pub roles: &'a [String],
+    pub premium: bool,
 }
 
 pub use super::query_error::QueryError;
@@ -41,13 +56,14 @@ pub(crate) fn selectable() -> impl Iterator<Item = &'static str> {
         .chain(DEFAULT_USER_PROPERTIES)
         .copied()
         .chain(super::tenant::other_served_properties())
+        .chain([SIGN_IN_ACTIVITY, super::delta::MANAGER])
 }
 
 /// Parses the query string of a `/users` request (already split into decoded pairs).
 /// `roles` decides what `signInActivity` answers; `eventual` is a `ConsistencyLevel: eventual`.
 pub fn parse(
     pairs: &[(String, String)],
-    roles: &[String],
+    access: Access<'_>,
     eventual: bool,
     refuse: Refusals,
 ) -> Result<UsersQuery, QueryError> {
@@ -84,11 +100,11 @@ pub fn parse(
     }
 
     for k in &seen {
-        let known = ["$select", "$top", "$count", "$filter"]
+        let known = ["$select", "$top", "$count", "$filter", "$expand"]
             .iter()
             .any(|n| n.eq_ignore_ascii_case(k));
         if !known {
-            let supported_by_graph = ["$orderby", "$search", "$expand"]
+            let supported_by_graph = ["$orderby", "$search"]
                 .iter()
                 .any(|n| n.eq_ignore_ascii_case(k));
             return Err(if supported_by_graph {
@@ -137,17 +153,106 @@ pub fn parse(
         }
     };
 
-    let select = get("$select").map(|l| parse_select(l, roles)).transpose()?;
+    let select = get("$select")
+        .map(|l| parse_select_with(l, access))
+        .transpose()?;
     let filter = get("$filter")
         .map(|f| filter::parse(f, refuse))
         .transpose()?;
+    let expand_manager = match get("$expand") {
+        None => false,
+        Some(e) => parse_expand(e)?,
+    };
+    if expand_manager && (count || eventual) {
+        // Advanced queries (ConsistencyLevel: eventual, $count) do not support $expand.
+        return Err(QueryError {
+            status: StatusCode::BAD_REQUEST,
+            code: "Request_UnsupportedQuery",
+            message: "Unsupported Query. $expand is not supported with advanced queries (ConsistencyLevel: eventual, $count, $search)."
+                .to_string(),
+        });
+    }
+    let mut top = top;
+    if expand_manager {
+        top = top.min(MAX_EXPANDED_TOP);
+    }
+    if select
+        .as_ref()
+        .is_some_and(|s| s.contains(&SIGN_IN_ACTIVITY))
+    {
+        top = top.min(MAX_SIGN_IN_TOP);
+    }
     Ok(UsersQuery {
         offset: 0,
         top,
         select,
         count,
         filter,
+        expand_manager,
     })
+}
+
+/// The canonical name of the sign-in activity property.
+pub const SIGN_IN_ACTIVITY: &str = "signInActivity";
+
+/// `$expand` on `/users`: only `manager`, optionally with a nested `$select`; one item.
+fn parse_expand(e: &str) -> Result<bool, QueryError> {
+    // Top-level items: commas inside a nested `(...)` belong to its options.
+    let (mut depth, mut items) = (0i32, vec![String::new()]);
+    for c in e.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                items.push(String::new());
+                continue;
+            }
+            _ => {}
+        }
+        if let Some(last) = items.last_mut() {
+            last.push(c);
+        }
+    }
+    if items.len() > 1 {
+        return Err(bad(
+            "The result of parsing $expand contained at least 2 items, but the maximum allowed is 1.",
+        ));
+    }
+    let nav = items[0].split('(').next().unwrap_or_default().trim();
+    if !nav.eq_ignore_ascii_case("manager") {
+        return Err(bad(format!(
+            "Could not find a navigation property named '{nav}' on type 'microsoft.graph.user'."
+        )));
+    }
+    Ok(true)
+}
+
+/// Resolves a `$select` list to canonical property names, refusing what Graph refuses
+/// (`signInActivity` only for a premium tenant and an app with AuditLog.Read.All).
+pub(crate) fn parse_select_with(
+    list: &str,
+    access: Access<'_>,
+) -> Result<Vec<&'static str>, QueryError> {
+    let audit = access.roles.iter().any(|r| r == "AuditLog.Read.All");
+    if audit && access.premium {
+        let has = list
+            .split(',')
+            .any(|p| p.trim().eq_ignore_ascii_case(SIGN_IN_ACTIVITY));
+        let rest: Vec<&str> = list
+            .split(',')
+            .filter(|p| !p.trim().eq_ignore_ascii_case(SIGN_IN_ACTIVITY))
+            .collect();
+        if has {
+            let mut props = if rest.is_empty() {
+                Vec::new()
+            } else {
+                parse_select(&rest.join(","), access.roles)?
+            };
+            props.push(SIGN_IN_ACTIVITY);
+            return Ok(props);
+        }
+    }
+    parse_select(list, access.roles)
 }
 
 /// Resolves a `$select` list to canonical property names, refusing what Graph refuses.
@@ -208,9 +313,11 @@ pub(crate) fn checksum(bytes: &[u8]) -> u32 {
 }
 
 /// Encodes the query as an opaque, checksummed token.
-/// Version 1 is an unfiltered query; version 2 appends the filter (see [`Filter::encode`]).
+/// Version 1 is an unfiltered query; version 2 appends the filter (see [`Filter::encode`]);
+/// versions 3 and 4 are 1 and 2 with the manager expanded.
 pub fn encode_skiptoken(q: &UsersQuery) -> String {
-    let mut b = vec![if q.filter.is_some() { 2u8 } else { 1 }];
+    let version = if q.filter.is_some() { 2u8 } else { 1 } + if q.expand_manager { 2 } else { 0 };
+    let mut b = vec![version];
     b.extend_from_slice(&q.offset.to_le_bytes());
     b.extend_from_slice(&q.top.to_le_bytes());
     match &q.select {
@@ -234,9 +341,11 @@ pub fn encode_skiptoken(q: &UsersQuery) -> String {
 pub fn decode_skiptoken(token: &str) -> Option<UsersQuery> {
     let b = URL_SAFE_NO_PAD.decode(token.trim()).ok()?;
     let version = *b.first()?;
-    if b.len() < 16 || !(version == 1 || version == 2) {
+    if b.len() < 16 || !(1..=4).contains(&version) {
         return None;
     }
+    let expand_manager = version > 2;
+    let version = if expand_manager { version - 2 } else { version };
     let (body, sum) = b.split_at(b.len() - 4);
     if checksum(body).to_le_bytes() != sum {
         return None;
@@ -270,6 +379,7 @@ pub fn decode_skiptoken(token: &str) -> Option<UsersQuery> {
         select,
         count: false,
         filter,
+        expand_manager,
     })
 }
 
@@ -416,6 +526,13 @@ pub fn write_page_repeating(
             out.extend_from_slice(b"\":");
             rec.write_property(p, out);
         }
+        if let Some(m) = rec.manager.as_ref().filter(|_| q.expand_manager) {
+            out.extend_from_slice(b",\"manager\":{\"@odata.type\":");
+            let _ = serde_json::to_writer(&mut *out, Tenant::manager_type(m));
+            out.extend_from_slice(b",\"id\":");
+            let _ = serde_json::to_writer(&mut *out, &tenant.manager_id(m));
+            out.push(b'}');
+        }
         out.push(b'}');
     };
     let mut repeated = 0;
@@ -460,54 +577,75 @@ mod tests {
     fn parses_select_and_top() {
         let q = parse(
             &pairs("$select=id,MAIL,assignedLicenses&$top=999"),
-            &[],
+            Access::default(),
             false,
             Refusals::default(),
         )
         .unwrap();
         assert_eq!(q.top, 999);
         assert_eq!(q.select, Some(vec!["id", "mail", "assignedLicenses"]));
-        let d = parse(&[], &[], false, Refusals::default()).unwrap();
+        let d = parse(&[], Access::default(), false, Refusals::default()).unwrap();
         assert_eq!((d.top, d.select), (100, None));
     }
 
     #[test]
     fn refuses_bad_queries() {
-        let e = parse(&pairs("$top=1000"), &[], false, Refusals::default()).unwrap_err();
+        let e = parse(
+            &pairs("$top=1000"),
+            Access::default(),
+            false,
+            Refusals::default(),
+        )
+        .unwrap_err();
         assert_eq!(
             e.message,
             "Invalid page size specified: '1000'. Must be between 1 and 999 inclusive."
         );
         assert_eq!(
-            parse(&pairs("$top=0"), &[], false, Refusals::default())
-                .unwrap_err()
-                .status,
+            parse(
+                &pairs("$top=0"),
+                Access::default(),
+                false,
+                Refusals::default()
+            )
+            .unwrap_err()
+            .status,
             StatusCode::BAD_REQUEST
         );
         assert_eq!(
-            parse(&pairs("$top=abc"), &[], false, Refusals::default())
-                .unwrap_err()
-                .status,
+            parse(
+                &pairs("$top=abc"),
+                Access::default(),
+                false,
+                Refusals::default()
+            )
+            .unwrap_err()
+            .status,
             StatusCode::BAD_REQUEST
         );
         let e = parse(
             &pairs("$select=id,favouriteColour"),
-            &[],
+            Access::default(),
             false,
             Refusals::default(),
         )
         .unwrap_err();
         assert!(e.message.contains("'favouriteColour'"), "{}", e.message);
         assert_eq!(
-            parse(&pairs("$select=skills"), &[], false, Refusals::default())
-                .unwrap_err()
-                .status,
+            parse(
+                &pairs("$select=skills"),
+                Access::default(),
+                false,
+                Refusals::default()
+            )
+            .unwrap_err()
+            .status,
             StatusCode::NOT_IMPLEMENTED
         );
         assert_eq!(
             parse(
                 &pairs("$select=signInActivity"),
-                &[],
+                Access::default(),
                 false,
                 Refusals::default()
             )
@@ -515,13 +653,116 @@ mod tests {
             .status,
             StatusCode::FORBIDDEN
         );
-        assert!(parse(&pairs("$count=true"), &[], false, Refusals::default()).is_err());
         assert!(
-            parse(&pairs("$count=true"), &[], true, Refusals::default())
-                .unwrap()
-                .count
+            parse(
+                &pairs("$count=true"),
+                Access::default(),
+                false,
+                Refusals::default()
+            )
+            .is_err()
         );
-        assert!(parse(&pairs("$top=5&$top=6"), &[], false, Refusals::default()).is_err());
+        assert!(
+            parse(
+                &pairs("$count=true"),
+                Access::default(),
+                true,
+                Refusals::default()
+            )
+            .unwrap()
+            .count
+        );
+        assert!(
+            parse(
+                &pairs("$top=5&$top=6"),
+                Access::default(),
+                false,
+                Refusals::default()
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn expand_manager_caps_pages_at_100_and_refuses_advanced_queries() {
+        let none = Refusals::default();
+        let q = parse(
+            &pairs("$expand=manager($select=id)&$top=999"),
+            Access::default(),
+            false,
+            none,
+        )
+        .unwrap();
+        assert!(q.expand_manager);
+        assert_eq!(q.top, MAX_EXPANDED_TOP);
+        let e = parse(
+            &pairs("$expand=manager&$count=true"),
+            Access::default(),
+            true,
+            none,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "Request_UnsupportedQuery");
+        assert!(parse(&pairs("$expand=manager"), Access::default(), true, none).is_err());
+        let e = parse(
+            &pairs("$expand=manager,memberOf"),
+            Access::default(),
+            false,
+            none,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("at least 2 items"), "{}", e.message);
+        assert!(
+            parse(
+                &pairs("$expand=directReports"),
+                Access::default(),
+                false,
+                none
+            )
+            .is_err()
+        );
+        // The skiptoken keeps the expansion.
+        let next = UsersQuery { offset: 100, ..q };
+        assert_eq!(decode_skiptoken(&encode_skiptoken(&next)), Some(next));
+    }
+
+    #[test]
+    fn sign_in_activity_needs_the_role_and_a_premium_tenant_and_pages_of_500() {
+        let none = Refusals::default();
+        let roles = vec!["AuditLog.Read.All".to_string()];
+        let ask = "$select=id,signInActivity&$top=999";
+        let premium = Access {
+            roles: &roles,
+            premium: true,
+        };
+        let q = parse(&pairs(ask), premium, false, none).unwrap();
+        assert_eq!(q.top, MAX_SIGN_IN_TOP);
+        assert_eq!(q.select, Some(vec!["id", SIGN_IN_ACTIVITY]));
+        let e = parse(
+            &pairs(ask),
+            Access {
+                roles: &roles,
+                premium: false,
+            },
+            false,
+            none,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.code,
+            "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
+        );
+        let e = parse(
+            &pairs(ask),
+            Access {
+                roles: &[],
+                premium: true,
+            },
+            false,
+            none,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "Authorization_RequestDenied");
     }
 
     #[test]
@@ -532,6 +773,7 @@ mod tests {
             select: Some(vec!["id", "displayName"]),
             count: false,
             filter: None,
+            expand_manager: false,
         };
         let t = encode_skiptoken(&q);
         assert_eq!(decode_skiptoken(&t), Some(q.clone()));
@@ -555,7 +797,7 @@ mod tests {
         assert_eq!(
             parse(
                 &pairs(&format!("$skiptoken={t}")),
-                &[],
+                Access::default(),
                 false,
                 Refusals::default()
             )
@@ -564,7 +806,7 @@ mod tests {
         );
         let e = parse(
             &pairs(&format!("$skiptoken={t}&$top=999")),
-            &[],
+            Access::default(),
             false,
             Refusals::default(),
         )
@@ -592,6 +834,7 @@ mod tests {
             select: Some(vec!["mail", "displayName"]),
             count: false,
             filter: None,
+            expand_manager: false,
         };
         let mut out = Vec::new();
         write_page(&t, &q, 0, "http://127.0.0.1:1", None, &mut out);

@@ -42,13 +42,14 @@ pub fn stored_link(staging: &Staging, connector: &str) -> Result<Option<StoredLi
 }
 
 /// Replaces `connector`'s stored link with `link` (none: the run ended without one) for the
-/// snapshot now at `run_id`.
+/// snapshot now at `run_id`; `manager` says whether its walk selected the manager.
 pub fn store_link(
     staging: &Staging,
     connector: &str,
     tenant_id: &str,
     link: Option<&str>,
     run_id: &str,
+    manager: bool,
 ) -> Result<()> {
     let conn = &staging.conn;
     conn.execute(
@@ -58,7 +59,7 @@ pub fn store_link(
     .and_then(|_| {
         conn.execute(
             "INSERT INTO delta_links VALUES (?, ?, ?, ?, ?, now()::TIMESTAMP)",
-            duckdb::params![connector, tenant_id, user_select(), link, run_id],
+            duckdb::params![connector, tenant_id, user_select(manager), link, run_id],
         )
     })
     .map_err(|e| db_error(&staging.path, "storing the delta link", e))?;

@@ -122,6 +122,14 @@ fn in_transaction(staging: &Staging, inputs: &Inputs) -> Result<Transformed> {
     let filtered_out = users - count("SELECT count(*) FROM int_people WHERE kept_by_date_filter")?;
     let kept = count("SELECT count(*) FROM out_people")?;
     let rejected = count("SELECT count(*) FROM out_rejects")?;
+    let managers = warnings::UnresolvedManagers {
+        not_in_run_users: count(
+            "SELECT count(*) FROM int_people WHERE manager_unresolved = 'not_in_run_users'",
+        )?,
+        org_contacts: count(
+            "SELECT count(*) FROM int_people WHERE manager_unresolved = 'org_contact'",
+        )?,
+    };
     let t = Instant::now();
     persist::persist(staging, &audit_findings)?;
     runner.timed("persist", kept, t);
@@ -130,7 +138,7 @@ fn in_transaction(staging: &Staging, inputs: &Inputs) -> Result<Transformed> {
     runner.timed("people_sha256", kept, t);
     let unmatched = unmatched_rows(staging)?;
 
-    let warnings = warnings::run_warnings(manifest, &audit_findings, rejected);
+    let warnings = warnings::run_warnings(manifest, &audit_findings, rejected, managers);
     let seconds = inputs.started.elapsed().as_secs_f64();
     staging.record_transform(&TransformRecord {
         manifest,

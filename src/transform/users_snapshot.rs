@@ -78,6 +78,7 @@ pub fn sync_snapshot(
         &manifest.tenant_id,
         users.delta.delta_link.as_deref(),
         &manifest.run_id,
+        users.managers,
     )?;
     let replayed: Vec<String> = chain
         .iter()
@@ -205,11 +206,23 @@ fn apply(
     let full = s.delta.sync == Some(SyncKind::Full);
     let c = quote_literal(connector);
     let r = quote_literal(run_id);
+    // A delta record carries `manager@delta` only when the manager changed (or on the first
+    // round): one without it keeps the manager the snapshot had, so it is carried over.
     let replace = if full {
         format!("DELETE FROM users_current WHERE connector = {c};")
     } else {
         format!(
-            "DELETE FROM users_current WHERE connector = {c}
+            "UPDATE _users_in AS n
+                 SET record = json_merge_patch(n.record, json_object(
+                     'manager@delta', json_extract(o.record, '$.\"manager@delta\"'),
+                     'manager', json_extract(o.record, '$.manager')))::VARCHAR
+             FROM users_current o
+             WHERE o.connector = {c} AND o.id = n.id AND NOT n.removed
+               AND json_extract(n.record, '$.\"manager@delta\"') IS NULL
+               AND json_extract(n.record, '$.manager') IS NULL
+               AND (json_extract(o.record, '$.\"manager@delta\"') IS NOT NULL
+                    OR json_extract(o.record, '$.manager') IS NOT NULL);
+             DELETE FROM users_current WHERE connector = {c}
                  AND id IN (SELECT id FROM _users_in WHERE id IS NOT NULL);"
         )
     };

@@ -12,6 +12,7 @@ mod faults;
 mod incremental;
 mod load;
 mod partitioned;
+mod people;
 mod realworld;
 mod report;
 mod serve;
