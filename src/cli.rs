@@ -200,6 +200,9 @@ pub struct BenchArgs {
     /// Measure the extract only (transform and load do not depend on latency).
     #[arg(long)]
     pub extract_only: bool,
+    /// `[pipeline] manager = true`: the users walk expands each user's manager (pages of 100).
+    #[arg(long)]
+    pub manager: bool,
     /// Where the connector file and data go (default: a fresh folder under the temp dir,
     /// removed afterwards).
     #[arg(long, value_name = "DIR")]

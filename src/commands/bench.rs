@@ -14,7 +14,7 @@ use crate::cli::BenchArgs;
 use crate::error::{Error, Result};
 use crate::manifest::{RunManifest, committed_runs};
 use crate::sim::{SimOptions, SimStats};
-use crate::streams::USERS_PAGE_SIZE;
+use crate::streams::users_page_size;
 
 /// One stage as a measured child process.
 #[derive(Debug, Clone, Copy)]
@@ -60,7 +60,7 @@ fn bench_in(exe: &Path, dir: &Path, args: &BenchArgs) -> Result<String> {
         .map_err(|e| Error::io("starting the simulator", e))?;
     let outcome = (|| {
         wait_for_port(port)?;
-        let config = write_connector(dir, &opts, port, args.concurrency)?;
+        let config = write_connector(dir, &opts, port, args.concurrency, args.manager)?;
         let mut stages = Vec::new();
         let all = ["extract", "transform", "load"];
         for stage in all.into_iter().take(if args.extract_only { 1 } else { 3 }) {
@@ -95,11 +95,17 @@ fn wait_for_port(port: u16) -> Result<()> {
     )))
 }
 
-fn write_connector(dir: &Path, opts: &SimOptions, port: u16, concurrency: u64) -> Result<PathBuf> {
+fn write_connector(
+    dir: &Path,
+    opts: &SimOptions,
+    port: u16,
+    concurrency: u64,
+    manager: bool,
+) -> Result<PathBuf> {
     let secret = dir.join("secret");
     write_private(&secret, opts.client_secret.as_bytes())?;
     let text = format!(
-        "[connector]\nname = \"bench\"\n[tenant]\ntenant_id = \"{}\"\nclient_id = \"{}\"\nclient_secret_file = \"secret\"\nlogin_url = \"http://127.0.0.1:{port}\"\ngraph_url = \"http://127.0.0.1:{port}\"\n[filter]\ndate_filter_days = 30\n[pipeline]\ndata_dir = \"data\"\nusers_concurrency = {concurrency}\n",
+        "[connector]\nname = \"bench\"\n[tenant]\ntenant_id = \"{}\"\nclient_id = \"{}\"\nclient_secret_file = \"secret\"\nlogin_url = \"http://127.0.0.1:{port}\"\ngraph_url = \"http://127.0.0.1:{port}\"\n[filter]\ndate_filter_days = 30\n[pipeline]\ndata_dir = \"data\"\nusers_concurrency = {concurrency}\nmanager = {manager}\n",
         opts.tenant_id, opts.client_id
     );
     let path = dir.join("connector.toml");
@@ -242,7 +248,10 @@ fn report(
     let users_requests = users_stream.map_or(0, |s| s.calls.requests);
     let walk = users_stream.and_then(|s| s.partitions.clone());
     let ranges = walk.as_ref().map_or(1, |w| w.ranges);
-    let serial_pages = args.users.max(1).div_ceil(u64::from(USERS_PAGE_SIZE));
+    let serial_pages = args
+        .users
+        .max(1)
+        .div_ceil(u64::from(users_page_size(args.manager)));
     // The users walk's formula: one probe, the pages, and the wasted first page of every
     // range split again (a serial walk: the pages alone).
     let splits = walk.as_ref().map_or(0, |w| w.splits);
@@ -255,8 +264,8 @@ fn report(
     // report calls and one token.
     let minimum = formula + 1 + 1 + 1 + 8 + 1;
     let mut out = format!(
-        "bench: {} users, simulator latency {} ms ± {} ms, users_concurrency {}, run {run}\n\n",
-        args.users, args.latency_ms, args.jitter_ms, args.concurrency
+        "bench: {} users, simulator latency {} ms ± {} ms, users_concurrency {}, manager {}, run {run}\n\n",
+        args.users, args.latency_ms, args.jitter_ms, args.concurrency, args.manager
     );
     out.push_str("| stage | seconds | users/s | peak RSS |\n|---|---:|---:|---:|\n");
     for (stage, s) in stages {

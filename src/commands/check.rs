@@ -45,6 +45,132 @@ impl Status {
     }
 }
 
+/// Pages of a walk of `users` at `page` a page, and the seconds they take at 1.5 s a page
+/// with `slots` requests at once (Graph's observed page time, graph-perf.md §1).
+fn walk_cost(users: u64, page: u32, slots: u64) -> (u64, f64) {
+    let pages = users.div_ceil(u64::from(page)).max(1);
+    (pages, pages.div_ceil(slots.max(1)) as f64 * 1.5)
+}
+
+/// The manager and sign-in activity lines: whether they are read, whether Graph serves them
+/// here, and what they cost for this tenant's size (from `$count`).
+async fn people_attributes(
+    list: &mut Checklist,
+    client: &GraphClient,
+    cfg: &Config,
+    stats: &CallStats,
+) {
+    use crate::config::SignInActivity;
+    use crate::graph::Headers;
+    use crate::graph::rate_limit::{Budget, SIGN_IN_REQUESTS, SIGN_IN_WINDOW};
+    use crate::streams::{
+        SIGN_IN_PAGE_SIZE, SIGN_IN_SELECT, USERS_EXPANDED_PAGE_SIZE, USERS_PAGE_SIZE,
+    };
+
+    let counted = Headers {
+        eventual: true,
+        ..Headers::default()
+    };
+    let users = match client.v1("/users?$select=id&$top=1&$count=true") {
+        Ok(url) => client
+            .get_graph_with(&url, stats, "the users count", counted, |r| {
+                Page::parse(r.body, r.ids)
+            })
+            .await
+            .ok()
+            .and_then(|p| p.count),
+        Err(_) => None,
+    };
+    let n = users.unwrap_or(0);
+    let size = users.map_or("this tenant".to_string(), |n| {
+        format!("{} users", crate::human::thousands(n))
+    });
+    let slots = cfg.pipeline.users_concurrency;
+    let (plain, plain_s) = walk_cost(n, USERS_PAGE_SIZE, slots);
+    let (expanded, expanded_s) = walk_cost(n, USERS_EXPANDED_PAGE_SIZE, slots);
+    let cost = format!(
+        "Graph caps /users pages with $expand=manager at 100 users: {size} is {expanded} requests instead of {plain} (about {expanded_s:.0} s instead of {plain_s:.0} s at 1.5 s a page, {slots} at once)"
+    );
+    if cfg.pipeline.manager {
+        list.push(Status::Pass, "manager", format!("read. {cost}"), None);
+    } else {
+        list.push(
+            Status::Pass,
+            "manager",
+            format!("not read ([pipeline] manager = false). {cost}"),
+            Some("set [pipeline] manager = true to export User.Manager, User.ManagerEmail and User.ManagerId".into()),
+        );
+    }
+
+    let pages = n.div_ceil(u64::from(SIGN_IN_PAGE_SIZE)).max(1) + 1;
+    let floor =
+        (pages.saturating_sub(1) / SIGN_IN_REQUESTS as u64) as f64 * SIGN_IN_WINDOW.as_secs_f64();
+    let sign_in_cost = format!(
+        "{size} is {pages} requests at Graph's limit of {SIGN_IN_REQUESTS} per {} s: at least {:.1} min beside the users walk",
+        SIGN_IN_WINDOW.as_secs(),
+        floor / 60.0
+    );
+    let held = matches!(client.granted_roles().await, Ok(Some(r)) if r.iter().any(|r| r == "AuditLog.Read.All"));
+    let setting = cfg.pipeline.sign_in_activity;
+    let grant = "grant the app the application permission AuditLog.Read.All with admin consent (Entra admin center > App registrations > API permissions)";
+    if setting == SignInActivity::Off {
+        list.push(
+            Status::Pass,
+            "sign-in activity",
+            format!("not read (sign_in_activity = \"off\"). {sign_in_cost}"),
+            None,
+        );
+        return;
+    }
+    if setting == SignInActivity::Auto && !held {
+        list.push(
+            Status::Pass,
+            "sign-in activity",
+            format!("not read: the app lacks AuditLog.Read.All (sign_in_activity = \"auto\"). {sign_in_cost}"),
+            Some(format!("to read last sign-in dates (User.LastSignInDate, and the date filter), {grant}; the tenant needs Entra ID P1 or P2")),
+        );
+        return;
+    }
+    let probe = Headers {
+        budget: Budget::IdentityReports,
+        ..Headers::default()
+    };
+    let answer = match client.v1(&format!("/users?$select={SIGN_IN_SELECT}&$top=1")) {
+        Ok(url) => client
+            .get_graph_with(&url, stats, "sign-in activity", probe, |r| {
+                Page::parse(r.body, r.ids)
+            })
+            .await
+            .map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match answer {
+        Ok(()) => list.push(
+            Status::Pass,
+            "sign-in activity",
+            format!("available. {sign_in_cost}"),
+            None,
+        ),
+        Err(crate::graph::GraphError::Api {
+            status: 403, code, ..
+        }) => {
+            let premium =
+                code.eq_ignore_ascii_case("Authentication_RequestFromNonPremiumTenantOrB2CTenant");
+            list.push(
+                Status::Warn,
+                "sign-in activity",
+                format!("refused by Graph (403 {code}): runs go on without sign-in dates"),
+                Some(if premium {
+                    "the tenant needs an Entra ID P1 or P2 licence (Microsoft 365 E3/E5 include P1), or set [pipeline] sign_in_activity = \"off\"".into()
+                } else {
+                    format!("{grant}, or set [pipeline] sign_in_activity = \"off\"")
+                }),
+            )
+        }
+        Err(e) => list.push(Status::Warn, "sign-in activity", e.to_string(), None),
+    }
+}
+
 /// The outcome of `check`.
 #[derive(Debug, Clone)]
 pub struct Checklist {
@@ -280,6 +406,7 @@ pub async fn check(path: &Path) -> Checklist {
         ),
         Err(e) => list.push(Status::Fail, "users", e.to_string(), None),
     }
+    people_attributes(&mut list, &client, &cfg, &stats).await;
     match graph_check("/organization").await {
         Ok(p) => {
             let name = (!p.is_empty())

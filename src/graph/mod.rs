@@ -418,13 +418,18 @@ impl GraphClient {
                 req
             };
             self.wait_for_pause().await;
-            if headers.budget == rate_limit::Budget::IdentityReports {
-                self.identity_reports.acquire().await;
-            }
+            let permit = match headers.budget {
+                rate_limit::Budget::IdentityReports => Some(self.identity_reports.acquire().await),
+                rate_limit::Budget::ResourceUnits => None,
+            };
             let token = self.token().await?;
             let req = req.bearer_auth(token.expose());
             CallStats::bump(&stats.requests, 1);
-            let resp = match req.send().await {
+            let sent = req.send().await;
+            if let Some(p) = permit {
+                self.identity_reports.answered(p).await;
+            }
+            let resp = match sent {
                 Ok(r) => r,
                 Err(e) => {
                     let failure = NetFailure::classify(&e, false);

@@ -26,13 +26,24 @@ pub const SIGN_IN_WINDOW: Duration = Duration::from_secs(10);
 /// Kept on top of the window: requests leave here and arrive at Graph a little apart.
 const MARGIN: Duration = Duration::from_millis(500);
 
-/// At most `max` requests sent in any `window` (a sliding log of send times).
+/// At most `max` requests in any `window` as Graph counts them. Graph sees a request some
+/// time between its sending and its answer, and a busy network or server stretches that, so
+/// each request counts from when its answer came ([`SlidingWindow::answered`]): the next
+/// request leaves only once the `max`-th latest answer is a whole window old, and then no
+/// `max + 1` arrivals can fall within one window, whatever the delays.
 #[derive(Debug)]
 pub struct SlidingWindow {
     max: usize,
     window: Duration,
-    sent: Mutex<VecDeque<Instant>>,
+    /// (permit, when it was sent, or answered once it was)
+    sent: Mutex<VecDeque<(u64, Instant)>>,
+    next: std::sync::atomic::AtomicU64,
 }
+
+/// A request counted against a [`SlidingWindow`]; hand it back when its answer came.
+#[derive(Debug)]
+#[must_use]
+pub struct Permit(u64);
 
 impl SlidingWindow {
     pub fn new(max: usize, window: Duration) -> SlidingWindow {
@@ -40,6 +51,7 @@ impl SlidingWindow {
             max: max.max(1),
             window: window + MARGIN,
             sent: Mutex::new(VecDeque::new()),
+            next: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -50,23 +62,31 @@ impl SlidingWindow {
 
     /// Waits until one more request fits, and counts it as sent now. Waiters queue in turn
     /// (the lock is held while waiting), so none is starved.
-    pub async fn acquire(&self) {
+    pub async fn acquire(&self) -> Permit {
         let mut sent = self.sent.lock().await;
         loop {
             let now = Instant::now();
-            while sent
-                .front()
-                .is_some_and(|t| now.duration_since(*t) >= self.window)
-            {
-                sent.pop_front();
-            }
+            // Only answered (or sent) times a whole window old leave; the log is kept in
+            // order of its times by `answered`.
+            sent.retain(|(_, t)| now.duration_since(*t) < self.window);
             if sent.len() < self.max {
-                sent.push_back(now);
-                return;
+                let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                sent.push_back((id, now));
+                return Permit(id);
             }
-            if let Some(oldest) = sent.front().copied() {
-                tokio::time::sleep_until(oldest + self.window).await;
-            }
+            let oldest = sent.iter().map(|(_, t)| *t).min().unwrap_or(now);
+            // Wake at the oldest's end, or sooner: an answer may move a time later, never
+            // earlier, so waking early only loops.
+            tokio::time::sleep_until(oldest + self.window).await;
+        }
+    }
+
+    /// The answer to `permit`'s request came (or it failed): it counts from now.
+    pub async fn answered(&self, permit: Permit) {
+        let now = Instant::now();
+        let mut sent = self.sent.lock().await;
+        if let Some(e) = sent.iter_mut().find(|(id, _)| *id == permit.0) {
+            e.1 = now;
         }
     }
 }
@@ -81,8 +101,9 @@ mod tests {
         let start = Instant::now();
         let mut times = Vec::new();
         for _ in 0..7 {
-            w.acquire().await;
+            let p = w.acquire().await;
             times.push(start.elapsed());
+            w.answered(p).await;
         }
         // Three at once, three more once the window (and margin) passed, then one more.
         let spaced = Duration::from_millis(600);
@@ -91,5 +112,17 @@ mod tests {
         for i in 3..times.len() {
             assert!(times[i] - times[i - 3] >= spaced, "{times:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_request_counts_from_its_answer() {
+        let w = SlidingWindow::new(1, Duration::from_millis(100));
+        let p = w.acquire().await;
+        // The answer takes 300 ms: the next request waits a window (and margin) after it.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let answered = Instant::now();
+        w.answered(p).await;
+        let _ = w.acquire().await;
+        assert!(answered.elapsed() >= Duration::from_millis(600));
     }
 }
