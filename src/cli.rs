@@ -61,7 +61,8 @@ pub enum Command {
     Runs(ConfigArg),
     /// Write a run's report: one self-contained HTML page (no scripts, no external files) with
     /// who was imported and why others were left out, licences, activity, Office usage,
-    /// warnings with their fixes, timings and recent runs. `run` writes it automatically.
+    /// identity hygiene, warnings with their fixes, timings and recent runs. `run` writes it
+    /// automatically.
     Report(ReportArgs),
     /// Query the staging database (read-only), e.g. `sql -c FILE "SELECT count(*) FROM people"`.
     Sql(SqlArgs),
@@ -116,7 +117,7 @@ pub struct SqlArgs {
     pub config: PathBuf,
     /// The query; tables: runs, run_streams, landed_files, run_steps, people, rejects,
     /// report_rows_unmatched, license_counts, usage_by_service, last_seen_histogram,
-    /// office_usage, stg_*, int_people, out_*. Several statements may precede the last one
+    /// office_usage, identity_hygiene, stg_*, int_people, out_*. Several statements may precede the last one
     /// (e.g. `SET VARIABLE run_id = '…';` before a report query of sql/report/). A query may
     /// start with a `--` comment, as the files under sql/ do.
     #[arg(allow_hyphen_values = true)]

@@ -130,7 +130,7 @@ pub fn page(d: &ReportData) -> String {
     );
     header(&mut s, d);
     s.push_str(
-        r##"<nav><a href="#funnel">Imported</a> <a href="#licences">Licences</a> <a href="#activity">Activity</a> <a href="#office">Office</a> <a href="#warnings">Warnings</a> <a href="#run">Run</a> <a href="#history">History</a></nav>
+        r##"<nav><a href="#funnel">Imported</a> <a href="#licences">Licences</a> <a href="#activity">Activity</a> <a href="#office">Office</a> <a href="#identity">Identity</a> <a href="#warnings">Warnings</a> <a href="#run">Run</a> <a href="#history">History</a></nav>
 <main>
 "##,
     );
@@ -138,6 +138,7 @@ pub fn page(d: &ReportData) -> String {
     licences(&mut s, d);
     activity(&mut s, d);
     office(&mut s, d);
+    identity(&mut s, d);
     warnings(&mut s, d);
     run_details(&mut s, d);
     history(&mut s, d);
@@ -663,6 +664,70 @@ fn office(s: &mut String, d: &ReportData) {
     s.push_str("</section>\n");
 }
 
+fn identity(s: &mut String, d: &ReportData) {
+    section_start(
+        s,
+        "identity",
+        "Identity hygiene",
+        "Directory problems to fix in Entra ID, over every user Graph returned for this run (exported or not): people without a manager or with one that is not a user, enabled accounts nobody signs in to, email addresses several people carry, and accounts directory sync no longer keeps up to date.",
+    );
+    let t = d.table("identity");
+    if !unavailable(s, d, t, true) {
+        s.push_str("<table class=\"identity\"><thead><tr><th>Check</th><th class=\"r\">People</th><th class=\"r\">Of</th><th class=\"r\">Share</th><th>What to do</th></tr></thead><tbody>\n");
+        for i in 0..t.len() {
+            let status = t.get(i, "status").text();
+            let badge = match status.as_str() {
+                "finding" => r#" <span class="badge busy">to fix</span>"#,
+                "ok" => r#" <span class="badge ok">ok</span>"#,
+                "not_read" => r#" <span class="badge">not read</span>"#,
+                _ => "",
+            };
+            let mut what = format!("<b>{}</b>{badge}", esc(&t.get(i, "title").text()));
+            if t.get(i, "addresses") != &Cell::Null {
+                let _ = write!(
+                    what,
+                    "<br>{} addresses, carried by {} people",
+                    num("span", t, "identity", true, i, "addresses", Fmt::Int),
+                    num("span", t, "identity", true, i, "users", Fmt::Int)
+                );
+            }
+            let examples = t.get(i, "examples").text();
+            let lines: Vec<&str> = examples.lines().filter(|l| !l.is_empty()).collect();
+            if !lines.is_empty() {
+                // Shared addresses list one address a line; the other checks one user.
+                let listed = match t.get(i, "addresses") {
+                    Cell::Null => t.get(i, "users"),
+                    n => n,
+                };
+                let shown = match listed.as_i64() {
+                    Some(n) if n > lines.len() as i64 => format!(", the first {}", lines.len()),
+                    _ => String::new(),
+                };
+                let _ = write!(
+                    what,
+                    "<br><small>Examples{shown}:</small><ul class=\"examples\">"
+                );
+                for l in lines {
+                    let _ = write!(what, "<li>{}</li>", esc(l));
+                }
+                what.push_str("</ul>");
+            }
+            let _ = writeln!(
+                s,
+                r#"<tr class="{}" data-check="{}"><td>{what}</td>{}{}{}<td>{}</td></tr>"#,
+                esc(&status),
+                esc(&t.get(i, "check_name").text()),
+                td(t, "identity", i, "users", Fmt::Int),
+                td(t, "identity", i, "of_users", Fmt::Int),
+                td(t, "identity", i, "pct", Fmt::Pct),
+                esc(&t.get(i, "fix").text()),
+            );
+        }
+        s.push_str("</tbody></table>\n<p class=\"hint\"><i>Of</i> is the users each check looked at: all of them, the enabled ones (sign-ins), those with a manager (unresolved managers) or the synced ones (stale sync). Examples are the first 10 at most; <code>m365-connector sql -c FILE \"$(cat sql/report/report_identity.sql)\"</code> gives the same figures.</p>\n");
+    }
+    s.push_str("</section>\n");
+}
+
 fn warnings(s: &mut String, d: &ReportData) {
     section_start(
         s,
@@ -877,6 +942,8 @@ svg .tick{fill:var(--mute);font-size:11px}
 ul.warnings{list-style:none;padding:0}
 ul.warnings li{border-left:5px solid var(--out);background:#fdf7e7;padding:8px 12px;margin:0 0 8px}
 ul.warnings li.bad{border-color:var(--rej);background:#fbeeed}
+ul.examples{margin:4px 0 0;padding-left:18px;font-size:12px;color:var(--mute);overflow-wrap:anywhere}
+tr.finding>td:first-child{border-left:4px solid var(--out)}
 details{margin:4px 0 10px}summary{cursor:pointer;color:var(--all)}
 footer{color:var(--mute);font-size:12px;margin:30px 0 40px;border-top:1px solid var(--line);padding-top:8px}
 @media print{
@@ -902,6 +969,71 @@ mod tests {
             esc(r#"<a href='x'>"&"</a>"#),
             "&lt;a href=&#39;x&#39;&gt;&quot;&amp;&quot;&lt;/a&gt;"
         );
+    }
+
+    #[test]
+    fn identity_examples_are_escaped_and_bounded_in_words() {
+        let text = |v: &str| Cell::Text(v.into());
+        let run = Table {
+            columns: vec!["transform_status".into()],
+            rows: vec![vec![text("succeeded")]],
+            missing: false,
+        };
+        let cols = [
+            "check_name",
+            "status",
+            "title",
+            "users",
+            "of_users",
+            "pct",
+            "addresses",
+            "examples",
+            "fix",
+        ];
+        let identity = Table {
+            columns: cols.iter().map(|c| c.to_string()).collect(),
+            rows: vec![
+                vec![
+                    text("shared_address"),
+                    text("finding"),
+                    text("Shared"),
+                    Cell::Int(30),
+                    Cell::Int(1000),
+                    Cell::Num(3.0),
+                    Cell::Int(12),
+                    text("<x>@y: a@y, b@y\n'q'@y: c@y, d@y"),
+                    text("remove it & more"),
+                ],
+                vec![
+                    text("no_manager"),
+                    text("not_read"),
+                    text("No manager"),
+                    Cell::Null,
+                    Cell::Null,
+                    Cell::Null,
+                    Cell::Null,
+                    text(""),
+                    text("Not read by this run."),
+                ],
+            ],
+            missing: false,
+        };
+        let d = ReportData {
+            run_id: "r1".into(),
+            tables: [("run", run), ("identity", identity)].into_iter().collect(),
+        };
+        let mut s = String::new();
+        super::identity(&mut s, &d);
+        assert!(s.contains("<li>&lt;x&gt;@y: a@y, b@y</li><li>&#39;q&#39;@y: c@y, d@y</li>"));
+        // Two of twelve addresses listed (not "of thirty people").
+        assert!(s.contains("Examples, the first 2:"), "{s}");
+        assert!(s.contains("remove it &amp; more"));
+        assert!(s.contains(r#"data-metric="identity.shared_address.addresses" data-value="12""#));
+        assert!(s.contains(
+            r#"<td class="n" data-metric="identity.no_manager.users" data-value="">–</td>"#
+        ));
+        assert!(s.contains(r#"<span class="badge">not read</span>"#));
+        assert!(!s.contains("<x>"));
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! `report`: one run as a self-contained HTML page an admin can open offline, print, or mail:
 //! who was imported and why others were left out, licences that could be reclaimed, activity
-//! per service, Office usage, warnings with their fixes, timings, and the last runs.
+//! per service, Office usage, identity hygiene (managers, sign-ins, shared addresses,
+//! directory sync), warnings with their fixes, timings, and the last runs.
 //!
 //! Every figure on the page is the result of a query under `sql/report/` (one SELECT per
 //! section, parameterised by the `run_id` variable), so `m365-connector sql` gives the same
 //! numbers. The queries read the staging database read-only: the per-run aggregates they need
 //! are persisted by the transform (`usage_by_service`, `last_seen_histogram`,
-//! `office_usage`, `license_counts`), never the wide per-user tables.
+//! `office_usage`, `license_counts`, `identity_hygiene`), never the wide per-user tables.
 //!
 //! [`html`] lays the page out (and escapes every value from data), [`svg`] draws the charts.
 
@@ -58,6 +59,7 @@ pub const QUERIES: &[Query] = &[
     report_query!("last_seen", true),
     report_query!("activations", true),
     report_query!("apps", true),
+    report_query!("identity", true),
     report_query!("warnings", true),
     report_query!("stages", true),
     report_query!("requests", true),

@@ -134,6 +134,10 @@ pub const MODELS: &[Model] = &[
         "intermediate/int_office_usage",
         include_str!("../../sql/intermediate/int_office_usage.sql"),
     ),
+    model(
+        "intermediate/int_identity_hygiene",
+        include_str!("../../sql/intermediate/int_identity_hygiene.sql"),
+    ),
     Model {
         after_mapping: true,
         ..model(

@@ -1,6 +1,6 @@
 //! What a transform keeps of a run across runs: its people, rejects, unmatched report rows,
-//! licence counts and report aggregates (tables declared in `sql/meta/`, except `people`,
-//! whose columns follow the mapping), and the hash of its people.
+//! licence counts and report aggregates, identity hygiene among them (tables declared in
+//! `sql/meta/`, except `people`, whose columns follow the mapping), and the hash of its people.
 
 use duckdb::params;
 use sha2::{Digest, Sha256};
@@ -68,6 +68,8 @@ const PERSIST_REPORT_AGGREGATES: &str = "
     INSERT INTO last_seen_histogram BY NAME SELECT getvariable('run_id') AS run_id, * FROM int_last_seen_histogram;
     DELETE FROM office_usage WHERE run_id = getvariable('run_id');
     INSERT INTO office_usage BY NAME SELECT getvariable('run_id') AS run_id, * FROM int_office_usage;
+    DELETE FROM identity_hygiene WHERE run_id = getvariable('run_id');
+    INSERT INTO identity_hygiene BY NAME SELECT getvariable('run_id') AS run_id, * FROM int_identity_hygiene;
     DELETE FROM audit_findings WHERE run_id = getvariable('run_id');
 ";
 

@@ -16,13 +16,13 @@ use m365_connector::pipeline::{self, RunOutcome};
 use m365_connector::report::{self, QUERIES};
 use m365_connector::sim::{SimOptions, Simulator};
 
-use crate::util::{TempDir, lit, sim_options, sim_with_config};
+use crate::util::{TempDir, duck, lit, sim_options, sim_with_config};
 
 const BIN: &str = env!("CARGO_BIN_EXE_m365-connector");
 
 /// Every section the page must have (`data-section`), in page order.
 const SECTIONS: &[&str] = &[
-    "run", "funnel", "licences", "activity", "office", "warnings", "history",
+    "run", "funnel", "licences", "activity", "office", "identity", "warnings", "history",
 ];
 
 fn unescape(s: &str) -> String {
@@ -501,4 +501,282 @@ async fn the_page_does_not_grow_with_the_tenant() {
     // Every section is an aggregate of bounded size: 20x the users, a few digits more.
     assert!(sizes[1] < sizes[0] + 4 * 1024, "{sizes:?}");
     assert!(sizes[1] < 200 * 1024, "{sizes:?}");
+}
+
+/// The identity-hygiene rows of a page: `data-check` → the row's text (tags stripped) and
+/// its figures (`users`, `of_users`, `addresses`, as `data-value`).
+fn identity_rows(html: &str) -> BTreeMap<String, (String, BTreeMap<String, String>)> {
+    let mut out: BTreeMap<String, (String, BTreeMap<String, String>)> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for t in parse(html) {
+        if t.name == "tr" && t.closing {
+            current = None;
+            continue;
+        }
+        if t.name == "tr"
+            && let Some(c) = t.attrs.get("data-check")
+        {
+            current = Some(c.clone());
+        }
+        let Some(c) = &current else { continue };
+        let row = out.entry(c.clone()).or_default();
+        row.0.push_str(&t.text);
+        if let Some(m) = t.attrs.get("data-metric")
+            && let Some(col) = m.strip_prefix(&format!("identity.{c}."))
+        {
+            row.1.insert(col.to_string(), t.attrs["data-value"].clone());
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_hygiene_counts_what_the_directory_holds() {
+    // The default connector file reads neither managers nor sign-ins.
+    let (_dir, _sim, cfg, outcome) = run(&sim_options(2_000, 86), "report-identity", "").await;
+    let run_id = outcome.extracted.run_id.clone();
+    let html = read_report(&outcome);
+    check_figures(&cfg, &run_id, &html);
+    let rows = identity_rows(&html);
+    let order: Vec<&str> = rows.keys().map(String::as_str).collect();
+    assert_eq!(order.len(), 9, "{order:?}");
+
+    // Independently of the transform: the same facts from the landed Graph records.
+    let m = &outcome.extracted.manifest;
+    let files: Vec<String> = m.streams["users"]
+        .files
+        .iter()
+        .map(|f| lit(&outcome.extracted.dir.join(&f.file).display().to_string()))
+        .collect();
+    let users = format!(
+        "(SELECT DISTINCT json_extract_string(record, '$.id') AS id, record FROM read_parquet([{}]))",
+        files.join(", ")
+    );
+    let shared = duck(&format!(
+        "WITH u AS {users},
+         a AS (
+             SELECT id, lower(json_extract_string(record, '$.mail')) AS addr FROM u
+             UNION SELECT id, lower(substr(x, 6)) FROM u, unnest(json_extract_string(record, '$.proxyAddresses[*]')) t(x)
+                   WHERE lower(x) LIKE 'smtp:%'
+             UNION SELECT id, lower(x) FROM u, unnest(json_extract_string(record, '$.otherMails[*]')) t(x)
+         ),
+         s AS (SELECT addr FROM a WHERE addr IS NOT NULL GROUP BY addr HAVING count(DISTINCT id) > 1)
+         SELECT (SELECT count(*) FROM s)::VARCHAR,
+                (SELECT count(DISTINCT id) FROM a SEMI JOIN s USING (addr))::VARCHAR,
+                (SELECT count(*) FROM a WHERE addr = 'it-helpdesk@contoso.com')::VARCHAR"
+    ));
+    let (addresses, people, helpdesk) = (
+        shared[0][0].clone().unwrap(),
+        shared[0][1].clone().unwrap(),
+        shared[0][2].clone().unwrap(),
+    );
+    let (text, figures) = &rows["shared_address"];
+    assert_eq!(figures["addresses"], addresses, "{text}");
+    assert_eq!(figures["users"], people, "{text}");
+    // The planted helpdesk address, and at least one alias that is someone else's mail.
+    let helpdesk: u64 = helpdesk.parse().unwrap();
+    assert!(
+        helpdesk >= 2,
+        "the simulator plants it-helpdesk@contoso.com: {helpdesk}"
+    );
+    assert!(addresses.parse::<u64>().unwrap() >= 2, "{addresses}");
+    assert!(
+        text.contains("it-helpdesk@contoso.com: "),
+        "the shared address is an example: {text}"
+    );
+    assert!(
+        text.contains("remove it from everyone but its owner"),
+        "{text}"
+    );
+
+    let sync = duck(&format!(
+        "WITH u AS {users}, s AS (
+             SELECT json_extract(record, '$.onPremisesSyncEnabled')::BOOLEAN AS enabled,
+                    json_extract_string(record, '$.onPremisesLastSyncDateTime')::TIMESTAMP AS last
+             FROM u)
+         SELECT count(*) FILTER (WHERE enabled IS NULL)::VARCHAR,
+                count(*) FILTER (WHERE enabled)::VARCHAR,
+                count(*) FILTER (WHERE NOT enabled)::VARCHAR,
+                count(*) FILTER (WHERE enabled AND last < DATE '{}' - INTERVAL 7 DAY)::VARCHAR
+         FROM s",
+        m.run_date.format("%Y-%m-%d")
+    ));
+    let want: Vec<String> = sync[0].iter().map(|c| c.clone().unwrap()).collect();
+    for (check, want) in [
+        "sync_cloud_only",
+        "sync_synced",
+        "sync_no_longer_synced",
+        "stale_sync",
+    ]
+    .iter()
+    .zip(&want)
+    {
+        assert_eq!(&rows[*check].1["users"], want, "{check}");
+    }
+    assert_eq!(
+        rows["stale_sync"].1["of_users"], want[1],
+        "stale among the synced"
+    );
+    let stale: u64 = want[3].parse().unwrap();
+    let synced: u64 = want[1].parse().unwrap();
+    assert!(
+        stale > 0 && stale * 10 < synced,
+        "about 3% of synced: {stale} of {synced}"
+    );
+    assert!(rows["stale_sync"].0.contains(": last sync "));
+
+    // Managers and sign-ins were not read: no figure, and how to read them.
+    for check in [
+        "no_manager",
+        "manager_org_contact",
+        "manager_not_in_run_users",
+        "no_recent_sign_in",
+    ] {
+        let (text, figures) = &rows[check];
+        assert_eq!(figures["users"], "", "{check} is unknown, not zero");
+        assert!(
+            text.contains("not read") && text.contains("Not read by this run"),
+            "{text}"
+        );
+    }
+    assert!(rows["no_manager"].0.contains("[pipeline] manager = true"));
+    let sign_ins = &rows["no_recent_sign_in"].0;
+    for needed in [
+        "[pipeline] sign_in_activity = true",
+        "AuditLog.Read.All",
+        "Entra ID P1",
+    ] {
+        assert!(sign_ins.contains(needed), "{needed}: {sign_ins}");
+    }
+
+    // Examples stay bounded whatever the tenant: at most 10 a check.
+    let sizes = query(
+        &cfg.pipeline.data_dir,
+        &format!(
+            "SELECT check_name, len(examples) FROM identity_hygiene WHERE run_id = {} ORDER BY ord",
+            lit(&run_id)
+        ),
+        SqlFormat::Csv,
+    )
+    .unwrap();
+    for line in sizes.lines().skip(1) {
+        let (check, n) = line.split_once(',').unwrap();
+        let n: usize = n.parse().unwrap();
+        assert!(n <= 10, "{check}: {n} examples");
+        if check == "sync_no_longer_synced" {
+            assert_eq!(n, 10, "hundreds of them, ten shown");
+        }
+    }
+}
+
+/// The model on a directory made by hand, with managers and sign-ins read: every boundary
+/// the checks draw (prefixes, case, the cutoffs, one person carrying an address twice).
+#[test]
+fn identity_checks_draw_their_lines_where_they_say() {
+    let sql = m365_connector::transform::MODELS
+        .iter()
+        .find(|m| m.name == "intermediate/int_identity_hygiene")
+        .unwrap()
+        .sql;
+    let conn = duckdb::Connection::open_in_memory().unwrap();
+    // run_date 2026-06-30; the date filter's cutoff 2026-05-31; stale before 2026-06-23.
+    conn.execute_batch(
+        "CREATE TABLE int_people (id VARCHAR, user_principal_name VARCHAR, mail VARCHAR,
+            account_enabled BOOLEAN, on_premises_sync_enabled BOOLEAN,
+            on_premises_last_sync_at TIMESTAMP, proxy_addresses VARCHAR[], other_mails VARCHAR[],
+            manager_id VARCHAR, manager_unresolved VARCHAR, last_sign_in_date DATE);
+         INSERT INTO int_people VALUES
+         ('1', 'u1@x', 'A@x.com', true, true, '2026-06-29 23:00', ['SMTP:a@x.com', 'smtp:alias@x.com', 'SIP:shared@x.com'], [], '6', NULL, '2026-06-29'),
+         ('2', 'u2@x', 'b@x.com', true, true, '2026-06-22 23:59', ['SMTP:b@x.com', 'X500:/o=shared@x.com', 'smtp:ALIAS@x.com'], ['b@x.com'], 'c1', 'org_contact', NULL),
+         ('3', 'u3@x', NULL, false, false, '2025-01-01', [], ['shared@x.com'], 'gone', 'not_in_run_users', NULL),
+         ('4', 'u4@x', NULL, true, NULL, NULL, ['SIP:shared@x.com'], ['helpdesk@x.com'], NULL, NULL, '2026-05-31'),
+         ('5', 'u5@x', NULL, true, NULL, NULL, [], [' Helpdesk@X.com '], NULL, NULL, '2026-05-30'),
+         ('6', 'u6@x', NULL, true, true, '2026-06-23 00:00', [], [], '1', NULL, '2026-06-30');
+         INSERT INTO int_people SELECT 't' || lpad(i::VARCHAR, 2, '0'), 't' || lpad(i::VARCHAR, 2, '0') || '@x',
+             NULL, true, NULL, NULL, [], ['team@x.com'], NULL, NULL, '2026-06-30' FROM range(1, 21) r(i);
+         SET VARIABLE run_date = DATE '2026-06-30'; SET VARIABLE date_filter_days = 30;",
+    )
+    .unwrap();
+    let rows = |vars: &str| -> BTreeMap<String, Vec<String>> {
+        conn.execute_batch(vars).unwrap();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT check_name, status, users::VARCHAR, of_users::VARCHAR, addresses::VARCHAR,
+                        since::VARCHAR, array_to_string(examples, ' | ') FROM ({sql})"
+            ))
+            .unwrap();
+        stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                (1..7)
+                    .map(|i| r.get::<_, Option<String>>(i).map(Option::unwrap_or_default))
+                    .collect::<duckdb::Result<Vec<String>>>()?,
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    };
+    let read = rows("SET VARIABLE managers_read = true; SET VARIABLE sign_ins_read = true;");
+    let r = |check: &str| read[check][..5].to_vec();
+    let v = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    assert_eq!(r("no_manager"), v(&["finding", "22", "26", "", ""]));
+    assert_eq!(r("manager_org_contact"), v(&["finding", "1", "4", "", ""]));
+    assert_eq!(read["manager_org_contact"][5], "u2@x: manager c1");
+    assert_eq!(
+        r("manager_not_in_run_users"),
+        v(&["finding", "1", "4", "", ""])
+    );
+    // Never signed in, or before the cutoff; the cutoff day itself is within; disabled
+    // accounts are not counted.
+    assert_eq!(
+        r("no_recent_sign_in"),
+        v(&["finding", "2", "25", "", "2026-05-31"])
+    );
+    assert_eq!(
+        read["no_recent_sign_in"][5],
+        "u2@x: never signed in | u5@x: last sign-in 2026-05-30"
+    );
+    // alias@x.com (smtp: in any case), helpdesk@x.com (trimmed, lower-cased), team@x.com;
+    // not shared@x.com (SIP:/X500: are not mail) nor b@x.com (one person, twice).
+    assert_eq!(r("shared_address"), v(&["finding", "24", "26", "3", ""]));
+    assert_eq!(
+        read["shared_address"][5],
+        "team@x.com: t01@x, t02@x, t03@x, t04@x, t05@x (+15 more) | alias@x.com: u1@x, u2@x | helpdesk@x.com: u4@x, u5@x"
+    );
+    assert_eq!(r("sync_cloud_only"), v(&["info", "22", "26", "", ""]));
+    assert_eq!(r("sync_synced"), v(&["info", "3", "26", "", ""]));
+    assert_eq!(
+        r("sync_no_longer_synced"),
+        v(&["finding", "1", "26", "", ""])
+    );
+    // Synced at 2026-06-23 00:00 is within 7 days; a minute before is stale.
+    assert_eq!(r("stale_sync"), v(&["finding", "1", "3", "", "2026-06-23"]));
+    assert_eq!(read["stale_sync"][5], "u2@x: last sync 2026-06-22");
+    assert_eq!(read["no_manager"][5].split(" | ").count(), 10, "bounded");
+
+    // Not read: no figures, no examples; the other checks do not depend on it. Without a
+    // date filter, sign-ins are checked over 90 days.
+    let not_read = rows(
+        "SET VARIABLE managers_read = false; SET VARIABLE sign_ins_read = false; SET VARIABLE date_filter_days = 0;",
+    );
+    for check in [
+        "no_manager",
+        "manager_org_contact",
+        "manager_not_in_run_users",
+        "no_recent_sign_in",
+    ] {
+        assert_eq!(
+            not_read[check],
+            v(&["not_read", "", "", "", "", ""]),
+            "{check}"
+        );
+    }
+    assert_eq!(not_read["shared_address"], read["shared_address"]);
+    let ninety = rows("SET VARIABLE sign_ins_read = true;");
+    assert_eq!(ninety["no_recent_sign_in"][4], "2026-04-01");
+    assert_eq!(
+        ninety["no_recent_sign_in"][1], "1",
+        "only the never signed in"
+    );
 }
