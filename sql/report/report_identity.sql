@@ -31,7 +31,7 @@ SELECT
         WHEN status = 'not_read' AND check_name LIKE '%manager%'
             THEN 'Not read by this run. To check managers, set [pipeline] manager = true in the connector file and run again: each user''s manager is read with the users.'
         WHEN status = 'not_read'
-            THEN 'Not read by this run. To check sign-ins, set [pipeline] sign_in_activity = true in the connector file and run again; reading sign-in activity needs the AuditLog.Read.All application permission (with admin consent) and a Microsoft Entra ID P1 licence in the tenant.'
+            THEN 'Not read by this run. To check sign-ins, grant the app the AuditLog.Read.All application permission (with admin consent); the tenant needs a Microsoft Entra ID P1 licence. With [pipeline] sign_in_activity = "auto" (the default) the next run reads them; "on" tries whatever the token says.'
         WHEN status = 'info'
             THEN 'Nothing to do: how the accounts are managed.'
         WHEN status = 'ok'

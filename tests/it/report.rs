@@ -642,7 +642,7 @@ async fn identity_hygiene_counts_what_the_directory_holds() {
     assert!(rows["no_manager"].0.contains("[pipeline] manager = true"));
     let sign_ins = &rows["no_recent_sign_in"].0;
     for needed in [
-        "[pipeline] sign_in_activity = true",
+        "[pipeline] sign_in_activity = \"auto\"",
         "AuditLog.Read.All",
         "Entra ID P1",
     ] {
