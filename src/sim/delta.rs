@@ -29,7 +29,7 @@ use serde_json::{Map, Value};
 use super::names;
 use super::prng::{Rng, mix, salt};
 use super::tenant::{DEFAULT_USER_PROPERTIES, Tenant, UserRec};
-use super::users::{MAX_TOP, QueryError, bad, checksum, parse_select, selectable};
+use super::users::{MANAGER, MAX_TOP, QueryError, bad, checksum, parse_select, selectable};
 
 /// Users per delta page unless the client asks otherwise with `Prefer: odata.maxpagesize`.
 pub const DEFAULT_DELTA_PAGE: u16 = 200;
@@ -484,9 +484,6 @@ fn parse_delta_select(list: &str, roles: &[String]) -> Result<Vec<&'static str>,
     }
     Ok(props)
 }
-
-/// The manager relationship's name in a delta `$select`.
-pub const MANAGER: &str = "manager";
 
 /// The page size a `Prefer: odata.maxpagesize=N` header asks for, if valid.
 pub fn preferred_page_size(prefer: Option<&str>) -> Option<u16> {

@@ -20,6 +20,7 @@ mod faults;
 mod filter;
 mod graph;
 mod gzip;
+mod identity;
 mod login;
 mod names;
 mod overrides;

@@ -56,7 +56,7 @@ pub(crate) fn selectable() -> impl Iterator<Item = &'static str> {
         .chain(DEFAULT_USER_PROPERTIES)
         .copied()
         .chain(super::tenant::other_served_properties())
-        .chain([SIGN_IN_ACTIVITY, super::delta::MANAGER])
+        .chain([SIGN_IN_ACTIVITY, MANAGER])
 }
 
 /// Parses the query string of a `/users` request (already split into decoded pairs).
@@ -194,6 +194,10 @@ pub fn parse(
 
 /// The canonical name of the sign-in activity property.
 pub const SIGN_IN_ACTIVITY: &str = "signInActivity";
+
+/// The manager relationship's name in a delta `$select` (its changes come as
+/// `manager@delta`; `/users` expands it instead).
+pub const MANAGER: &str = "manager";
 
 /// `$expand` on `/users`: only `manager`, optionally with a nested `$select`; one item.
 fn parse_expand(e: &str) -> Result<bool, QueryError> {
