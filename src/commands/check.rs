@@ -61,11 +61,10 @@ async fn people_attributes(
     stats: &CallStats,
 ) {
     use crate::config::SignInActivity;
+    use crate::extract::sign_ins;
     use crate::graph::Headers;
-    use crate::graph::rate_limit::{Budget, SIGN_IN_REQUESTS, SIGN_IN_WINDOW};
-    use crate::streams::{
-        SIGN_IN_PAGE_SIZE, SIGN_IN_SELECT, USERS_EXPANDED_PAGE_SIZE, USERS_PAGE_SIZE,
-    };
+    use crate::graph::rate_limit::{SIGN_IN_REQUESTS, SIGN_IN_WINDOW};
+    use crate::streams::{SIGN_IN_PAGE_SIZE, USERS_EXPANDED_PAGE_SIZE, USERS_PAGE_SIZE};
 
     let counted = Headers {
         eventual: true,
@@ -110,7 +109,8 @@ async fn people_attributes(
         SIGN_IN_WINDOW.as_secs(),
         floor / 60.0
     );
-    let held = matches!(client.granted_roles().await, Ok(Some(r)) if r.iter().any(|r| r == "AuditLog.Read.All"));
+    let held =
+        matches!(client.granted_roles().await, Ok(Some(r)) if sign_ins::holds_audit_role(&r));
     let setting = cfg.pipeline.sign_in_activity;
     let grant = "grant the app the application permission AuditLog.Read.All with admin consent (Entra admin center > App registrations > API permissions)";
     if setting == SignInActivity::Off {
@@ -131,20 +131,7 @@ async fn people_attributes(
         );
         return;
     }
-    let probe = Headers {
-        budget: Budget::IdentityReports,
-        ..Headers::default()
-    };
-    let answer = match client.v1(&format!("/users?$select={SIGN_IN_SELECT}&$top=1")) {
-        Ok(url) => client
-            .get_graph_with(&url, stats, "sign-in activity", probe, |r| {
-                Page::parse(r.body, r.ids)
-            })
-            .await
-            .map(|_| ()),
-        Err(e) => Err(e),
-    };
-    match answer {
+    match sign_ins::probe(client, stats).await {
         Ok(()) => list.push(
             Status::Pass,
             "sign-in activity",
@@ -152,21 +139,16 @@ async fn people_attributes(
             None,
         ),
         Err(crate::graph::GraphError::Api {
-            status: 403, code, ..
-        }) => {
-            let premium =
-                code.eq_ignore_ascii_case("Authentication_RequestFromNonPremiumTenantOrB2CTenant");
-            list.push(
-                Status::Warn,
-                "sign-in activity",
-                format!("refused by Graph (403 {code}): runs go on without sign-in dates"),
-                Some(if premium {
-                    "the tenant needs an Entra ID P1 or P2 licence (Microsoft 365 E3/E5 include P1), or set [pipeline] sign_in_activity = \"off\"".into()
-                } else {
-                    format!("{grant}, or set [pipeline] sign_in_activity = \"off\"")
-                }),
-            )
-        }
+            status: 403,
+            code,
+            message,
+            ..
+        }) => list.push(
+            Status::Warn,
+            "sign-in activity",
+            format!("refused by Graph (403 {code}): runs go on without sign-in dates"),
+            Some(sign_ins::refusal(&code, &message).fix),
+        ),
         Err(e) => list.push(Status::Warn, "sign-in activity", e.to_string(), None),
     }
 }

@@ -12,7 +12,7 @@ mod partitions;
 mod report_stream;
 pub mod resume;
 mod run_manifest;
-mod sign_ins;
+pub mod sign_ins;
 pub mod users_delta;
 mod users_walk;
 

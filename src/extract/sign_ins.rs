@@ -31,7 +31,7 @@ pub(super) async fn wanted(setting: SignInActivity, client: &GraphClient) -> boo
         SignInActivity::On => true,
         SignInActivity::Auto => match client.granted_roles().await {
             Ok(Some(roles)) => {
-                let held = roles.iter().any(|r| r == AUDIT_ROLE);
+                let held = holds_audit_role(&roles);
                 if !held {
                     tracing::info!(
                         "sign-in activity not read: the app does not hold AuditLog.Read.All (sign_in_activity = \"auto\")"
@@ -43,6 +43,27 @@ pub(super) async fn wanted(setting: SignInActivity, client: &GraphClient) -> boo
             Ok(None) | Err(_) => false,
         },
     }
+}
+
+/// Whether `roles` (the token's `roles` claim) hold [`AUDIT_ROLE`].
+pub fn holds_audit_role(roles: &[String]) -> bool {
+    roles.iter().any(|r| r == AUDIT_ROLE)
+}
+
+/// One user's sign-in activity, under the identity-reports budget: whether Graph serves it
+/// here (a 403 is its refusal: no role, or no Entra ID P1). `check` asks the same.
+pub async fn probe(client: &GraphClient, stats: &CallStats) -> Result<(), GraphError> {
+    let url = client.v1(&format!("/users?$select={SIGN_IN_SELECT}&$top=1"))?;
+    let headers = Headers {
+        budget: Budget::IdentityReports,
+        ..Headers::default()
+    };
+    client
+        .get_graph_with(&url, stats, Stream::SignIns.what(), headers, |r| {
+            Page::parse(r.body, r.ids)
+        })
+        .await
+        .map(|_| ())
 }
 
 /// The first request of the stream.
@@ -61,20 +82,7 @@ pub(super) async fn land_sign_ins(
     let resuming = from.is_some();
     if !resuming {
         let stats = CallStats::default();
-        let probe = ctx
-            .client
-            .v1(&format!("/users?$select={SIGN_IN_SELECT}&$top=1"))?;
-        let headers = Headers {
-            budget: Budget::IdentityReports,
-            ..Headers::default()
-        };
-        let answer = ctx
-            .client
-            .get_graph_with(&probe, &stats, stream.what(), headers, |r| {
-                Page::parse(r.body, r.ids)
-            })
-            .await;
-        match answer {
+        match probe(&ctx.client, &stats).await {
             Ok(_) => {}
             Err(GraphError::Api {
                 status: 403,
@@ -99,8 +107,8 @@ pub(super) async fn land_sign_ins(
     land_collection(ctx, stream, first, from, bar).await
 }
 
-/// The warning for Graph's 403 to a sign-in activity request.
-fn refusal(code: &str, message: &str) -> Warning {
+/// The warning for Graph's 403 to a sign-in activity request (`check` gives its fix too).
+pub fn refusal(code: &str, message: &str) -> Warning {
     let premium =
         code.eq_ignore_ascii_case("Authentication_RequestFromNonPremiumTenantOrB2CTenant");
     Warning {
