@@ -266,6 +266,130 @@ impl Report {
         )
     }
 
+    /// The cells the models compute with, typed once as the report lands
+    /// (`land/report_typed.rs`): dates, counts and yes/no columns, by header name.
+    pub fn typed_columns(self) -> &'static [(&'static str, Cell)] {
+        match self {
+            Report::EmailActivityUserDetail => &[
+                ("Report Refresh Date", Cell::Date),
+                ("Is Deleted", Cell::Bool),
+                ("Deleted Date", Cell::Date),
+                ("Last Activity Date", Cell::Date),
+                ("Send Count", Cell::Int),
+                ("Receive Count", Cell::Int),
+                ("Read Count", Cell::Int),
+                ("Meeting Created Count", Cell::Int),
+                ("Meeting Interacted Count", Cell::Int),
+                ("Report Period", Cell::Int),
+            ],
+            Report::M365AppUserDetail => &[
+                ("Report Refresh Date", Cell::Date),
+                ("Last Activation Date", Cell::Date),
+                ("Last Activity Date", Cell::Date),
+                ("Report Period", Cell::Int),
+                ("Windows", Cell::Bool),
+                ("Mac", Cell::Bool),
+                ("Mobile", Cell::Bool),
+                ("Web", Cell::Bool),
+                ("Outlook", Cell::Bool),
+                ("Word", Cell::Bool),
+                ("Excel", Cell::Bool),
+                ("PowerPoint", Cell::Bool),
+                ("OneNote", Cell::Bool),
+                ("Teams", Cell::Bool),
+            ],
+            Report::MailboxUsageDetail => &[
+                ("Report Refresh Date", Cell::Date),
+                ("Is Deleted", Cell::Bool),
+                ("Deleted Date", Cell::Date),
+                ("Created Date", Cell::Date),
+                ("Last Activity Date", Cell::Date),
+                ("Item Count", Cell::Int),
+                ("Storage Used (Byte)", Cell::Int),
+                ("Issue Warning Quota (Byte)", Cell::Int),
+                ("Prohibit Send Quota (Byte)", Cell::Int),
+                ("Prohibit Send/Receive Quota (Byte)", Cell::Int),
+                ("Deleted Item Count", Cell::Int),
+                ("Deleted Item Size (Byte)", Cell::Int),
+                ("Deleted Item Quota (Byte)", Cell::Int),
+                ("Has Archive", Cell::Bool),
+                ("Report Period", Cell::Int),
+            ],
+            Report::Office365ActivationsUserDetail => &[
+                ("Report Refresh Date", Cell::Date),
+                ("Last Activated Date", Cell::Date),
+                ("Windows", Cell::Int),
+                ("Mac", Cell::Int),
+                ("Windows 10 Mobile", Cell::Int),
+                ("iOS", Cell::Int),
+                ("Android", Cell::Int),
+                ("Activated On Shared Computer", Cell::Bool),
+            ],
+            Report::Office365ActiveUserDetail => &[
+                ("Report Refresh Date", Cell::Date),
+                ("Is Deleted", Cell::Bool),
+                ("Deleted Date", Cell::Date),
+                ("Has Exchange License", Cell::Bool),
+                ("Has OneDrive License", Cell::Bool),
+                ("Has SharePoint License", Cell::Bool),
+                ("Has Skype For Business License", Cell::Bool),
+                ("Has Yammer License", Cell::Bool),
+                ("Has Teams License", Cell::Bool),
+                ("Exchange Last Activity Date", Cell::Date),
+                ("OneDrive Last Activity Date", Cell::Date),
+                ("SharePoint Last Activity Date", Cell::Date),
+                ("Skype For Business Last Activity Date", Cell::Date),
+                ("Yammer Last Activity Date", Cell::Date),
+                ("Teams Last Activity Date", Cell::Date),
+                ("Exchange License Assign Date", Cell::Date),
+                ("OneDrive License Assign Date", Cell::Date),
+                ("SharePoint License Assign Date", Cell::Date),
+                ("Skype For Business License Assign Date", Cell::Date),
+                ("Yammer License Assign Date", Cell::Date),
+                ("Teams License Assign Date", Cell::Date),
+            ],
+            Report::OneDriveUsageAccountDetail => &[
+                ("Report Refresh Date", Cell::Date),
+                ("Is Deleted", Cell::Bool),
+                ("Last Activity Date", Cell::Date),
+                ("File Count", Cell::Int),
+                ("Active File Count", Cell::Int),
+                ("Storage Used (Byte)", Cell::Int),
+                ("Storage Allocated (Byte)", Cell::Int),
+                ("Report Period", Cell::Int),
+            ],
+            Report::SharePointActivityUserDetail => &[
+                ("Report Refresh Date", Cell::Date),
+                ("Is Deleted", Cell::Bool),
+                ("Deleted Date", Cell::Date),
+                ("Last Activity Date", Cell::Date),
+                ("Viewed Or Edited File Count", Cell::Int),
+                ("Synced File Count", Cell::Int),
+                ("Shared Internally File Count", Cell::Int),
+                ("Shared Externally File Count", Cell::Int),
+                ("Visited Page Count", Cell::Int),
+                ("Report Period", Cell::Int),
+            ],
+            Report::TeamsUserActivityUserDetail => &[
+                ("Report Refresh Date", Cell::Date),
+                ("Last Activity Date", Cell::Date),
+                ("Is Deleted", Cell::Bool),
+                ("Deleted Date", Cell::Date),
+                ("Team Chat Message Count", Cell::Int),
+                ("Private Chat Message Count", Cell::Int),
+                ("Call Count", Cell::Int),
+                ("Meeting Count", Cell::Int),
+                ("Meetings Organized Count", Cell::Int),
+                ("Meetings Attended Count", Cell::Int),
+                ("Audio Duration In Seconds", Cell::Int),
+                ("Video Duration In Seconds", Cell::Int),
+                ("Screen Share Duration In Seconds", Cell::Int),
+                ("Is Licensed", Cell::Bool),
+                ("Report Period", Cell::Int),
+            ],
+        }
+    }
+
     /// The documented CSV header, in order (graph-api.md §4). Real reports add columns
     /// without notice, so readers match by name and keep unknown ones.
     pub fn documented_columns(self) -> &'static [&'static str] {
@@ -468,6 +592,33 @@ impl fmt::Display for Report {
 
 /// Valid `report_period` values (graph-api.md §4).
 pub const REPORT_PERIODS: &[&str] = &["D7", "D30", "D90", "D180"];
+
+/// How a typed report cell is read (the SQL macro of the same name in `sql/meta/002_macros.sql`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cell {
+    Date,
+    Int,
+    Bool,
+}
+
+impl Cell {
+    /// The name in typed column names (`Last Activity Date [date]`) and in `m365_<name>`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cell::Date => "date",
+            Cell::Int => "int",
+            Cell::Bool => "bool",
+        }
+    }
+
+    pub fn sql_type(self) -> &'static str {
+        match self {
+            Cell::Date => "DATE",
+            Cell::Int => "BIGINT",
+            Cell::Bool => "BOOLEAN",
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -27,6 +27,8 @@ use crate::digest::hex;
 use report_csv::CsvRow;
 
 pub mod report_csv;
+pub mod report_typed;
+pub mod users_typed;
 
 /// Lineage columns every landed row carries, in order.
 pub const LINEAGE_COLUMNS: [&str; 5] = ["_run_id", "_stream", "_page", "_row", "_extracted_at"];
@@ -209,9 +211,11 @@ fn lineage_fields() -> Vec<Field> {
     ]
 }
 
-/// Lands a JSON stream (users, organization, subscribed SKUs) page by page.
+/// Lands a JSON stream (users, organization, subscribed SKUs) page by page. The users
+/// stream also gets its typed columns ([`users_typed`]).
 pub struct JsonLander {
     file: ParquetFile,
+    typed: Option<users_typed::TypedBuilders>,
 }
 
 impl JsonLander {
@@ -229,9 +233,15 @@ impl JsonLander {
     ) -> Result<Self, LandError> {
         let mut fields = lineage_fields();
         fields.push(Field::new(RECORD_COLUMN, DataType::Utf8, false));
+        let typed = (lineage.stream == crate::streams::Stream::Users.name())
+            .then(users_typed::TypedBuilders::new);
+        if typed.is_some() {
+            fields.extend(users_typed::fields());
+        }
         let schema = Arc::new(Schema::new(fields));
         Ok(JsonLander {
             file: ParquetFile::create(dir, name, schema, lineage, first_row)?,
+            typed,
         })
     }
 
@@ -248,9 +258,15 @@ impl JsonLander {
             let text = std::str::from_utf8(r)
                 .map_err(|e| self.file.err(format!("record is not UTF-8: {e}")))?;
             builder.append_value(text);
+            if let Some(t) = &mut self.typed {
+                t.append(text);
+            }
         }
         let mut columns = self.file.lineage_arrays(n, page, at);
         columns.push(Arc::new(builder.finish()));
+        if let Some(t) = &mut self.typed {
+            columns.extend(t.finish());
+        }
         self.file.write(columns)
     }
 
@@ -264,10 +280,12 @@ impl JsonLander {
     }
 }
 
-/// Lands a report CSV: one text column per header name.
+/// Lands a report CSV: one text column per header name, then the report's typed columns
+/// ([`report_typed`]).
 pub struct CsvLander {
     file: ParquetFile,
     width: usize,
+    typed: Option<(report_typed::TypedColumns, report_typed::TypedBuilders)>,
 }
 
 impl CsvLander {
@@ -280,10 +298,19 @@ impl CsvLander {
         let mut fields = lineage_fields();
         fields.extend(header.iter().map(|h| Field::new(h, DataType::Utf8, true)));
         fields.push(Field::new(EXTRA_COLUMN, DataType::Utf8, true));
+        let typed = crate::streams::Report::from_stream(&lineage.stream).map(|r| {
+            let t = report_typed::TypedColumns::new(r, header);
+            let b = t.builders();
+            (t, b)
+        });
+        if let Some((t, _)) = &typed {
+            fields.extend(t.fields(header));
+        }
         let schema = Arc::new(Schema::new(fields));
         Ok(CsvLander {
             file: ParquetFile::create(dir, name, schema, lineage, 0)?,
             width: header.len(),
+            typed,
         })
     }
 
@@ -308,6 +335,12 @@ impl CsvLander {
             })
             .collect();
         columns.push(Arc::new(extra));
+        if let Some((t, b)) = &mut self.typed {
+            for r in rows {
+                t.append(b, |i| r.cells.get(i).and_then(|v| v.as_deref()));
+            }
+            columns.extend(b.finish());
+        }
         self.file.write(columns)
     }
 

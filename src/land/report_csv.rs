@@ -144,7 +144,7 @@ fn dedupe(names: Vec<String>) -> Vec<String> {
         };
         let mut candidate = base.clone();
         let mut k = 2;
-        while out.contains(&candidate) || candidate.starts_with('_') && is_lineage(&candidate) {
+        while out.contains(&candidate) || is_lineage(&candidate) {
             candidate = format!("{base} ({k})");
             k += 1;
         }
@@ -153,9 +153,11 @@ fn dedupe(names: Vec<String>) -> Vec<String> {
     out
 }
 
-/// Names reserved for lineage columns in the landed Parquet.
+/// Names reserved for lineage and typed columns in the landed Parquet.
 fn is_lineage(name: &str) -> bool {
-    crate::land::LINEAGE_COLUMNS.contains(&name) || name == crate::land::EXTRA_COLUMN
+    crate::land::LINEAGE_COLUMNS.contains(&name)
+        || name == crate::land::EXTRA_COLUMN
+        || crate::land::report_typed::is_reserved(name)
 }
 
 fn csv_io(e: csv::Error) -> std::io::Error {

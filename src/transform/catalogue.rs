@@ -9,7 +9,8 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
-/// One model: a SQL file with one SELECT, which the runner makes a table named after the file.
+/// One model: a SQL file with one SELECT, which the runner makes a view or a table named
+/// after the file.
 #[derive(Debug)]
 pub struct Model {
     /// Path under `sql/` without `.sql` (`staging/stg_graph__users`).
@@ -19,6 +20,9 @@ pub struct Model {
     pub partitioned: bool,
     /// The compiled mapping CSV runs as `mapping/int_people_mapped` right before this model.
     pub after_mapping: bool,
+    /// A view (dbt's default for staging): it costs nothing until read and stores nothing.
+    /// Only what is read more than once, or must outlive the run, is a table.
+    pub view: bool,
 }
 
 /// What an audit's findings mean.
@@ -46,56 +50,64 @@ const fn model(name: &'static str, sql: &'static str) -> Model {
         sql,
         partitioned: false,
         after_mapping: false,
+        view: false,
+    }
+}
+
+const fn view(name: &'static str, sql: &'static str) -> Model {
+    Model {
+        view: true,
+        ..model(name, sql)
     }
 }
 
 /// The models, in the order they run.
 pub const MODELS: &[Model] = &[
-    model(
+    view(
         "staging/stg_graph__users",
         include_str!("../../sql/staging/stg_graph__users.sql"),
     ),
-    model(
+    view(
         "staging/stg_graph__user_sign_ins",
         include_str!("../../sql/staging/stg_graph__user_sign_ins.sql"),
     ),
-    model(
+    view(
         "staging/stg_graph__organization",
         include_str!("../../sql/staging/stg_graph__organization.sql"),
     ),
-    model(
+    view(
         "staging/stg_graph__subscribed_skus",
         include_str!("../../sql/staging/stg_graph__subscribed_skus.sql"),
     ),
-    model(
+    view(
         "staging/stg_reports__office365_active_user_detail",
         include_str!("../../sql/staging/stg_reports__office365_active_user_detail.sql"),
     ),
-    model(
+    view(
         "staging/stg_reports__office365_activations_user_detail",
         include_str!("../../sql/staging/stg_reports__office365_activations_user_detail.sql"),
     ),
-    model(
+    view(
         "staging/stg_reports__m365_app_user_detail",
         include_str!("../../sql/staging/stg_reports__m365_app_user_detail.sql"),
     ),
-    model(
+    view(
         "staging/stg_reports__mailbox_usage_detail",
         include_str!("../../sql/staging/stg_reports__mailbox_usage_detail.sql"),
     ),
-    model(
+    view(
         "staging/stg_reports__email_activity_user_detail",
         include_str!("../../sql/staging/stg_reports__email_activity_user_detail.sql"),
     ),
-    model(
+    view(
         "staging/stg_reports__onedrive_usage_account_detail",
         include_str!("../../sql/staging/stg_reports__onedrive_usage_account_detail.sql"),
     ),
-    model(
+    view(
         "staging/stg_reports__sharepoint_activity_user_detail",
         include_str!("../../sql/staging/stg_reports__sharepoint_activity_user_detail.sql"),
     ),
-    model(
+    view(
         "staging/stg_reports__teams_user_activity_user_detail",
         include_str!("../../sql/staging/stg_reports__teams_user_activity_user_detail.sql"),
     ),
@@ -140,12 +152,13 @@ pub const MODELS: &[Model] = &[
     ),
     Model {
         after_mapping: true,
-        ..model(
+        ..view(
             "marts/out_people_checked",
             include_str!("../../sql/marts/out_people_checked.sql"),
         )
     },
-    model(
+    // Read once, by persisting: the run's `people` rows are its one materialisation.
+    view(
         "marts/out_people",
         include_str!("../../sql/marts/out_people.sql"),
     ),

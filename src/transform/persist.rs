@@ -1,6 +1,7 @@
-//! What a transform keeps of a run across runs: its people, rejects, unmatched report rows,
-//! licence counts and report aggregates, identity hygiene among them (tables declared in
-//! `sql/meta/`, except `people`, whose columns follow the mapping), and the hash of its people.
+//! What a transform keeps of a run across runs: its people (the run's one materialisation of
+//! them), rejects, unmatched report rows, licence counts and report aggregates, identity
+//! hygiene among them (tables declared in `sql/meta/`, except `people`, whose columns follow
+//! the mapping), and the hash of its people.
 
 use duckdb::params;
 use sha2::{Digest, Sha256};
@@ -8,10 +9,12 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::store::{Staging, db_error};
 
-/// Stores the run's people, rejects, unmatched report rows and licence counts. A mapping
+/// Stores the run's people: the `out_people` view computed once, in key order. A mapping
 /// with different columns than the stored `people` table replaces it (older runs' people
-/// were produced by the old mapping; their raw data can be transformed again).
-pub fn persist(staging: &Staging, audit_findings: &[(String, u64)]) -> Result<()> {
+/// were produced by the old mapping; their raw data can be transformed again). Afterwards,
+/// within this transform, `out_people` reads the stored rows (a temporary view over
+/// `people`), so audits and counts see exactly what was stored without computing it again.
+pub fn persist_people(staging: &Staging) -> Result<()> {
     let conn = &staging.conn;
     let path = &staging.path;
     let new_cols = staging.columns("out_people")?;
@@ -29,12 +32,30 @@ pub fn persist(staging: &Staging, audit_findings: &[(String, u64)]) -> Result<()
                 .map_err(|e| db_error(path, "replacing the people table", e))?;
         }
     }
-    // The other tables are declared in sql/meta/005_history.sql.
+    // out_people is sorted by key; the insert keeps that order. A new table is made from
+    // the rows themselves: made empty (`LIMIT 0`) and filled in the same transaction, DuckDB
+    // 1.2 answered filters on `_run_id` from the empty table's statistics (0 rows).
+    let store = if staging.table_exists("people")? {
+        "DELETE FROM people WHERE _run_id = getvariable('run_id');
+         INSERT INTO people SELECT getvariable('run_id'), * FROM out_people;"
+    } else {
+        "CREATE TABLE people AS SELECT CAST(getvariable('run_id') AS VARCHAR) AS _run_id, * FROM out_people;"
+    };
+    let sql = format!(
+        "{store}
+         CREATE OR REPLACE TEMP VIEW out_people AS
+             SELECT * EXCLUDE (_run_id) FROM main.people WHERE _run_id = getvariable('run_id');"
+    );
+    conn.execute_batch(&sql)
+        .map_err(|e| db_error(path, "storing the run's people", e))
+}
+
+/// Stores the run's rejects, unmatched report rows, licence counts, report aggregates and
+/// warning-level audit findings (tables declared in sql/meta/).
+pub fn persist(staging: &Staging, audit_findings: &[(String, u64)]) -> Result<()> {
+    let conn = &staging.conn;
+    let path = &staging.path;
     let sql = "
-        CREATE TABLE IF NOT EXISTS people AS SELECT ''::VARCHAR AS _run_id, * FROM out_people LIMIT 0;
-        DELETE FROM people WHERE _run_id = getvariable('run_id');
-        -- out_people is sorted by key already; the insert keeps that order.
-        INSERT INTO people SELECT getvariable('run_id'), * FROM out_people;
         DELETE FROM rejects WHERE run_id = getvariable('run_id');
         INSERT INTO rejects SELECT getvariable('run_id'), external_id, user_principal_name, reason, source_row FROM out_rejects;
         DELETE FROM report_rows_unmatched WHERE run_id = getvariable('run_id');
@@ -45,7 +66,7 @@ pub fn persist(staging: &Staging, audit_findings: &[(String, u64)]) -> Result<()
         FROM int_license_counts;
     ";
     conn.execute_batch(sql)
-        .map_err(|e| db_error(path, "storing the run's people", e))?;
+        .map_err(|e| db_error(path, "storing the run's rejects and counts", e))?;
     conn.execute_batch(PERSIST_REPORT_AGGREGATES)
         .map_err(|e| db_error(path, "storing the run's report figures", e))?;
     // Warning-level audit findings, so the run report lists the same warnings as `run`.

@@ -99,7 +99,8 @@ pub fn transform(cfg: &Config, run_id: Option<&str>) -> Result<Transformed> {
 }
 
 /// The phases, in order: run variables, raw views (or the users snapshot), seeds, models with
-/// the mapping, audits, persisting, the people hash, the run's record.
+/// the mapping, the people stored, audits, the rest persisted, the people hash, the run's
+/// record. An audit error rolls the stored people back with everything else.
 fn in_transaction(staging: &Staging, inputs: &Inputs) -> Result<Transformed> {
     let manifest = &inputs.manifest;
     let concealed = manifest.concealment.concealed();
@@ -111,6 +112,10 @@ fn in_transaction(staging: &Staging, inputs: &Inputs) -> Result<Transformed> {
 
     let mut runner = Runner::new(staging);
     run_models(staging, &mut runner, inputs)?;
+    let t = Instant::now();
+    persist::persist_people(staging)?;
+    let stored = runner.count("SELECT count(*) FROM out_people", "counting people")?;
+    runner.timed("marts/out_people", stored, t);
 
     let t = Instant::now();
     let audit_findings = run_audits(&runner, &inputs.mapping)?;
@@ -132,7 +137,7 @@ fn in_transaction(staging: &Staging, inputs: &Inputs) -> Result<Transformed> {
     };
     let t = Instant::now();
     persist::persist(staging, &audit_findings)?;
-    runner.timed("persist", kept, t);
+    runner.timed("persist", rejected, t);
     let t = Instant::now();
     let people_sha256 = persist::people_sha256(staging)?;
     runner.timed("people_sha256", kept, t);
@@ -203,10 +208,14 @@ fn run_models(staging: &Staging, runner: &mut Runner, inputs: &Inputs) -> Result
                 .mapping
                 .compile(&columns)
                 .map_err(|e| Error::Usage(e.to_string()))?;
-            runner.model("mapping/int_people_mapped", &select, 1)?;
+            runner.view("mapping/int_people_mapped", &select)?;
+        }
+        if m.model.view {
+            runner.view(m.model.name, &m.sql)?;
+            continue;
         }
         let parts = if m.model.partitioned {
-            let users = runner.count("SELECT count(*) FROM stg_graph__users", "counting users")?;
+            let users = runner.count("SELECT count(*) FROM raw_users", "counting users")?;
             parts_for(users, inputs.cfg.pipeline.memory_limit_mib)
         } else {
             1

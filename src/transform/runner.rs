@@ -1,5 +1,5 @@
-//! The model runner: each model's SELECT becomes a table named after its file (in parts when
-//! the catalogue says so), and every step is timed for `run_steps`.
+//! The model runner: each model's SELECT becomes a view or a table named after its file (a
+//! table in parts when the catalogue says so), and every table is timed for `run_steps`.
 
 use std::time::Instant;
 
@@ -44,6 +44,26 @@ impl<'a> Runner<'a> {
         }
     }
 
+    /// Makes `name`'s view from `sql`: nothing runs until it is read, so no step is timed.
+    /// A table of that name (a database transformed before staging became views) is dropped.
+    pub fn view(&mut self, name: &str, sql: &str) -> Result<()> {
+        let table = name.rsplit('/').next().unwrap_or(name);
+        self.replace_kind(table, "BASE TABLE", "TABLE")?;
+        self.staging
+            .conn
+            .execute_batch(&format!(
+                "CREATE OR REPLACE VIEW {} AS\n{sql}",
+                quote_ident(table)
+            ))
+            .map_err(|e| {
+                db_error(
+                    &self.staging.path,
+                    &format!("creating view sql/{name}.sql"),
+                    e,
+                )
+            })
+    }
+
     /// Makes `name`'s table from `sql`, in `parts` parts (`getvariable('part')` tells the SQL
     /// which); returns its rows.
     pub fn model(&mut self, name: &str, sql: &str, parts: u64) -> Result<u64> {
@@ -51,6 +71,7 @@ impl<'a> Runner<'a> {
         let conn = &self.staging.conn;
         let path = &self.staging.path;
         let table = name.rsplit('/').next().unwrap_or(name);
+        self.replace_kind(table, "VIEW", "VIEW")?;
         for part in 0..parts {
             let statement = if part == 0 {
                 format!("CREATE OR REPLACE TABLE {} AS\n{sql}", quote_ident(table))
@@ -71,6 +92,30 @@ impl<'a> Runner<'a> {
         crate::failpoint::hit("transform.model");
         self.timed(name, rows, t);
         Ok(rows)
+    }
+
+    /// Drops `table` when it exists as the other kind of relation (`kind`, dropped with
+    /// `DROP {drop}`), so `CREATE OR REPLACE` can make it.
+    fn replace_kind(&self, table: &str, kind: &str, drop: &str) -> Result<()> {
+        let fail = |e| db_error(&self.staging.path, "replacing a model", e);
+        let n: i64 = self
+            .staging
+            .conn
+            .query_row(
+                "SELECT count(*) FROM information_schema.tables
+                 WHERE table_catalog = current_database() AND table_schema = 'main'
+                   AND table_name = ? AND table_type = ?",
+                duckdb::params![table, kind],
+                |r| r.get(0),
+            )
+            .map_err(fail)?;
+        if n > 0 {
+            self.staging
+                .conn
+                .execute_batch(&format!("DROP {drop} {}", quote_ident(table)))
+                .map_err(fail)?;
+        }
+        Ok(())
     }
 
     /// Records a step that is not a model (audits, persisting, hashing).

@@ -57,12 +57,19 @@ pub fn sync_snapshot(
     }
     let conn = &staging.conn;
     let path = &staging.path;
-    conn.execute_batch(&format!(
-        "CREATE OR REPLACE TEMP VIEW raw_users AS
-         SELECT _run_id, _stream, _page, (row_number() OVER (ORDER BY id) - 1)::BIGINT AS _row,
+    // Typed once into a temporary table (the staging views read the users several times);
+    // inside this transform it hides the persistent `raw_users` view of the run's changes.
+    let snapshot = format!(
+        "(SELECT _run_id, _stream, _page, (row_number() OVER (ORDER BY id) - 1)::BIGINT AS _row,
                 _extracted_at, record
-         FROM users_current WHERE connector = {};",
+         FROM users_current WHERE connector = {})",
         quote_literal(connector)
+    );
+    conn.execute_batch(&format!(
+        "CREATE OR REPLACE TEMP TABLE raw_users_snapshot AS
+         SELECT * EXCLUDE (record) FROM ({});
+         CREATE OR REPLACE TEMP VIEW raw_users AS SELECT * FROM raw_users_snapshot;",
+        super::raw_views::users_from_records(&snapshot)
     ))
     .map_err(|e| db_error(path, "reading the users snapshot", e))?;
     let snapshot_users: i64 = conn

@@ -51,7 +51,7 @@ fn walk(m: &RunManifest) -> PartitionedWalk {
 fn landed_ids(run_dir: &Path, m: &RunManifest) -> BTreeMap<String, u64> {
     let src = m.streams["users"].parquet_source(run_dir);
     duck(&format!(
-        "SELECT json_extract_string(record, '$.id') AS id, count(*)::VARCHAR FROM {src} GROUP BY id"
+        "SELECT json_extract_string(record, '$.id') AS id, count(*)::VARCHAR FROM {src} GROUP BY 1"
     ))
     .into_iter()
     .map(|r| {
