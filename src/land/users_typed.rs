@@ -468,6 +468,22 @@ mod tests {
     }
 
     #[test]
+    fn each_slot_is_its_columns_property() {
+        // A record whose every property holds its own name, as text: each text column must
+        // read back its own name, so `Fields::slot` and `COLUMNS` cannot drift apart.
+        let record: serde_json::Map<String, serde_json::Value> = COLUMNS
+            .iter()
+            .map(|(n, _)| (n.to_string(), serde_json::Value::from(*n)))
+            .collect();
+        let text = serde_json::Value::Object(record).to_string();
+        let mut f = Fields::parse(&text);
+        for (i, (name, _)) in COLUMNS.iter().enumerate() {
+            let v = f.slot(i).map(RawValue::get).unwrap_or("null");
+            assert_eq!(v, serde_json::Value::from(*name).to_string(), "slot {i}");
+        }
+    }
+
+    #[test]
     fn values_convert_leniently_and_lists_keep_order() {
         let mut b = TypedBuilders::new();
         b.append(r#"{"id":"1","userPrincipalName":"A\u00e9@x.com","accountEnabled":"yes","createdDateTime":"2014-01-01T02:00:00+02:00","businessPhones":["1",2,null],"assignedLicenses":[{"skuId":"s1"},{"skuId":"s2"}],"mail":123,"proxyAddresses":"SMTP:a@x","manager":{"id":"m"}}"#);
