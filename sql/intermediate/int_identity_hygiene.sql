@@ -33,30 +33,35 @@ params AS (
                                        ELSE 90 END                   AS sign_in_since,
         getvariable('run_date') - 7                                  AS sync_since
 ),
-people AS (
+-- Read where used, not materialised: a scan of the int_people table costs less than a copy.
+people AS NOT MATERIALIZED (
     SELECT id, user_principal_name AS upn, mail, account_enabled, on_premises_sync_enabled,
            on_premises_last_sync_at, proxy_addresses, other_mails, manager_id,
            manager_unresolved, last_sign_in_date
     FROM int_people
 ),
--- Every mail address a user carries, lower-cased; prefixes other than SMTP are not mail.
+-- Every mail address a user carries, lower-cased; prefixes other than SMTP are not mail. A
+-- user may carry one address twice (mail and proxyAddresses): `shared` needs no DISTINCT for
+-- that, `shared_people` (the few shared addresses) takes each (address, user) once.
 addresses AS (
-    SELECT DISTINCT id, upn, address FROM (
-        SELECT id, upn, lower(trim(mail)) AS address FROM people
+    SELECT id, address FROM (
+        SELECT id, lower(trim(mail)) AS address FROM people
         UNION ALL
-        SELECT id, upn, lower(trim(a[6:])) FROM (SELECT id, upn, unnest(proxy_addresses) AS a FROM people)
+        SELECT id, lower(trim(a[6:])) FROM (SELECT id, unnest(proxy_addresses) AS a FROM people)
         WHERE lower(a) LIKE 'smtp:%'
         UNION ALL
-        SELECT id, upn, lower(trim(a)) FROM (SELECT id, upn, unnest(other_mails) AS a FROM people)
+        SELECT id, lower(trim(a)) FROM (SELECT id, unnest(other_mails) AS a FROM people)
     )
     WHERE address IS NOT NULL AND address <> '' AND id IS NOT NULL
 ),
 shared AS (
-    -- min <> max: a cheap "two different ids" before counting them.
+    -- min <> max: two different ids carry the address.
     SELECT address FROM addresses GROUP BY address HAVING min(id) <> max(id)
 ),
 shared_people AS (
-    SELECT a.address, a.id, a.upn FROM addresses a SEMI JOIN shared s ON s.address = a.address
+    SELECT DISTINCT a.address, a.id, p.upn
+    FROM (SELECT * FROM addresses a SEMI JOIN shared s ON s.address = a.address) a
+    JOIN people p ON p.id = a.id
 ),
 shared_by_address AS (
     SELECT address, count(DISTINCT id) AS people, min(upn, 5) AS upns

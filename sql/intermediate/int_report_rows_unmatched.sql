@@ -18,18 +18,22 @@ WITH report_rows AS (
     UNION ALL
     SELECT 'teams_user_activity_user_detail', user_principal_name, upn_key, user_id_key, is_concealed, is_deleted FROM stg_reports__teams_user_activity_user_detail
 ),
+-- Directory keys, each once: a report row is "not in directory" when neither its UPN nor its
+-- user id is one (two hash joins over the rows, not a correlated lookup per row).
+user_keys AS (SELECT DISTINCT upn_key FROM stg_graph__users WHERE upn_key IS NOT NULL),
+user_ids AS (SELECT DISTINCT lower(id) AS user_id_key FROM stg_graph__users WHERE id IS NOT NULL),
 classified AS (
-    SELECT report,
+    SELECT r.report,
         CASE
-            WHEN getvariable('concealed') OR is_concealed THEN 'concealed name'
-            WHEN user_principal_name IS NULL THEN 'no user name'
-            WHEN lower(trim(user_principal_name)) = '(unknown)' THEN 'unknown user'
-            WHEN is_deleted THEN 'deleted account'
-            WHEN NOT EXISTS (SELECT 1 FROM stg_graph__users u WHERE u.upn_key = r.upn_key)
-             AND NOT EXISTS (SELECT 1 FROM stg_graph__users u WHERE lower(u.id) = r.user_id_key)
-                THEN 'not in directory'
+            WHEN getvariable('concealed') OR r.is_concealed THEN 'concealed name'
+            WHEN r.user_principal_name IS NULL THEN 'no user name'
+            WHEN r.upn_key = '(unknown)' THEN 'unknown user'  -- upn_key: the trimmed name, lower-cased
+            WHEN r.is_deleted THEN 'deleted account'
+            WHEN k.upn_key IS NULL AND i.user_id_key IS NULL THEN 'not in directory'
         END AS reason
     FROM report_rows r
+    LEFT JOIN user_keys k ON k.upn_key = r.upn_key
+    LEFT JOIN user_ids i ON i.user_id_key = r.user_id_key
 )
 SELECT report, reason, count(*) AS rows,
     CASE reason

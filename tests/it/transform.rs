@@ -488,3 +488,97 @@ async fn people_stored_out_of_key_order_are_hashed_and_exported_sorted() {
     assert_eq!(unsorted.people_sha256, sorted.people_sha256);
     assert_eq!(export(&unsorted_cfg), expected);
 }
+
+/// A run landed before typed landing (users as lineage + `record` only, reports as their text
+/// cells only) still transforms, to the same people and hash as the same run landed typed:
+/// `raw_views.rs` computes the typed columns from the text for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_landed_before_typed_landing_transforms_to_the_same_people() {
+    use crate::util::{duck, lit};
+    let s = setup(sim_options(1_200, 14), "legacy").await;
+    let cfg = config_with(&s, 30, "");
+    let typed = transform(&cfg, None).unwrap();
+
+    let run_dir = cfg.pipeline.data_dir.join("raw").join(&s.run.run_id);
+    let mut rewritten = 0;
+    for entry in std::fs::read_dir(&run_dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("parquet") {
+            continue;
+        }
+        let file = lit(&path.display().to_string());
+        let columns: Vec<String> = duck(&format!(
+            "SELECT name FROM parquet_schema({file}) WHERE num_children IS NULL OR num_children = 0"
+        ))
+        .into_iter()
+        .filter_map(|r| r[0].clone())
+        .collect();
+        let keep: Vec<String> = if columns.iter().any(|c| c == "record") {
+            [
+                "_run_id",
+                "_stream",
+                "_page",
+                "_row",
+                "_extracted_at",
+                "record",
+            ]
+            .map(String::from)
+            .to_vec()
+        } else {
+            columns
+                .iter()
+                .filter(|c| {
+                    !(c.ends_with(" [date]")
+                        || c.ends_with(" [int]")
+                        || c.ends_with(" [bool]")
+                        || c.as_str() == "_user_key"
+                        || c.as_str() == "_user_concealed")
+                })
+                .cloned()
+                .collect()
+        };
+        let all: Vec<String> = duck(&format!(
+            "SELECT column_name FROM (DESCRIBE SELECT * FROM read_parquet({file}))"
+        ))
+        .into_iter()
+        .filter_map(|r| r[0].clone())
+        .collect();
+        if all.len() == keep.len() {
+            continue;
+        }
+        let select: Vec<String> = keep
+            .iter()
+            .map(|c| format!("\"{}\"", c.replace('"', "\"\"")))
+            .collect();
+        let tmp = path.with_extension("old");
+        duckdb::Connection::open_in_memory()
+            .unwrap()
+            .execute_batch(&format!(
+                "COPY (SELECT {} FROM read_parquet({file})) TO {} (FORMAT parquet)",
+                select.join(", "),
+                lit(&tmp.display().to_string())
+            ))
+            .unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        rewritten += 1;
+    }
+    assert!(
+        rewritten >= 9,
+        "users and the eight reports had typed columns: {rewritten}"
+    );
+    let users = run_dir.join("users-00001.parquet");
+    let users_columns = duck(&format!(
+        "SELECT count(*)::VARCHAR FROM (DESCRIBE SELECT * FROM read_parquet({}))",
+        lit(&users.display().to_string())
+    ));
+    assert_eq!(
+        users_columns[0][0].as_deref(),
+        Some("6"),
+        "users kept lineage + record only"
+    );
+
+    let legacy = transform(&cfg, Some(&s.run.run_id)).unwrap();
+    assert_eq!(legacy.people_sha256, typed.people_sha256);
+    assert_eq!(legacy.kept, typed.kept);
+    assert_eq!(legacy.unmatched, typed.unmatched);
+}
