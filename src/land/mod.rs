@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::digest::hex;
-use report_csv::CsvRow;
+use report_csv::CsvColumns;
 
 pub mod report_csv;
 pub mod report_typed;
@@ -314,31 +314,32 @@ impl CsvLander {
         })
     }
 
-    /// Appends rows (each as wide as the header).
-    pub fn write_rows(&mut self, at: DateTime<Utc>, rows: &[CsvRow]) -> Result<(), LandError> {
-        if rows.is_empty() {
+    /// Appends one batch of rows read by [`report_csv::ReportReader::read_into`]: its text
+    /// arrays become the file's columns as they are, and the typed columns are parsed from
+    /// the same arrays (no cell is copied on the way). A batch of another width than the
+    /// header is refused, naming the file.
+    pub fn write_batch(&mut self, at: DateTime<Utc>, batch: CsvColumns) -> Result<(), LandError> {
+        let n = batch.len();
+        if n == 0 {
             return Ok(());
         }
-        let n = rows.len();
-        let mut columns = self.file.lineage_arrays(n, 1, at);
-        for c in 0..self.width {
-            let array: StringArray = rows
-                .iter()
-                .map(|r| r.cells.get(c).and_then(|v| v.as_deref()))
-                .collect();
-            columns.push(Arc::new(array));
+        if batch.cells.len() != self.width {
+            return Err(self.file.err(format!(
+                "a batch of {} columns for a header of {}",
+                batch.cells.len(),
+                self.width
+            )));
         }
-        let extra: StringArray = rows
-            .iter()
-            .map(|r| {
-                (!r.extra.is_empty()).then(|| serde_json::to_string(&r.extra).unwrap_or_default())
-            })
-            .collect();
-        columns.push(Arc::new(extra));
+        let mut columns = self.file.lineage_arrays(n, 1, at);
         if let Some((t, b)) = &mut self.typed {
-            for r in rows {
-                t.append(b, |i| r.cells.get(i).and_then(|v| v.as_deref()));
+            for r in 0..n {
+                t.append(b, |i| batch.cell(i, r));
             }
+        }
+        let CsvColumns { cells, extra } = batch;
+        columns.extend(cells.into_iter().map(|a| Arc::new(a) as ArrayRef));
+        columns.push(Arc::new(extra));
+        if let Some((_, b)) = &mut self.typed {
             columns.extend(b.finish());
         }
         self.file.write(columns)
@@ -419,51 +420,154 @@ mod tests {
         tmp.close().unwrap();
     }
 
-    #[test]
-    fn csv_columns_by_name_with_nulls_and_extras() {
+    /// Lands `csv` as the stream `stream` in batches of `max` rows and reads the file back
+    /// as one batch.
+    fn land_csv(csv: &[u8], stream: &str, max: usize) -> RecordBatch {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
-        let header = vec![
-            "User Principal Name".to_string(),
-            "Display Name".to_string(),
-        ];
-        let mut l = CsvLander::create(dir, "r", &header, lineage()).unwrap();
-        let rows = vec![
-            CsvRow {
-                cells: vec![Some("a@x".into()), None],
-                extra: vec![],
-            },
-            CsvRow {
-                cells: vec![Some("b@x".into()), Some("".into())],
-                extra: vec!["z".into()],
-            },
-        ];
-        l.write_rows(Utc::now(), &rows).unwrap();
-        l.finish().unwrap();
-        let reader =
-            ParquetRecordBatchReaderBuilder::try_new(File::open(dir.join("r.parquet")).unwrap())
-                .unwrap()
-                .build()
-                .unwrap();
-        let b = reader.into_iter().next().unwrap().unwrap();
-        let dn = b
-            .column_by_name("Display Name")
+        let mut reader = report_csv::ReportReader::from_reader(csv).unwrap();
+        let header = reader.header().to_vec();
+        let lineage = Lineage {
+            run_id: "20261128T020000Z-abcd".into(),
+            stream: stream.into(),
+        };
+        let mut l = CsvLander::create(dir, "r", &header, lineage).unwrap();
+        let mut batch = reader.batch();
+        while reader.read_into(&mut batch, max).unwrap() > 0 {
+            l.write_batch(Utc::now(), batch.finish()).unwrap();
+        }
+        let f = l.finish().unwrap();
+        let file = File::open(dir.join("r.parquet")).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
             .unwrap()
+            .build()
+            .unwrap();
+        let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+        let all = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+        assert_eq!(f.rows, all.num_rows() as u64);
+        all
+    }
+
+    fn text(b: &RecordBatch, name: &str) -> Vec<Option<String>> {
+        let a = b
+            .column_by_name(name)
+            .unwrap_or_else(|| panic!("no column {name}"))
             .as_any()
             .downcast_ref::<StringArray>()
-            .unwrap()
-            .clone();
-        assert!(dn.is_null(0));
-        assert_eq!(dn.value(1), "");
-        let ex = b
-            .column_by_name("_extra")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .unwrap()
-            .clone();
-        assert!(ex.is_null(0));
-        assert_eq!(ex.value(1), r#"["z"]"#);
-        tmp.close().unwrap();
+            .unwrap();
+        a.iter().map(|v| v.map(String::from)).collect()
+    }
+
+    #[test]
+    fn csv_columns_by_name_with_nulls_and_extras() {
+        let b = land_csv(
+            b"User Principal Name,Display Name\na@x\nb@x,,z\n",
+            "users",
+            10,
+        );
+        assert_eq!(text(&b, "Display Name"), vec![None, Some(String::new())]);
+        assert_eq!(text(&b, "_extra"), vec![None, Some(r#"["z"]"#.to_string())]);
+        // Not a report's stream: no typed columns.
+        assert!(b.column_by_name(report_typed::USER_KEY_COLUMN).is_none());
+    }
+
+    #[test]
+    fn a_batch_of_another_width_is_refused_naming_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let header = vec!["A".to_string(), "B".to_string()];
+        let mut l = CsvLander::create(tmp.path(), "r", &header, lineage()).unwrap();
+        let mut reader = report_csv::ReportReader::from_reader(&b"A\n1\n"[..]).unwrap();
+        let mut batch = reader.batch();
+        reader.read_into(&mut batch, 10).unwrap();
+        let e = l.write_batch(Utc::now(), batch.finish()).unwrap_err();
+        assert!(e.to_string().contains("r.parquet"), "{e}");
+        assert_eq!(l.rows(), 0);
+    }
+
+    #[test]
+    fn report_rows_land_with_their_typed_columns_across_batches() {
+        use arrow::array::{BooleanArray, Date32Array, Int64Array};
+        let stream = crate::streams::Report::EmailActivityUserDetail.stream();
+        let csv = "\u{feff}User Principal Name,Last Activity Date,Send Count,Is Deleted\r\n\
+                   Ann@X.com,2026-11-01,3,False\r\n\
+                   0123456789ABCDEF0123456789abcdef,,x,True\r\n\
+                   \"b@x.com\",\"2026-11-02\"\r\n\
+                   \"C@x\r\ny\",1970-01-02, 7 ,yes,extra\r\n\
+                   bad\u{ff}@x.com,nope,+2,no\r\n";
+        let bytes = csv.as_bytes().to_vec();
+        // Invalid UTF-8 must reach the file replaced, so put the byte in by hand.
+        let bytes = {
+            let mut v = bytes;
+            let at = v.windows(4).position(|w| w == b"\xc3\xbf@x").unwrap();
+            v.splice(at..at + 2, [0xff]);
+            v
+        };
+        for max in [1, 2, 100] {
+            let b = land_csv(&bytes, stream, max);
+            assert_eq!(b.num_rows(), 5, "batches of {max}");
+            assert_eq!(
+                text(&b, "User Principal Name"),
+                [
+                    "Ann@X.com",
+                    "0123456789ABCDEF0123456789abcdef",
+                    "b@x.com",
+                    "C@x\r\ny",
+                    "bad\u{fffd}@x.com"
+                ]
+                .map(|s| Some(s.to_string()))
+            );
+            assert_eq!(
+                text(&b, "Send Count"),
+                vec![
+                    Some("3".into()),
+                    Some("x".into()),
+                    None,
+                    Some(" 7 ".into()),
+                    Some("+2".into())
+                ]
+            );
+            assert_eq!(
+                text(&b, "_extra"),
+                vec![None, None, None, Some(r#"["extra"]"#.into()), None]
+            );
+            assert_eq!(
+                text(&b, report_typed::USER_KEY_COLUMN),
+                vec![
+                    Some("ann@x.com".into()),
+                    None,
+                    Some("b@x.com".into()),
+                    Some("c@x\r\ny".into()),
+                    Some("bad\u{fffd}@x.com".into())
+                ]
+            );
+            let col = |name: &str| b.column_by_name(name).unwrap().clone();
+            let concealed = col(report_typed::USER_CONCEALED_COLUMN);
+            let concealed = concealed.as_any().downcast_ref::<BooleanArray>().unwrap();
+            assert_eq!(
+                concealed.iter().collect::<Vec<_>>(),
+                [false, true, false, false, false].map(Some)
+            );
+            let date = col("Last Activity Date [date]");
+            let date = date.as_any().downcast_ref::<Date32Array>().unwrap();
+            assert_eq!(
+                date.iter().collect::<Vec<_>>(),
+                vec![Some(20_758), None, Some(20_759), Some(1), None]
+            );
+            let sent = col("Send Count [int]");
+            let sent = sent.as_any().downcast_ref::<Int64Array>().unwrap();
+            assert_eq!(
+                sent.iter().collect::<Vec<_>>(),
+                vec![Some(3), None, None, Some(7), Some(2)]
+            );
+            let deleted = col("Is Deleted [bool]");
+            let deleted = deleted.as_any().downcast_ref::<BooleanArray>().unwrap();
+            assert_eq!(
+                deleted.iter().collect::<Vec<_>>(),
+                vec![Some(false), Some(true), None, Some(true), Some(false)]
+            );
+            let row = col("_row");
+            let row = row.as_any().downcast_ref::<Int64Array>().unwrap();
+            assert_eq!(row.values().to_vec(), vec![0, 1, 2, 3, 4]);
+        }
     }
 }

@@ -1,17 +1,105 @@
 //! Reading a usage-report CSV as Microsoft actually serves it: a UTF-8 BOM, CRLF, blank
 //! lines, quoted commas and newlines, and columns that appear without notice. Columns are
 //! matched by header name, rows are read in batches so memory does not grow with the file.
+//!
+//! A batch is column-wise ([`CsvBatch`]): each cell is decoded from the CSV record straight
+//! into its column's Arrow builder, which the lander writes as it is ([`CsvColumns`]), so no
+//! cell becomes a `String` of its own on the way to Parquet.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
-/// One data row: a cell per header column (`None` when the row was short), plus any cells
-/// beyond the header (kept, never dropped).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CsvRow {
-    pub cells: Vec<Option<String>>,
-    pub extra: Vec<String>,
+use arrow::array::{Array, StringArray, StringBuilder};
+
+/// Rows read from a report, column-wise, on their way to Arrow: one text builder per header
+/// column that each cell is appended to as it is decoded, and one for the cells beyond the
+/// header. Decoding a cell costs no allocation of its own (a report of a million users has
+/// tens of millions of cells; as owned strings they were a quarter of the extract's CPU).
+///
+/// Kept across batches: [`CsvBatch::finish`] hands out the arrays and makes the next batch's
+/// buffers as large as this one's, so a report lands with a few allocations per batch.
+pub struct CsvBatch {
+    cells: Vec<StringBuilder>,
+    extra: StringBuilder,
+    rows: usize,
+}
+
+impl CsvBatch {
+    /// An empty batch of `width` header columns (see [`ReportReader::batch`]).
+    pub fn new(width: usize) -> CsvBatch {
+        CsvBatch {
+            cells: (0..width).map(|_| StringBuilder::new()).collect(),
+            extra: StringBuilder::new(),
+            rows: 0,
+        }
+    }
+
+    /// Header columns per row.
+    pub fn width(&self) -> usize {
+        self.cells.len()
+    }
+
+    /// Rows appended since the last [`CsvBatch::finish`].
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// The rows appended so far as Arrow arrays; the batch starts empty again, its buffers
+    /// sized for as many rows and bytes as this batch held.
+    pub fn finish(&mut self) -> CsvColumns {
+        let rows = self.rows;
+        let mut take = |b: &mut StringBuilder| {
+            let bytes = b.values_slice().len();
+            std::mem::replace(b, StringBuilder::with_capacity(rows, bytes)).finish()
+        };
+        let cells = self.cells.iter_mut().map(&mut take).collect();
+        let extra = take(&mut self.extra);
+        self.rows = 0;
+        CsvColumns { cells, extra }
+    }
+}
+
+/// One batch of report rows as Arrow text arrays, all of the same length.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CsvColumns {
+    /// One array per header column, NULL where a row was too short to have the cell.
+    pub cells: Vec<StringArray>,
+    /// The cells beyond the header as a JSON array of strings (kept, never dropped); NULL
+    /// for a row without any.
+    pub extra: StringArray,
+}
+
+impl CsvColumns {
+    /// Rows in the batch.
+    pub fn len(&self) -> usize {
+        self.extra.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.extra.is_empty()
+    }
+
+    /// Header column `column`'s cell in row `row`: `None` when the row lacks it (or when
+    /// either index is out of range).
+    pub fn cell(&self, column: usize, row: usize) -> Option<&str> {
+        let a = self.cells.get(column)?;
+        text_at(a, row)
+    }
+
+    /// Row `row`'s extra cells as their JSON array, `None` when it has none.
+    pub fn extra(&self, row: usize) -> Option<&str> {
+        text_at(&self.extra, row)
+    }
+}
+
+fn text_at(a: &StringArray, row: usize) -> Option<&str> {
+    (row < a.len() && a.is_valid(row)).then(|| a.value(row))
 }
 
 /// Streaming reader over a downloaded report file (or, through [`ReportReader::from_reader`],
@@ -55,7 +143,7 @@ impl<R: Read> ReportReader<R> {
             }
             header = first
                 .iter()
-                .map(|f| decode(f, &mut invalid))
+                .map(|f| decode(f, &mut invalid).into_owned())
                 .collect::<Vec<_>>();
             break;
         }
@@ -80,10 +168,28 @@ impl<R: Read> ReportReader<R> {
         &self.header
     }
 
-    /// Up to `max` rows; an empty vector at the end of the file.
-    pub fn next_batch(&mut self, max: usize) -> std::io::Result<Vec<CsvRow>> {
-        let mut rows = Vec::with_capacity(max.min(4096));
-        while rows.len() < max {
+    /// An empty batch as wide as the header, for [`ReportReader::read_into`].
+    pub fn batch(&self) -> CsvBatch {
+        CsvBatch::new(self.header.len())
+    }
+
+    /// Appends up to `max` rows to `batch` and returns how many: 0 at the end of the file.
+    /// Each cell goes from the CSV record straight into its column's builder. A batch of
+    /// another width than the header is refused (`InvalidInput`): its columns would not be
+    /// the header's.
+    pub fn read_into(&mut self, batch: &mut CsvBatch, max: usize) -> std::io::Result<usize> {
+        let n = self.header.len();
+        if batch.width() != n {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "a batch of {} columns for a report of {n} columns",
+                    batch.width()
+                ),
+            ));
+        }
+        let mut read = 0;
+        while read < max {
             if !self
                 .reader
                 .read_byte_record(&mut self.record)
@@ -99,24 +205,34 @@ impl<R: Read> ReportReader<R> {
             if is_blank(&self.record) {
                 continue;
             }
-            let n = self.header.len();
-            if self.record.len() != n {
+            let len = self.record.len();
+            if len != n {
                 self.ragged_rows += 1;
             }
-            let mut cells = Vec::with_capacity(n);
-            let mut extra = Vec::new();
-            for (i, f) in self.record.iter().enumerate() {
-                let v = decode(f, &mut self.invalid_utf8_cells);
-                if i < n {
-                    cells.push(Some(v));
-                } else {
-                    extra.push(v);
-                }
+            for (f, column) in self.record.iter().zip(&mut batch.cells) {
+                column.append_value(decode(f, &mut self.invalid_utf8_cells));
             }
-            cells.resize(n, None);
-            rows.push(CsvRow { cells, extra });
+            for column in batch.cells.iter_mut().skip(len) {
+                column.append_null();
+            }
+            if len > n {
+                // Rare: cells beyond the header, as the JSON array of their texts.
+                let extra: Vec<Cow<str>> = self
+                    .record
+                    .iter()
+                    .skip(n)
+                    .map(|f| decode(f, &mut self.invalid_utf8_cells))
+                    .collect();
+                batch
+                    .extra
+                    .append_value(serde_json::to_string(&extra).unwrap_or_default());
+            } else {
+                batch.extra.append_null();
+            }
+            batch.rows += 1;
+            read += 1;
         }
-        Ok(rows)
+        Ok(read)
     }
 }
 
@@ -124,12 +240,14 @@ fn is_blank(r: &csv::ByteRecord) -> bool {
     r.is_empty() || (r.len() == 1 && r[0].iter().all(|b| b.is_ascii_whitespace()))
 }
 
-fn decode(bytes: &[u8], invalid: &mut u64) -> String {
+/// A cell's text, borrowed when it is valid UTF-8 (the usual case); otherwise with U+FFFD
+/// for the invalid bytes, counted in `invalid`.
+fn decode<'a>(bytes: &'a [u8], invalid: &mut u64) -> Cow<'a, str> {
     match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_string(),
+        Ok(s) => Cow::Borrowed(s),
         Err(_) => {
             *invalid += 1;
-            String::from_utf8_lossy(bytes).into_owned()
+            String::from_utf8_lossy(bytes)
         }
     }
 }
@@ -177,6 +295,32 @@ mod tests {
         (t, r)
     }
 
+    /// A batch's rows as (cells, extra), for comparing.
+    type Rows = Vec<(Vec<Option<String>>, Option<String>)>;
+
+    fn rows(c: &CsvColumns) -> Rows {
+        (0..c.len())
+            .map(|r| {
+                let cells = (0..c.cells.len())
+                    .map(|i| c.cell(i, r).map(String::from))
+                    .collect();
+                (cells, c.extra(r).map(String::from))
+            })
+            .collect()
+    }
+
+    /// Up to `max` rows, read into a fresh batch.
+    fn next(r: &mut ReportReader, max: usize) -> Rows {
+        let mut b = r.batch();
+        let n = r.read_into(&mut b, max).unwrap();
+        assert_eq!(n, b.len());
+        rows(&b.finish())
+    }
+
+    fn some(v: &[&str]) -> Vec<Option<String>> {
+        v.iter().map(|c| Some(c.to_string())).collect()
+    }
+
     #[test]
     fn bom_crlf_blank_lines_and_quotes() {
         let data = "\u{feff}Report Refresh Date,User Principal Name,Display Name\r\n\r\n2026-11-26,a@x.com,\"Doe, Jane \"\"JJ\"\"\"\r\n2026-11-26,b@x.com,\"two\r\nlines\"\r\n\r\n\r\n";
@@ -185,41 +329,57 @@ mod tests {
             r.header(),
             ["Report Refresh Date", "User Principal Name", "Display Name"]
         );
-        let rows = r.next_batch(10).unwrap();
-        assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0].cells[2].as_deref(), Some("Doe, Jane \"JJ\""));
-        assert_eq!(rows[1].cells[2].as_deref(), Some("two\r\nlines"));
-        assert!(r.next_batch(10).unwrap().is_empty());
+        let rows = next(&mut r, 10);
+        assert_eq!(
+            rows,
+            vec![
+                (some(&["2026-11-26", "a@x.com", "Doe, Jane \"JJ\""]), None),
+                (some(&["2026-11-26", "b@x.com", "two\r\nlines"]), None),
+            ]
+        );
+        assert!(next(&mut r, 10).is_empty());
+        assert_eq!((r.ragged_rows, r.invalid_utf8_cells), (0, 0));
     }
 
     #[test]
     fn short_and_long_rows_lose_nothing() {
-        let (_t, mut r) = reader(b"A,B,C\n1,2\n1,2,3,4,5\n");
-        let rows = r.next_batch(10).unwrap();
+        let (_t, mut r) = reader(b"A,B,C\n1,2\n1,2,3,4,\"5,\"\"six\"\"\"\n,,\n");
+        let rows = next(&mut r, 10);
         assert_eq!(
-            rows[0].cells,
-            vec![Some("1".into()), Some("2".into()), None]
+            rows[0],
+            (vec![Some("1".into()), Some("2".into()), None], None)
         );
-        assert_eq!(rows[1].extra, vec!["4".to_string(), "5".to_string()]);
+        // The extras as the JSON array of their texts, as serde_json writes a Vec<String>.
+        let extra = serde_json::to_string(&["4", "5,\"six\""]).unwrap();
+        assert_eq!(extra, r#"["4","5,\"six\""]"#);
+        assert_eq!(rows[1], (some(&["1", "2", "3"]), Some(extra)));
+        // Empty cells are empty text, not NULL.
+        assert_eq!(rows[2], (some(&["", "", ""]), None));
         assert_eq!(r.ragged_rows, 2);
     }
 
     #[test]
     fn invalid_utf8_is_replaced_and_counted() {
-        let (_t, mut r) = reader(b"A,B\nok,bad\xff\n");
-        let rows = r.next_batch(10).unwrap();
-        assert_eq!(rows[0].cells[1].as_deref(), Some("bad\u{fffd}"));
-        assert_eq!(r.invalid_utf8_cells, 1);
+        let (_t, mut r) = reader(b"A,B\xfe\nok,bad\xff\n\xc3,x,\xe2\x82\n");
+        assert_eq!(r.header(), ["A", "B\u{fffd}"]);
+        let rows = next(&mut r, 10);
+        assert_eq!(rows[0], (some(&["ok", "bad\u{fffd}"]), None));
+        assert_eq!(
+            rows[1],
+            (some(&["\u{fffd}", "x"]), Some("[\"\u{fffd}\"]".to_string()))
+        );
+        // The header's cell, two data cells and one extra cell.
+        assert_eq!(r.invalid_utf8_cells, 4);
     }
 
     #[test]
     fn empty_and_header_only() {
         let (_t, mut r) = reader(b"");
         assert!(r.header().is_empty());
-        assert!(r.next_batch(10).unwrap().is_empty());
+        assert!(next(&mut r, 10).is_empty());
         let (_t, mut r) = reader(b"\xef\xbb\xbfA,B\r\n");
         assert_eq!(r.header(), ["A", "B"]);
-        assert!(r.next_batch(10).unwrap().is_empty());
+        assert!(next(&mut r, 10).is_empty());
     }
 
     #[test]
@@ -229,15 +389,41 @@ mod tests {
     }
 
     #[test]
-    fn batches_respect_max() {
-        let mut data = String::from("A\n");
+    fn batches_respect_max_and_start_empty_again() {
+        let mut data = String::from("A,B\n");
         for i in 0..25 {
-            data.push_str(&format!("{i}\n"));
+            data.push_str(&format!("{i},{}\n", "x".repeat(i)));
         }
         let (_t, mut r) = reader(data.as_bytes());
-        assert_eq!(r.next_batch(10).unwrap().len(), 10);
-        assert_eq!(r.next_batch(10).unwrap().len(), 10);
-        assert_eq!(r.next_batch(10).unwrap().len(), 5);
-        assert!(r.next_batch(10).unwrap().is_empty());
+        let mut b = r.batch();
+        let mut all = Vec::new();
+        for want in [10, 10, 5, 0] {
+            assert_eq!(r.read_into(&mut b, 10).unwrap(), want);
+            let c = b.finish();
+            assert_eq!((c.len(), b.len()), (want, 0));
+            all.extend(rows(&c));
+        }
+        let expected: Rows = (0..25)
+            .map(|i| (some(&[&i.to_string(), &"x".repeat(i)]), None))
+            .collect();
+        assert_eq!(all, expected);
+    }
+
+    #[test]
+    fn a_batch_of_another_width_is_refused() {
+        let (_t, mut r) = reader(b"A,B\n1,2\n");
+        let e = r.read_into(&mut CsvBatch::new(3), 10).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+        assert_eq!(next(&mut r, 10), vec![(some(&["1", "2"]), None)]);
+    }
+
+    #[test]
+    fn a_cell_out_of_range_is_none() {
+        let (_t, mut r) = reader(b"A\n1\n");
+        let mut b = r.batch();
+        r.read_into(&mut b, 10).unwrap();
+        let c = b.finish();
+        assert_eq!(c.cell(0, 0), Some("1"));
+        assert_eq!((c.cell(1, 0), c.cell(0, 1)), (None, None));
     }
 }

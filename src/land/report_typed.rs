@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanBuilder, Date32Builder, Int64Builder, StringBuilder};
 use arrow::datatypes::{DataType, Field};
+use chrono::format::{Item, Numeric, Pad, Parsed};
 
 use crate::streams::{Cell, Report};
 
@@ -163,9 +164,23 @@ fn is_concealed(v: &str) -> Option<bool> {
     Some((t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit())) || t.starts_with("<PII:"))
 }
 
+/// `%Y-%m-%d` as chrono's parsed items (what `StrftimeItems::new("%Y-%m-%d")` yields; a test
+/// checks it), so a date cell is parsed exactly as `NaiveDate::parse_from_str` would, without
+/// reading the format string again for each date cell (that was 3 % of a 100 k-user
+/// extract's CPU).
+const DATE_ITEMS: [Item<'static>; 5] = [
+    Item::Numeric(Numeric::Year, Pad::Zero),
+    Item::Literal("-"),
+    Item::Numeric(Numeric::Month, Pad::Zero),
+    Item::Literal("-"),
+    Item::Numeric(Numeric::Day, Pad::Zero),
+];
+
 /// `m365_date`: `YYYY-MM-DD`, days since the epoch.
 fn date(v: &str) -> Option<i32> {
-    let d = chrono::NaiveDate::parse_from_str(text(v)?, "%Y-%m-%d").ok()?;
+    let mut parsed = Parsed::new();
+    chrono::format::parse(&mut parsed, text(v)?, DATE_ITEMS.iter()).ok()?;
+    let d = parsed.to_naive_date().ok()?;
     let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?;
     i32::try_from((d - epoch).num_days()).ok()
 }
@@ -222,6 +237,31 @@ pub fn typed_projection_sql(report: Report, present: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn date_items_are_the_format_strings() {
+        let items: Vec<Item> = chrono::format::StrftimeItems::new("%Y-%m-%d").collect();
+        assert_eq!(items, DATE_ITEMS);
+        for v in [
+            "2026-11-26",
+            "2026-1-5",
+            "+2026-11-26",
+            "02026-11-26",
+            "2026-02-30",
+            "x",
+        ] {
+            assert_eq!(
+                date(v),
+                chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                    .ok()
+                    .map(
+                        |d| (d - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days()
+                            as i32
+                    ),
+                "{v}"
+            );
+        }
+    }
 
     #[test]
     fn cells_parse_as_the_sql_macros_do() {
