@@ -87,6 +87,20 @@ impl Staging {
         Ok(Staging { conn, path })
     }
 
+    /// A second connection to the same open database (same settings, memory limit included),
+    /// for a query that runs on another thread beside this connection's: the load writes
+    /// the Parquet export on one while it reads people for the text exports on the other.
+    pub fn try_clone(&self) -> Result<Staging> {
+        let conn = self
+            .conn
+            .try_clone()
+            .map_err(|e| db_error(&self.path, "opening a second connection", e))?;
+        Ok(Staging {
+            conn,
+            path: self.path.clone(),
+        })
+    }
+
     /// Caps DuckDB's memory at `mib` and lets it spill to `<data_dir>/.duckdb-tmp` beyond:
     /// transform and load then need the same memory at any tenant size (DuckDB's own default,
     /// 80 % of RAM, grows with the tenant until the machine runs out).

@@ -444,17 +444,27 @@ async fn int_people_in_parts_equals_one_part() {
 
 /// The people hash and the exports read people in stored order only after checking it: with
 /// models that store people unsorted (a custom `sql_dir` whose `out_people` has no ORDER BY),
-/// they sort instead and give the same hash and the same bytes.
+/// they sort instead and give the same hash and the same bytes, the Parquet (written while the
+/// order is checked, then again) included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn people_stored_out_of_key_order_are_hashed_and_exported_sorted() {
     use m365_connector::load::{ExportFormat, load};
     let s = setup(sim_options(1_500, 13), "unsorted").await;
-    let formats = [ExportFormat::Jsonl, ExportFormat::Csv];
     let cfg = config_with(&s, 30, "");
     let sorted = transform(&cfg, None).unwrap();
     let export = |cfg: &Config| {
-        let loaded = load(cfg, None, &formats).unwrap();
-        ["people.jsonl", "people.csv"].map(|f| std::fs::read(loaded.dir.join(f)).unwrap())
+        let loaded = load(cfg, None, &ExportFormat::ALL).unwrap();
+        let files = ["people.jsonl", "people.csv", "people.parquet"];
+        for (f, m) in files.iter().zip(&loaded.manifest.files) {
+            assert_eq!(&m.file, f);
+            assert_eq!(
+                m.sha256,
+                m365_connector::load::hash_file(&loaded.dir.join(f))
+                    .unwrap()
+                    .1
+            );
+        }
+        files.map(|f| std::fs::read(loaded.dir.join(f)).unwrap())
     };
     let expected = export(&cfg);
 

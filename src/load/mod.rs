@@ -1,13 +1,21 @@
 //! Stage 3, load: a transformed run's `people` exported to `out/<run_id>/` as JSON Lines,
 //! CSV (RFC 4180) and Parquet, plus `manifest.json`.
 //!
+//! This file is the stage: which run, where the files go, how they are committed and
+//! recorded. The files themselves come from one read of the people (`write.rs`), formatted as
+//! text in Rust (`text.rs`) and hashed as they are written (`hashed_file.rs`).
+//!
 //! Files are written into `out/.tmp-<run_id>-<nonce>/` and the directory is renamed into
 //! place when complete, so a crash never leaves a half export. Rows are sorted by
 //! `User.ExternalId` and the manifest holds no wall-clock time, so exporting the same run
 //! twice gives identical bytes; when the export happened is recorded in the `exports` table.
 
+mod hashed_file;
+mod text;
+mod write;
+
 use std::fs::File;
-use std::io::{BufWriter, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -17,7 +25,6 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::sql::{quote_ident, quote_literal};
 use crate::store::runs::ExportRow;
 use crate::store::{Staging, db_error};
 
@@ -89,8 +96,10 @@ pub fn load(cfg: &Config, run_id: Option<&str>, formats: &[ExportFormat]) -> Res
     let started = Instant::now();
     let staging = Staging::open(&cfg.pipeline.data_dir)?;
     staging.limit_memory(cfg.pipeline.memory_limit_mib)?;
-    // Order-preserving COPY buffers whole batches per thread: with two threads a million
-    // people's JSON did not fit 512 MiB, with one it needs 140 MiB and is as fast.
+    // One DuckDB thread per query: the Parquet COPY and the read for the text files run at
+    // once on their own connections, which is the two cores. An order-preserving COPY on two
+    // threads buffered whole batches per thread (a million people's JSON did not fit
+    // 512 MiB), and the Parquet's bytes are those of the one-thread COPY it has always been.
     staging
         .conn
         .execute_batch("SET threads = 1")
@@ -188,77 +197,38 @@ fn write_files(
     tmp: &Path,
     formats: &[ExportFormat],
 ) -> Result<ExportManifest> {
-    let conn = &staging.conn;
-    let path = &staging.path;
     let columns: Vec<(String, String)> = staging
         .columns("people")?
         .into_iter()
         .filter(|(n, _)| n != "_run_id")
         .collect();
-    // The transform stores people in key order; read that way no export sorts (a sort of a
-    // million wide rows is what made exports need a gigabyte). Checked, never assumed.
-    let in_order = people_in_key_order(staging, &run.run_id)?;
-    tracing::debug!(in_order, "people as stored");
-    let order = if in_order {
-        ""
-    } else {
-        " ORDER BY \"User.ExternalId\""
-    };
-    let from = format!(
-        "FROM people WHERE _run_id = {}{order}",
-        quote_literal(&run.run_id)
-    );
-    let people: i64 = conn
-        .query_row(
-            &format!(
-                "SELECT count(*) FROM people WHERE _run_id = {}",
-                quote_literal(&run.run_id)
-            ),
-            [],
-            |r| r.get(0),
-        )
-        .map_err(|e| db_error(path, "counting people", e))?;
-    let mut files = Vec::new();
     let mut formats = formats.to_vec();
     formats.sort();
     formats.dedup();
-    for format in formats {
-        let file = tmp.join(format.file_name());
-        let target = quote_literal(&file.display().to_string());
-        match format {
-            ExportFormat::Jsonl => {
-                let cols: Vec<String> = columns.iter().map(|(n, t)| json_column(n, t)).collect();
-                let source = format!(
-                    "{{'connector': {}, 'tenant_id': {}, 'run_id': {}, 'extracted_at': {}}}",
-                    quote_literal(&run.connector),
-                    quote_literal(&run.tenant_id),
-                    quote_literal(&run.run_id),
-                    quote_literal(&run.started_at)
-                );
-                conn.execute_batch(&format!(
-                    "COPY (SELECT {}, {source} AS _source {from}) TO {target} (FORMAT json)",
-                    cols.join(", ")
-                ))
-                .map_err(|e| db_error(path, "writing people.jsonl", e))?;
-            }
-            ExportFormat::Parquet => {
-                conn.execute_batch(&format!(
-                    "COPY (SELECT * EXCLUDE (_run_id) {from}) TO {target} (FORMAT parquet, COMPRESSION zstd)"
-                ))
-                .map_err(|e| db_error(path, "writing people.parquet", e))?;
-            }
-            ExportFormat::Csv => write_csv(staging, &columns, &from, &file)?,
-        }
-        sync_file(&file)?;
-        let (bytes, sha256) = hash_file(&file)?;
-        files.push(ExportFile {
+    let written = write::write_files(&write::Export {
+        staging,
+        run_id: &run.run_id,
+        columns: &columns,
+        source: [
+            ("connector", &run.connector),
+            ("tenant_id", &run.tenant_id),
+            ("run_id", &run.run_id),
+            ("extracted_at", &run.started_at),
+        ],
+        dir: tmp,
+        formats: &formats,
+    })?;
+    let files = written
+        .written
+        .into_iter()
+        .map(|(format, w)| ExportFile {
             file: format.file_name().to_string(),
             format,
-            rows: people as u64,
-            bytes,
-            sha256,
-        });
-    }
+            rows: written.people,
+            bytes: w.bytes,
+            sha256: w.sha256,
+        })
+        .collect();
     let manifest = ExportManifest {
         format: 1,
         connector: run.connector.clone(),
@@ -266,7 +236,7 @@ fn write_files(
         run_id: run.run_id.clone(),
         extract_run_id: run.run_id.clone(),
         extracted_at: run.started_at.clone(),
-        people: people as u64,
+        people: written.people,
         attributes: columns.iter().map(|(n, _)| n.clone()).collect(),
         mapping_sha256: run.mapping_sha256.clone(),
         sql_sha256: run.sql_sha256.clone(),
@@ -280,79 +250,6 @@ fn write_files(
         .map_err(|e| Error::io(format!("writing {}", mpath.display()), e))?;
     sync_file(&mpath)?;
     Ok(manifest)
-}
-
-/// JSON Lines: dates stay `YYYY-MM-DD`, timestamps become RFC 3339 UTC.
-fn json_column(name: &str, ty: &str) -> String {
-    let q = quote_ident(name);
-    if ty.starts_with("TIMESTAMP") {
-        format!("strftime({q}, '%Y-%m-%dT%H:%M:%SZ') AS {q}")
-    } else {
-        q
-    }
-}
-
-/// CSV cell text: lists `;`-joined, booleans `true`/`false`, timestamps RFC 3339.
-fn csv_column(name: &str, ty: &str) -> String {
-    let q = quote_ident(name);
-    if ty.ends_with("[]") {
-        format!("array_to_string({q}, ';')")
-    } else if ty == "BOOLEAN" {
-        format!("CASE WHEN {q} THEN 'true' WHEN NOT {q} THEN 'false' END")
-    } else if ty.starts_with("TIMESTAMP") {
-        format!("strftime({q}, '%Y-%m-%dT%H:%M:%SZ')")
-    } else {
-        format!("CAST({q} AS VARCHAR)")
-    }
-}
-
-/// Whether the run's people are stored in ascending `User.ExternalId` order (streamed keys).
-fn people_in_key_order(staging: &Staging, run_id: &str) -> Result<bool> {
-    let sql = format!(
-        "SELECT \"User.ExternalId\" FROM people WHERE _run_id = {}",
-        quote_literal(run_id)
-    );
-    let mut last: Option<String> = None;
-    let mut ascending = true;
-    staging.for_each_text_row(&sql, "reading people", |cells| {
-        let key = cells[0].unwrap_or("");
-        ascending = last.as_deref().is_none_or(|l| l <= key);
-        last = Some(key.to_string());
-        Ok(ascending)
-    })?;
-    Ok(ascending)
-}
-
-/// RFC 4180: CRLF line ends, quotes only where needed, header = attribute names.
-fn write_csv(
-    staging: &Staging,
-    columns: &[(String, String)],
-    from: &str,
-    file: &Path,
-) -> Result<()> {
-    let f = File::create(file).map_err(|e| Error::io(format!("creating {}", file.display()), e))?;
-    let mut w = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::CRLF)
-        .from_writer(BufWriter::with_capacity(1 << 20, f));
-    let csv_err = |e: csv::Error| Error::Internal(format!("writing {}: {e}", file.display()));
-    w.write_record(columns.iter().map(|(n, _)| n.as_str()))
-        .map_err(csv_err)?;
-    let select: Vec<String> = columns.iter().map(|(n, t)| csv_column(n, t)).collect();
-    // Streamed: never the whole export in memory. Every column is VARCHAR (csv_column); a
-    // NULL is an empty cell.
-    let sql = format!("SELECT {} {from}", select.join(", "));
-    staging.for_each_text_row(&sql, "reading people", |cells| {
-        w.write_record(cells.iter().map(|c| c.unwrap_or("")))
-            .map_err(csv_err)?;
-        Ok(true)
-    })?;
-    let inner = w
-        .into_inner()
-        .map_err(|e| Error::Internal(format!("writing {}: {e}", file.display())))?;
-    inner
-        .into_inner()
-        .map_err(|e| Error::io(format!("writing {}", file.display()), e.into_error()))?;
-    Ok(())
 }
 
 fn sync_file(path: &Path) -> Result<()> {
