@@ -169,9 +169,43 @@ pub struct ServeArgs {
     /// Only connectors whose `server` is this name ("cloud" or an on-premises server's name).
     #[arg(long, default_value = "cloud")]
     pub server: String,
-    /// Run whatever is due now, then exit (for cron or Task Scheduler).
+    /// Run whatever is due now, then exit (for cron or Task Scheduler; no status page).
     #[arg(long)]
     pub once: bool,
+    /// Where the status page, /metrics and /healthz listen (ADDR:PORT), or `none`. Any
+    /// address but loopback needs --access-token-env.
+    #[arg(long, value_name = "ADDR:PORT|none", default_value = "127.0.0.1:8765")]
+    pub listen: Listen,
+    /// Environment variable holding the status page's access token (a bearer token, or
+    /// typed into its login form); required to listen beyond loopback.
+    #[arg(long, value_name = "NAME")]
+    pub access_token_env: Option<String>,
+    /// On SIGTERM, seconds running connectors may take to finish before they are stopped
+    /// (a stopped extract resumes from its checkpoints on the next run).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub grace_seconds: u64,
+}
+
+/// `serve --listen`: an address, or `none` for no status page.
+#[derive(Debug, Clone, Copy)]
+pub struct Listen(Option<std::net::SocketAddr>);
+
+impl Listen {
+    pub fn address(self) -> Option<std::net::SocketAddr> {
+        self.0
+    }
+}
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Listen, String> {
+        if s.eq_ignore_ascii_case("none") || s.eq_ignore_ascii_case("off") {
+            return Ok(Listen(None));
+        }
+        s.parse().map(|a| Listen(Some(a))).map_err(|_| {
+            format!("{s:?} is not an address and port: give e.g. 127.0.0.1:8765, [::1]:8765, 0.0.0.0:8765 (with --access-token-env), or none")
+        })
+    }
 }
 
 #[derive(Debug, clap::Args)]

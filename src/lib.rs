@@ -47,6 +47,8 @@ pub mod load;
 pub mod pipeline;
 #[cfg(feature = "store")]
 pub mod report;
+#[cfg(feature = "store")]
+pub mod server;
 // Always built for its mapping compiler (transform/mapping.rs); the rest needs `store`.
 pub mod transform;
 /// The mapping compiler's old path (config and the fuzz targets name it).

@@ -18,8 +18,8 @@ use crate::{config, extract, load, output, pipeline, report, transform};
 
 /// The connector's lock for a command that extracts: two extracts in one data directory
 /// would each take the other's partial run for an interrupted one.
-fn lock_data_dir(cfg: &config::Config) -> Result<serve::ConnectorLock> {
-    serve::ConnectorLock::acquire(&cfg.pipeline.data_dir)?.ok_or_else(|| {
+fn lock_data_dir(cfg: &config::Config) -> Result<crate::server::ConnectorLock> {
+    crate::server::ConnectorLock::acquire(&cfg.pipeline.data_dir)?.ok_or_else(|| {
         error::Error::Busy(format!(
             "another m365-connector is running this connector (it holds {}); wait for it to finish, or stop it",
             crate::store::DataDir::new(&cfg.pipeline.data_dir).lock().display()
@@ -99,18 +99,18 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
             Ok(demo.outcome.exit_status())
         }
         Command::Serve(args) => {
-            let opts = serve::ServeOptions {
-                dir: args.connectors,
-                server: args.server,
-                once: args.once,
-                rescan_seconds: 30,
-            };
-            let mut server = serve::Server::new(opts, std::sync::Arc::new(serve::SystemClock));
-            server.run(shutdown_signal()).await?;
-            let events = server.events.lock().map(|e| e.clone()).unwrap_or_default();
+            let mut options = crate::server::ServeOptions::new(args.connectors, args.server);
+            options.once = args.once;
+            options.grace_seconds = args.grace_seconds;
+            let events = serve::serve(serve::Serve {
+                options,
+                listen: args.listen.address(),
+                access_token_env: args.access_token_env,
+            })
+            .await?;
             let failed = events
                 .iter()
-                .any(|e| matches!(e.outcome, serve::Outcome::Failed(_)));
+                .any(|e| matches!(e.outcome, crate::server::Outcome::Failed(_)));
             Ok(if failed {
                 ExitStatus::Failure
             } else {
@@ -118,7 +118,10 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
             })
         }
         Command::Status(arg) => {
-            print!("{}", serve::status(&arg.connectors, chrono::Utc::now())?);
+            print!(
+                "{}",
+                crate::server::status(&arg.connectors, chrono::Utc::now())?
+            );
             Ok(ExitStatus::Success)
         }
         Command::Report(args) => {
@@ -176,7 +179,7 @@ pub async fn run(cli: Cli) -> Result<ExitStatus> {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -18,3 +18,4 @@ mod report;
 mod serve;
 mod transform;
 mod transport;
+mod web;

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
-use m365_connector::commands::serve::{ConnectorLock, ManualClock, Outcome, ServeOptions, Server};
+use m365_connector::server::{ConnectorLock, ManualClock, Outcome, ServeOptions, Server};
 use m365_connector::sim::{SimOptions, Simulator};
 
 use m365_connector::manifest::committed_runs;
@@ -15,7 +15,7 @@ use crate::util::{TempDir, sim_options};
 
 const BIN: &str = env!("CARGO_BIN_EXE_m365-connector");
 
-fn write_connector(
+pub(crate) fn write_connector(
     dir: &Path,
     file: &str,
     sim: &Simulator,
@@ -110,6 +110,7 @@ async fn serve_runs_each_active_connector_at_its_instants() {
             server: "cloud".into(),
             once: false,
             rescan_seconds: 3600,
+            grace_seconds: 30,
         },
         clock,
     );
@@ -281,7 +282,16 @@ async fn sigterm_stops_a_running_extract_without_committing_it() {
             .unwrap();
     }
     let child = Command::new(BIN)
-        .args(["-v", "serve", "--connectors", "."])
+        .args([
+            "-v",
+            "serve",
+            "--connectors",
+            ".",
+            "--listen",
+            "none",
+            "--grace-seconds",
+            "0",
+        ])
         .current_dir(&d)
         .stderr(std::process::Stdio::piped())
         .spawn()
