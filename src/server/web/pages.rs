@@ -164,10 +164,7 @@ pub struct Bar {
 pub fn status_page(s: &Snapshot, csrf: &str, logged_in: bool) -> StatusPage {
     StatusPage {
         server: s.server.clone(),
-        scanned: s
-            .scanned_at
-            .map(utc)
-            .unwrap_or_else(|| "not yet".into()),
+        scanned: s.scanned_at.map(utc).unwrap_or_else(|| "not yet".into()),
         rows: s.connectors.iter().map(row).collect(),
         bad_files: s
             .bad_files
