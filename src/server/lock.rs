@@ -4,28 +4,7 @@
 use std::fs::File;
 use std::path::Path;
 
-use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::load::ExportFormat;
-use crate::output::Progress;
-
-use super::scheduler::Outcome;
-
-/// Runs one connector while holding the lock in its data directory.
-pub async fn run_locked(cfg: &Config) -> Outcome {
-    let _lock = match ConnectorLock::acquire(&cfg.pipeline.data_dir) {
-        Ok(Some(l)) => l,
-        Ok(None) => return Outcome::Locked,
-        Err(e) => return Outcome::Failed(e.to_string()),
-    };
-    match crate::pipeline::run(cfg, &Progress::hidden(), &ExportFormat::ALL).await {
-        Ok(o) => Outcome::Succeeded {
-            run_id: o.extracted.run_id,
-            kept: o.transformed.kept,
-        },
-        Err(e) => Outcome::Failed(e.to_string()),
-    }
-}
 
 /// An exclusive lock on `<data_dir>/.lock`, released when dropped (or when the process dies).
 pub struct ConnectorLock {

@@ -26,9 +26,11 @@ use tokio::task::JoinSet;
 
 use super::board::{BadFile, Board, Card, History, Snapshot, db_stamp, read_history};
 use super::clock::Clock;
-use super::lock::run_locked;
+use super::lock::ConnectorLock;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::load::ExportFormat;
+use crate::output::Progress;
 
 /// How a scheduled run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -550,6 +552,22 @@ impl Server {
             // was read before, and say why it may be old.
             Err(err) => e.history.read_error = Some(err.to_string()),
         }
+    }
+}
+
+/// Runs one connector while holding the lock in its data directory.
+async fn run_locked(cfg: &Config) -> Outcome {
+    let _lock = match ConnectorLock::acquire(&cfg.pipeline.data_dir) {
+        Ok(Some(l)) => l,
+        Ok(None) => return Outcome::Locked,
+        Err(e) => return Outcome::Failed(e.to_string()),
+    };
+    match crate::pipeline::run(cfg, &Progress::hidden(), &ExportFormat::ALL).await {
+        Ok(o) => Outcome::Succeeded {
+            run_id: o.extracted.run_id,
+            kept: o.transformed.kept,
+        },
+        Err(e) => Outcome::Failed(e.to_string()),
     }
 }
 
