@@ -42,6 +42,8 @@ pub mod cli;
 pub mod extract;
 pub mod failpoint;
 #[cfg(feature = "store")]
+pub mod html;
+#[cfg(feature = "store")]
 pub mod load;
 #[cfg(feature = "store")]
 pub mod pipeline;

@@ -9,10 +9,11 @@
 //! are persisted by the transform (`usage_by_service`, `last_seen_histogram`,
 //! `office_usage`, `license_counts`, `identity_hygiene`), never the wide per-user tables.
 //!
-//! [`html`] lays the page out (and escapes every value from data), [`svg`] draws the charts.
+//! [`page`] turns the query results into what each section shows, which the templates under
+//! `templates/report/` lay out ([`crate::html`], escaping every value from data); [`svg`]
+//! draws the charts.
 
-mod escape;
-mod html;
+mod page;
 mod svg;
 
 use std::collections::BTreeMap;
@@ -242,8 +243,8 @@ fn run_query(conn: &Connection, sql: &str) -> duckdb::Result<Table> {
 }
 
 /// The page for `data`.
-pub fn render(data: &ReportData) -> String {
-    html::page(data)
+pub fn render(data: &ReportData) -> Result<String> {
+    page::page(data).map_err(|e| Error::Internal(format!("laying out the report: {e}")))
 }
 
 /// A rendered report.
@@ -264,7 +265,7 @@ pub fn render_run(cfg: &Config, run_id: Option<&str>) -> Result<Rendered> {
     let data = gather(&conn, &db, &run_id)?;
     Ok(Rendered {
         run_id,
-        html: render(&data),
+        html: render(&data)?,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

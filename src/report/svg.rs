@@ -7,7 +7,7 @@
 
 use std::fmt::Write;
 
-use super::escape::esc;
+use crate::html::esc;
 
 const WIDTH: f64 = 760.0;
 const LABEL_W: f64 = 200.0;

@@ -1,52 +1,16 @@
 //! The status page, a connector's runs, the login form: what each shows, as values the
-//! templates (`templates/*.html`, askama) lay out. Times are shown in the connector's time
-//! zone and in UTC; nothing here reads a database (the board has it all).
-
-use std::sync::OnceLock;
+//! templates (`templates/server/*.html`, laid out by [`crate::html`]) read. Times are shown in
+//! the connector's time zone and in UTC; nothing here reads a database (the board has it all).
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use minijinja::Environment;
 use serde::Serialize;
 
 use crate::server::board::{Card, RunRow, Snapshot};
 
-/// The templates, embedded in the binary: names ending in `.html` are HTML-escaped.
-const TEMPLATES: [(&str, &str); 5] = [
-    ("base.html", include_str!("../../../templates/base.html")),
-    (
-        "status.html",
-        include_str!("../../../templates/status.html"),
-    ),
-    (
-        "connector.html",
-        include_str!("../../../templates/connector.html"),
-    ),
-    ("login.html", include_str!("../../../templates/login.html")),
-    (
-        "message.html",
-        include_str!("../../../templates/message.html"),
-    ),
-];
-
-fn environment() -> &'static Result<Environment<'static>, String> {
-    static ENV: OnceLock<Result<Environment<'static>, String>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let mut env = Environment::new();
-        for (name, source) in TEMPLATES {
-            env.add_template(name, source)
-                .map_err(|e| format!("template {name}: {e}"))?;
-        }
-        Ok(env)
-    })
-}
-
-/// A page from its template and what it shows.
+/// A page from its template (`templates/server/`) and what it shows.
 pub fn render(template: &str, page: &impl Serialize) -> Result<String, String> {
-    let env = environment().as_ref().map_err(Clone::clone)?;
-    env.get_template(template)
-        .and_then(|t| t.render(page))
-        .map_err(|e| format!("rendering {template}: {e:#}"))
+    crate::html::render(&format!("server/{template}"), page)
 }
 
 /// Runs on one page of a connector's history.
@@ -366,8 +330,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_template_parses_and_escapes() {
-        assert!(environment().is_ok(), "{:?}", environment().as_ref().err());
+    fn pages_escape_what_they_show() {
         let html = render(
             "message.html",
             &MessagePage {

@@ -1,4 +1,4 @@
-//! Text made safe inside HTML and SVG markup (the report and its charts).
+//! Text made safe inside HTML and SVG markup: the templates' values, the report's charts.
 
 /// HTML-escapes text for element content and (double- or single-quoted) attribute values.
 pub fn esc(s: &str) -> String {
@@ -14,4 +14,17 @@ pub fn esc(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup_and_quotes() {
+        assert_eq!(
+            esc(r#"<a href='x'>"&"</a>"#),
+            "&lt;a href=&#39;x&#39;&gt;&quot;&amp;&quot;&lt;/a&gt;"
+        );
+    }
 }
