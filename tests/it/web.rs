@@ -614,7 +614,11 @@ async fn two_hundred_page_loads_during_a_run_change_nothing() {
     while let Some(done) = loads.join_next().await {
         let (target, status, body) = done.unwrap();
         assert_eq!(status, 200, "{target}: {body}");
-        running_seen += usize::from(body.contains("data-state=\"running\""));
+        let running = body.contains("data-state=\"running\"");
+        running_seen += usize::from(running);
+        // A page showing the run reloads itself until it is over; an idle one does not.
+        let reloads = body.contains("<meta http-equiv=\"refresh\" content=\"10; url=");
+        assert_eq!(running, reloads, "{target}: {body}");
     }
     assert!(running_seen > 0, "no page load happened during the run");
     // A second Run now while it runs is refused as busy.

@@ -21,6 +21,7 @@ const SPARK_RUNS: usize = 20;
 
 #[derive(Serialize)]
 pub struct StatusPage {
+    pub refresh: Option<Refresh>,
     pub server: String,
     pub scanned: String,
     pub rows: Vec<Row>,
@@ -31,6 +32,7 @@ pub struct StatusPage {
 
 #[derive(Serialize)]
 pub struct ConnectorPage {
+    pub refresh: Option<Refresh>,
     pub row: Row,
     pub runs: Vec<RunView>,
     pub page: usize,
@@ -53,6 +55,26 @@ pub struct MessagePage {
     pub title: String,
     pub message: String,
     pub logged_in: bool,
+}
+
+/// Seconds between reloads of a page that shows a run in progress, so an admin who pressed
+/// Run now sees it finish without a script (a `<meta http-equiv="refresh">`). Idle pages do
+/// not reload: nothing on them changes until the next scheduled run.
+const REFRESH_SECONDS: u32 = 10;
+
+/// A page's reload while something on it runs: after `seconds`, `url` (the page itself,
+/// without a one-time notice such as `?asked=started`).
+#[derive(Serialize)]
+pub struct Refresh {
+    pub seconds: u32,
+    pub url: String,
+}
+
+fn refresh_while(running: bool, url: &str) -> Option<Refresh> {
+    running.then(|| Refresh {
+        seconds: REFRESH_SECONDS,
+        url: url.to_string(),
+    })
 }
 
 /// What Run now said, shown on the connector's page it redirects to.
@@ -127,6 +149,7 @@ pub struct Bar {
 
 pub fn status_page(s: &Snapshot, csrf: &str, logged_in: bool) -> StatusPage {
     StatusPage {
+        refresh: refresh_while(s.connectors.iter().any(|c| c.running_since.is_some()), "/"),
         server: s.server.clone(),
         scanned: s.scanned_at.map(utc).unwrap_or_else(|| "not yet".into()),
         rows: s.connectors.iter().map(row).collect(),
@@ -161,8 +184,10 @@ pub fn connector_page(
         .take(RUNS_PER_PAGE)
         .map(|r| run_view(card, r))
         .collect();
+    let row = row(card);
     ConnectorPage {
-        row: row(card),
+        refresh: refresh_while(card.running_since.is_some(), &row.href),
+        row,
         runs,
         page,
         pages,
